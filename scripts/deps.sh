@@ -12,6 +12,8 @@ PKGS=(
   python3 python3-pytest tmux xz-utils cpio kmod iproute2 busybox-static
   # real peers
   qemu-utils qemu-system-x86 qemu-system-misc tcpdump tshark
+  # guest programs for the TCG tests (bare-metal RISC-V, -nostdlib)
+  gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu
   # kernel module and wireshark plugin
   linux-headers-amd64 wireshark-dev libpcap-dev
   # fuzzing and benchmarks
