@@ -96,11 +96,11 @@ class QMPClient:
                     self.events.remove(ev)
                     return ev
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise EmulatorTimeout("QMP: no %s event within %.1f s (queued: %s)"
-                                      % (name or "", timeout,
-                                         [e.get("event") for e in self.events]))
-            msg = self._read_message(remaining)
+            if remaining <= 0 or not self.chan.poll(remaining):
+                raise EmulatorTimeout("QMP: no %s event%s within %.1f s (queued: %s)"
+                                      % (name or "", " with %r" % match if match else "",
+                                         timeout, [e.get("event") for e in self.events]))
+            msg = self._read_message()
             if "event" not in msg:
                 raise ProtocolError("QMP: unexpected reply %r while waiting for event %s"
                                     % (msg, name))
