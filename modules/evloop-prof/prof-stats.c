@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Statistics tables: each dispatching thread owns its slots (one per loop it runs) and
+ * writes them without locks; readers take the stats lock and load with atomics. */
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include "prof-stats.h"
+
+#define REC_CHUNK 64
+#define REC_CHUNKS 64            /* at most 4096 distinct sources per loop and thread */
+#define IDC_SIZE 256             /* direct-mapped cache: source id -> record */
+#define NEST_MAX 16              /* nested dispatches tracked per loop */
+#define SLOTS_MAX 16             /* loops one thread can dispatch for */
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+/* Single writer: a relaxed load-add-store is enough, and no locked instruction. */
+#define ADD(p, v) STORE((p), LOAD(p) + (v))
+
+typedef struct Rec {
+    uint64_t count, total, max;   /* ticks */
+    uint64_t hist[PROF_HIST_BUCKETS];
+    char *name;                   /* immutable once published */
+    const char *kind;
+} Rec;
+
+typedef struct Slot {
+    const void *loop;             /* atomic; NULL once the loop is removed */
+    uint64_t gen;                 /* atomic; reset generation of the counters */
+    uint64_t iterations, poll, dispatch, dispatches;
+    /* current (innermost) dispatch, published under seq */
+    uint32_t seq;
+    Rec *cur_rec;
+    uint64_t cur_start;
+    /* records, published by nrec (release) */
+    Rec *chunks[REC_CHUNKS];
+    uint32_t nrec;
+    Rec overflow;
+    /* writer-private */
+    uint64_t poll_start;
+    bool in_poll;
+    int depth;
+    struct { Rec *rec; uint64_t start; } stack[NEST_MAX];
+    struct { uint64_t id; Rec *rec; } idc[IDC_SIZE];
+    GHashTable *by_name;          /* Rec* keyed by (kind, name) */
+    /* reader-private (under the lock) */
+    uint64_t reported_start;
+    Rec *reported_rec;
+} Slot;
+
+typedef struct Thread {
+    ProfStats *st;
+    int tid;
+    bool exited;                  /* under the lock: the thread is gone, its counts stay */
+    Slot *last;                   /* writer-private */
+    Slot *slots[SLOTS_MAX];       /* changed by the writer under the lock */
+} Thread;
+
+typedef struct LoopInfo {
+    const void *loop;
+    char *name;
+    bool is_main;
+    int tid;
+} LoopInfo;
+
+struct ProfStats {
+    GMutex lock;
+    uint64_t serial;              /* tells apart instances at the same address */
+    uint64_t mult;
+    ProfDescribeLoop describe;
+    pthread_key_t key;
+    GPtrArray *threads;           /* Thread* */
+    GPtrArray *loops;             /* LoopInfo*, add order */
+    uint64_t gen;                 /* atomic */
+    uint64_t reset_at;            /* ticks, under lock */
+};
+
+static uint64_t next_serial = 1;
+/* initial-exec: no __tls_get_addr call on the hot path of a dlopen()ed module */
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+static TLS uint64_t tls_serial;
+static TLS Thread *tls_thread;
+
+/* ---- histogram ---- */
+
+uint64_t prof_hist_bucket_limit(unsigned bucket)
+{
+    if (bucket >= PROF_HIST_BUCKETS - 1) return UINT64_MAX;
+    return 2ull << bucket;
+}
+
+uint64_t prof_hist_percentile(const uint64_t *hist, double pct)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < PROF_HIST_BUCKETS; i++) total += hist[i];
+    if (!total) return 0;
+    if (pct < 0) pct = 0;
+    if (pct > 100) pct = 100;
+    /* rank of the sample that pct percent of the samples are at or below (1-based) */
+    uint64_t rank = (uint64_t)((double)total * pct / 100.0 + 0.999999);
+    if (rank < 1) rank = 1;
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < PROF_HIST_BUCKETS; i++) {
+        seen += hist[i];
+        if (seen >= rank) return prof_hist_bucket_limit(i);
+    }
+    return UINT64_MAX;
+}
+
+/* ---- records ---- */
+
+static guint rec_hash(gconstpointer p)
+{
+    const Rec *r = p;
+    return g_str_hash(r->name) ^ g_direct_hash(r->kind);
+}
+
+static gboolean rec_equal(gconstpointer a, gconstpointer b)
+{
+    const Rec *x = a, *y = b;
+    return x->kind == y->kind && !strcmp(x->name, y->name);
+}
+
+static inline Rec *slot_rec(Slot *s, uint32_t i)
+{
+    return &s->chunks[i / REC_CHUNK][i % REC_CHUNK];
+}
+
+static Rec *rec_create(Slot *s, const char *name, const char *kind)
+{
+    Rec key = { .name = (char *)name, .kind = kind };
+    Rec *r = g_hash_table_lookup(s->by_name, &key);
+    if (r) return r;
+    uint32_t n = s->nrec;
+    if (n >= REC_CHUNK * REC_CHUNKS) return &s->overflow;
+    if (!s->chunks[n / REC_CHUNK]) {
+        __atomic_store_n(&s->chunks[n / REC_CHUNK], g_new0(Rec, REC_CHUNK), __ATOMIC_RELEASE);
+    }
+    r = slot_rec(s, n);
+    r->name = g_strdup(name ? name : "(unnamed)");
+    r->kind = kind ? kind : "other";
+    g_hash_table_add(s->by_name, r);
+    __atomic_store_n(&s->nrec, n + 1, __ATOMIC_RELEASE);
+    return r;
+}
+
+static inline Rec *rec_lookup(Slot *s, uint64_t id, const char *name, const char *kind)
+{
+    unsigned i = (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 56) % IDC_SIZE;
+    if (G_LIKELY(s->idc[i].rec && s->idc[i].id == id)) return s->idc[i].rec;
+    Rec *r = rec_create(s, name, kind);
+    s->idc[i].id = id;
+    s->idc[i].rec = r;
+    return r;
+}
+
+static void rec_zero(Rec *r)
+{
+    STORE(&r->count, 0);
+    STORE(&r->total, 0);
+    STORE(&r->max, 0);
+    for (unsigned i = 0; i < PROF_HIST_BUCKETS; i++) STORE(&r->hist[i], 0);
+}
+
+/* ---- slots and threads ---- */
+
+static void slot_init(Slot *s, const void *loop, uint64_t gen)
+{
+    memset(s, 0, sizeof(*s));
+    s->overflow.name = g_strdup("(other sources)");
+    s->overflow.kind = "other";
+    s->by_name = g_hash_table_new(rec_hash, rec_equal);
+    s->gen = gen;
+    s->loop = loop;
+}
+
+static void slot_destroy(Slot *s)
+{
+    for (uint32_t i = 0; i < s->nrec; i++) g_free(slot_rec(s, i)->name);
+    for (unsigned c = 0; c < REC_CHUNKS; c++) g_free(s->chunks[c]);
+    g_free(s->overflow.name);
+    g_hash_table_destroy(s->by_name);
+}
+
+/* Writer: drop the counters of an older reset generation. */
+static inline void slot_sync_gen(ProfStats *st, Slot *s)
+{
+    uint64_t gen = __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE);
+    if (G_LIKELY(s->gen == gen)) return;
+    STORE(&s->iterations, 0);
+    STORE(&s->poll, 0);
+    STORE(&s->dispatch, 0);
+    STORE(&s->dispatches, 0);
+    for (uint32_t i = 0; i < s->nrec; i++) rec_zero(slot_rec(s, i));
+    rec_zero(&s->overflow);
+    __atomic_store_n(&s->gen, gen, __ATOMIC_RELEASE);
+}
+
+static LoopInfo *loop_find(ProfStats *st, const void *loop)
+{
+    for (guint i = 0; i < st->loops->len; i++) {
+        LoopInfo *li = st->loops->pdata[i];
+        if (li->loop == loop) return li;
+    }
+    return NULL;
+}
+
+static void thread_free(Thread *th)
+{
+    for (unsigned i = 0; i < SLOTS_MAX; i++) {
+        if (th->slots[i]) {
+            slot_destroy(th->slots[i]);
+            g_free(th->slots[i]);
+        }
+    }
+    g_free(th);
+}
+
+static bool thread_all_dead(Thread *th)
+{
+    for (unsigned i = 0; i < SLOTS_MAX; i++) {
+        if (th->slots[i] && LOAD(&th->slots[i]->loop)) return false;
+    }
+    return true;
+}
+
+/* A dispatching thread ended: its counts stay while a loop it ran lives (under lock). */
+static void reap_threads(ProfStats *st)
+{
+    for (guint i = st->threads->len; i-- > 0;) {
+        Thread *th = st->threads->pdata[i];
+        if (th->exited && thread_all_dead(th)) {
+            g_ptr_array_remove_index_fast(st->threads, i);
+            thread_free(th);
+        }
+    }
+}
+
+static void thread_exit(void *p)
+{
+    Thread *th = p;
+    ProfStats *st = th->st;
+    g_mutex_lock(&st->lock);
+    th->exited = true;
+    reap_threads(st);
+    g_mutex_unlock(&st->lock);
+}
+
+static Thread *thread_get_slow(ProfStats *st)
+{
+    Thread *th = pthread_getspecific(st->key);
+    if (!th) {
+        th = g_new0(Thread, 1);
+        th->st = st;
+        th->tid = (int)syscall(SYS_gettid);
+        g_mutex_lock(&st->lock);
+        g_ptr_array_add(st->threads, th);
+        g_mutex_unlock(&st->lock);
+        pthread_setspecific(st->key, th);
+    }
+    tls_serial = st->serial;
+    tls_thread = th;
+    return th;
+}
+
+static Slot *slot_get_slow(ProfStats *st, Thread *th, const void *loop)
+{
+    for (unsigned i = 0; i < SLOTS_MAX; i++) {
+        Slot *s = th->slots[i];
+        if (s && LOAD(&s->loop) == loop) return th->last = s;
+    }
+    g_mutex_lock(&st->lock);
+    if (!loop_find(st, loop)) {
+        /* describe outside our lock: it may take the core's locks, which are held
+         * when the core calls us (loop_added), so the order must stay core -> ours */
+        LoopInfo *li = g_new0(LoopInfo, 1);
+        li->loop = loop;
+        g_mutex_unlock(&st->lock);
+        if (st->describe) st->describe(loop, &li->name, &li->is_main, &li->tid);
+        if (!li->name) li->name = g_strdup_printf("loop@%p", loop);
+        g_mutex_lock(&st->lock);
+        if (loop_find(st, loop)) {
+            g_free(li->name);
+            g_free(li);
+        } else {
+            g_ptr_array_add(st->loops, li);
+        }
+    }
+    Slot *s = NULL;
+    for (unsigned i = 0; i < SLOTS_MAX && !s; i++) {
+        if (!th->slots[i]) s = th->slots[i] = g_new(Slot, 1);
+    }
+    for (unsigned i = 0; i < SLOTS_MAX && !s; i++) {
+        /* reuse the slot of a removed loop: no reader runs while we hold the lock */
+        if (!LOAD(&th->slots[i]->loop)) {
+            s = th->slots[i];
+            slot_destroy(s);
+        }
+    }
+    if (s) slot_init(s, loop, LOAD(&st->gen));
+    g_mutex_unlock(&st->lock);
+    return th->last = s;    /* NULL: this thread runs too many loops; not counted */
+}
+
+static inline Slot *slot_get(ProfStats *st, const void *loop)
+{
+    Thread *th = tls_thread;
+    if (G_UNLIKELY(tls_serial != st->serial || !th)) th = thread_get_slow(st);
+    Slot *s = th->last;
+    if (G_LIKELY(s && LOAD(&s->loop) == loop)) return s;
+    return slot_get_slow(st, th, loop);
+}
+
+/* ---- life cycle ---- */
+
+ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe)
+{
+    ProfStats *st = g_new0(ProfStats, 1);
+    g_mutex_init(&st->lock);
+    st->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
+    st->mult = ns_mult;
+    st->describe = describe;
+    st->threads = g_ptr_array_new();
+    st->loops = g_ptr_array_new();
+    st->gen = 1;
+    if (pthread_key_create(&st->key, thread_exit) != 0) {
+        g_error("evloop-prof: out of thread-specific keys");
+    }
+    return st;
+}
+
+void prof_stats_free(ProfStats *st)
+{
+    if (!st) return;
+    pthread_key_delete(st->key);
+    for (guint i = 0; i < st->threads->len; i++) thread_free(st->threads->pdata[i]);
+    g_ptr_array_free(st->threads, TRUE);
+    for (guint i = 0; i < st->loops->len; i++) {
+        LoopInfo *li = st->loops->pdata[i];
+        g_free(li->name);
+        g_free(li);
+    }
+    g_ptr_array_free(st->loops, TRUE);
+    g_mutex_clear(&st->lock);
+    if (tls_serial == st->serial) tls_thread = NULL;
+    g_free(st);
+}
+
+void prof_stats_loop_add(ProfStats *st, const void *loop, const char *name, bool is_main,
+                         int tid)
+{
+    g_mutex_lock(&st->lock);
+    LoopInfo *li = loop_find(st, loop);
+    if (!li) {
+        li = g_new0(LoopInfo, 1);
+        li->loop = loop;
+        g_ptr_array_add(st->loops, li);
+    }
+    g_free(li->name);
+    li->name = g_strdup(name ? name : "(unnamed loop)");
+    li->is_main = is_main;
+    if (tid) li->tid = tid;
+    if (is_main && st->loops->pdata[0] != li) {   /* the main loop is listed first */
+        g_ptr_array_remove(st->loops, li);
+        g_ptr_array_insert(st->loops, 0, li);
+    }
+    g_mutex_unlock(&st->lock);
+}
+
+void prof_stats_loop_remove(ProfStats *st, const void *loop)
+{
+    g_mutex_lock(&st->lock);
+    LoopInfo *li = loop_find(st, loop);
+    if (li) {
+        g_ptr_array_remove(st->loops, li);
+        g_free(li->name);
+        g_free(li);
+    }
+    for (guint i = 0; i < st->threads->len; i++) {
+        Thread *th = st->threads->pdata[i];
+        for (unsigned j = 0; j < SLOTS_MAX; j++) {
+            Slot *s = th->slots[j];
+            if (s && LOAD(&s->loop) == loop) STORE(&s->loop, NULL);
+        }
+    }
+    reap_threads(st);
+    g_mutex_unlock(&st->lock);
+}
+
+/* ---- hooks ---- */
+
+void prof_stats_poll_begin(ProfStats *st, const void *loop, uint64_t now)
+{
+    Slot *s = slot_get(st, loop);
+    if (G_UNLIKELY(!s)) return;
+    slot_sync_gen(st, s);
+    ADD(&s->iterations, 1);
+    s->poll_start = now;
+    s->in_poll = true;
+}
+
+void prof_stats_poll_end(ProfStats *st, const void *loop, uint64_t now)
+{
+    Slot *s = slot_get(st, loop);
+    if (G_UNLIKELY(!s || !s->in_poll)) return;
+    s->in_poll = false;
+    if (now > s->poll_start) ADD(&s->poll, now - s->poll_start);
+}
+
+static inline void publish_current(Slot *s, Rec *rec, uint64_t start)
+{
+    uint32_t q = s->seq;
+    STORE(&s->seq, q + 1);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    STORE(&s->cur_rec, rec);
+    STORE(&s->cur_start, start);
+    __atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
+}
+
+void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
+                               const char *name, const char *kind, uint64_t now)
+{
+    Slot *s = slot_get(st, loop);
+    if (G_UNLIKELY(!s)) return;
+    Rec *r = rec_lookup(s, id, name, kind);
+    int d = s->depth++;
+    if (G_UNLIKELY(d >= NEST_MAX)) return;
+    s->stack[d].rec = r;
+    s->stack[d].start = now;
+    publish_current(s, r, now);
+}
+
+void prof_stats_dispatch_end(ProfStats *st, const void *loop, uint64_t now)
+{
+    Slot *s = slot_get(st, loop);
+    if (G_UNLIKELY(!s || s->depth == 0)) return;   /* observer added mid-dispatch */
+    int d = --s->depth;
+    if (G_UNLIKELY(d >= NEST_MAX)) return;
+    Rec *r = s->stack[d].rec;
+    uint64_t t = now > s->stack[d].start ? now - s->stack[d].start : 0;
+    if (d > 0) publish_current(s, s->stack[d - 1].rec, s->stack[d - 1].start);
+    else publish_current(s, NULL, 0);
+    slot_sync_gen(st, s);
+    ADD(&r->count, 1);
+    ADD(&r->total, t);
+    if (t > r->max) STORE(&r->max, t);
+    ADD(&r->hist[prof_hist_bucket((uint64_t)(((unsigned __int128)t * st->mult) >> 32))], 1);
+    ADD(&s->dispatches, 1);
+    if (d == 0) ADD(&s->dispatch, t);
+}
+
+void prof_stats_reset(ProfStats *st, uint64_t now)
+{
+    g_mutex_lock(&st->lock);
+    __atomic_fetch_add(&st->gen, 1, __ATOMIC_RELEASE);
+    st->reset_at = now;
+    g_mutex_unlock(&st->lock);
+}
+
+/* ---- readers (all under the lock) ---- */
+
+static inline uint64_t to_ns(const ProfStats *st, uint64_t ticks)
+{
+    return (uint64_t)(((unsigned __int128)ticks * st->mult) >> 32);
+}
+
+/* The slot's current dispatch: false if none (or the writer kept changing it). */
+static bool read_current(Slot *s, Rec **rec, uint64_t *start)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        uint32_t q1 = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+        if (q1 & 1) continue;
+        Rec *r = LOAD(&s->cur_rec);
+        uint64_t t = LOAD(&s->cur_start);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (LOAD(&s->seq) != q1) continue;
+        *rec = r;
+        *start = t;
+        return r != NULL;
+    }
+    return false;
+}
+
+/* Counters are current only if the writer has caught up with the last reset. */
+static bool slot_fresh(ProfStats *st, Slot *s)
+{
+    return __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) == LOAD(&st->gen);
+}
+
+typedef struct Agg {
+    LoopInfo *li;
+    const char *name;
+    const char *kind;
+    uint64_t count, total, max;
+    uint64_t hist[PROF_HIST_BUCKETS];
+} Agg;
+
+static guint agg_hash(gconstpointer p)
+{
+    const Agg *a = p;
+    return g_str_hash(a->name) ^ g_direct_hash(a->kind) ^ g_direct_hash(a->li);
+}
+
+static gboolean agg_equal(gconstpointer p, gconstpointer q)
+{
+    const Agg *a = p, *b = q;
+    return a->li == b->li && a->kind == b->kind && !strcmp(a->name, b->name);
+}
+
+static void agg_add(GHashTable *t, GPtrArray *order, LoopInfo *li, Rec *r)
+{
+    uint64_t count = LOAD(&r->count);
+    if (!count) return;
+    Agg key = { .li = li, .name = r->name, .kind = r->kind };
+    Agg *a = g_hash_table_lookup(t, &key);
+    if (!a) {
+        a = g_new0(Agg, 1);
+        *a = key;
+        g_hash_table_add(t, a);
+        g_ptr_array_add(order, a);
+    }
+    a->count += count;
+    a->total += LOAD(&r->total);
+    uint64_t m = LOAD(&r->max);
+    if (m > a->max) a->max = m;
+    for (unsigned i = 0; i < PROF_HIST_BUCKETS; i++) a->hist[i] += LOAD(&r->hist[i]);
+}
+
+static void json_u64(GString *out, const char *key, uint64_t v, bool comma)
+{
+    g_string_append_printf(out, "\"%s\": %" G_GUINT64_FORMAT "%s", key, v, comma ? ", " : "");
+}
+
+void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GString *out)
+{
+    g_mutex_lock(&st->lock);
+    uint64_t since = now > st->reset_at ? now - st->reset_at : 0;
+    g_string_append(out, "{");
+    json_u64(out, "version", 1, true);
+    json_u64(out, "pid", (uint64_t)getpid(), true);
+    json_u64(out, "since_reset_ns", to_ns(st, since), true);
+    json_u64(out, "stuck_threshold_ns", to_ns(st, stuck_ticks), true);
+    g_string_append(out, "\"loops\": [");
+    for (guint i = 0; i < st->loops->len; i++) {
+        LoopInfo *li = st->loops->pdata[i];
+        uint64_t it = 0, poll = 0, disp = 0, n = 0;
+        int tid = li->tid;
+        Rec *cur = NULL;
+        uint64_t cur_start = 0;
+        for (guint j = 0; j < st->threads->len; j++) {
+            Thread *th = st->threads->pdata[j];
+            for (unsigned k = 0; k < SLOTS_MAX; k++) {
+                Slot *s = th->slots[k];
+                if (!s || LOAD(&s->loop) != li->loop) continue;
+                Rec *r;
+                uint64_t t;
+                if (read_current(s, &r, &t) && (!cur || t < cur_start)) {
+                    cur = r;
+                    cur_start = t;
+                }
+                if (!slot_fresh(st, s)) continue;
+                uint64_t sit = LOAD(&s->iterations);
+                if (!tid && sit) tid = th->tid;
+                it += sit;
+                poll += LOAD(&s->poll);
+                disp += LOAD(&s->dispatch);
+                n += LOAD(&s->dispatches);
+            }
+        }
+        g_string_append(out, i ? ", {\"name\": " : "{\"name\": ");
+        prof_json_string(out, li->name);
+        g_string_append_printf(out, ", \"main\": %s, ", li->is_main ? "true" : "false");
+        json_u64(out, "tid", (uint64_t)(tid > 0 ? tid : 0), true);
+        json_u64(out, "iterations", it, true);
+        json_u64(out, "dispatches", n, true);
+        json_u64(out, "poll_ns", to_ns(st, poll), true);
+        json_u64(out, "dispatch_ns", to_ns(st, disp), true);
+        g_string_append(out, "\"current\": ");
+        bool stuck = false;
+        if (cur) {
+            uint64_t running = now > cur_start ? now - cur_start : 0;
+            stuck = stuck_ticks && running >= stuck_ticks;
+            g_string_append(out, "{\"source\": ");
+            prof_json_string(out, cur->name);
+            g_string_append(out, ", \"kind\": ");
+            prof_json_string(out, cur->kind);
+            g_string_append(out, ", ");
+            json_u64(out, "running_ns", to_ns(st, running), false);
+            g_string_append(out, "}");
+        } else {
+            g_string_append(out, "null");
+        }
+        g_string_append_printf(out, ", \"stuck\": %s}", stuck ? "true" : "false");
+    }
+    g_string_append(out, "], \"sources\": [");
+
+    GHashTable *agg = g_hash_table_new(agg_hash, agg_equal);
+    GPtrArray *order = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < st->loops->len; i++) {
+        LoopInfo *li = st->loops->pdata[i];
+        for (guint j = 0; j < st->threads->len; j++) {
+            Thread *th = st->threads->pdata[j];
+            for (unsigned k = 0; k < SLOTS_MAX; k++) {
+                Slot *s = th->slots[k];
+                if (!s || LOAD(&s->loop) != li->loop || !slot_fresh(st, s)) continue;
+                uint32_t n = __atomic_load_n(&s->nrec, __ATOMIC_ACQUIRE);
+                for (uint32_t r = 0; r < n; r++) agg_add(agg, order, li, slot_rec(s, r));
+                agg_add(agg, order, li, &s->overflow);
+            }
+        }
+    }
+    for (guint i = 0; i < order->len; i++) {
+        Agg *a = order->pdata[i];
+        g_string_append(out, i ? ", {\"name\": " : "{\"name\": ");
+        prof_json_string(out, a->name);
+        g_string_append(out, ", \"kind\": ");
+        prof_json_string(out, a->kind);
+        g_string_append(out, ", \"loop\": ");
+        prof_json_string(out, a->li->name);
+        g_string_append(out, ", ");
+        json_u64(out, "count", a->count, true);
+        json_u64(out, "total_ns", to_ns(st, a->total), true);
+        json_u64(out, "mean_ns", to_ns(st, a->total / a->count), true);
+        json_u64(out, "max_ns", to_ns(st, a->max), true);
+        json_u64(out, "p50_ns", prof_hist_percentile(a->hist, 50), true);
+        json_u64(out, "p99_ns", prof_hist_percentile(a->hist, 99), true);
+        g_string_append(out, "\"hist\": [");
+        bool first = true;
+        for (unsigned b = 0; b < PROF_HIST_BUCKETS; b++) {
+            if (!a->hist[b]) continue;
+            g_string_append_printf(out, "%s[%u, %" G_GUINT64_FORMAT "]", first ? "" : ", ",
+                                   b, a->hist[b]);
+            first = false;
+        }
+        g_string_append(out, "]}");
+    }
+    g_hash_table_destroy(agg);
+    g_ptr_array_free(order, TRUE);
+    g_string_append(out, "]}");
+    g_mutex_unlock(&st->lock);
+}
+
+void prof_stats_stuck_foreach(ProfStats *st, uint64_t now, uint64_t stuck_ticks,
+                              ProfStuckFn fn, void *opaque)
+{
+    g_mutex_lock(&st->lock);
+    for (guint i = 0; i < st->loops->len; i++) {
+        LoopInfo *li = st->loops->pdata[i];
+        for (guint j = 0; j < st->threads->len; j++) {
+            Thread *th = st->threads->pdata[j];
+            for (unsigned k = 0; k < SLOTS_MAX; k++) {
+                Slot *s = th->slots[k];
+                Rec *r;
+                uint64_t t;
+                if (!s || LOAD(&s->loop) != li->loop || !read_current(s, &r, &t)) continue;
+                if (now < t || now - t < stuck_ticks) continue;
+                bool first = s->reported_start != t || s->reported_rec != r;
+                s->reported_start = t;
+                s->reported_rec = r;
+                fn(li->name, r->name, r->kind, to_ns(st, now - t), first, opaque);
+            }
+        }
+    }
+    g_mutex_unlock(&st->lock);
+}
+
+/* ---- JSON ---- */
+
+void prof_json_string(GString *out, const char *s)
+{
+    g_string_append_c(out, '"');
+    const char *p = s, *end = s + strlen(s);
+    while (p < end) {
+        gunichar c = g_utf8_get_char_validated(p, end - p);
+        if (c == (gunichar)-1 || c == (gunichar)-2) {
+            g_string_append(out, "\\ufffd");
+            p++;
+            continue;
+        }
+        const char *next = g_utf8_next_char(p);
+        if (c == '"') g_string_append(out, "\\\"");
+        else if (c == '\\') g_string_append(out, "\\\\");
+        else if (c == '\n') g_string_append(out, "\\n");
+        else if (c == '\t') g_string_append(out, "\\t");
+        else if (c < 0x20 || c == 0x7f) g_string_append_printf(out, "\\u%04x", c);
+        else g_string_append_len(out, p, next - p);
+        p = next;
+    }
+    g_string_append_c(out, '"');
+}

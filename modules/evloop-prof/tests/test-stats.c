@@ -1,0 +1,535 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Unit tests of evloop-prof's statistics: histogram, per-source and per-loop counters,
+ * current dispatch and stuck detection, reset, concurrency, JSON output, the clock. */
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "prof-clock.h"
+#include "prof-stats.h"
+
+#define NS_MULT (1ull << 32)   /* ticks are ns in these tests */
+
+static int L1, L2;             /* loop identities */
+
+static void describe(const void *loop, char **name, bool *is_main, int *tid)
+{
+    *name = g_strdup(loop == &L1 ? "main" : loop == &L2 ? "io1" : "other");
+    *is_main = loop == &L1;
+    *tid = 0;
+}
+
+static JsonObject *snapshot(ProfStats *st, uint64_t now, uint64_t stuck, JsonParser **p)
+{
+    GString *s = g_string_new(NULL);
+    prof_stats_snapshot(st, now, stuck, s);
+    *p = json_parser_new();
+    GError *err = NULL;
+    if (!json_parser_load_from_data(*p, s->str, -1, &err)) {
+        g_error("snapshot is not JSON (%s): %s", err->message, s->str);
+    }
+    g_string_free(s, TRUE);
+    JsonNode *root = json_parser_get_root(*p);
+    g_assert_true(JSON_NODE_HOLDS_OBJECT(root));
+    return json_node_get_object(root);
+}
+
+static JsonObject *find_named(JsonObject *snap, const char *array, const char *name,
+                              const char *loop)
+{
+    JsonArray *a = json_object_get_array_member(snap, array);
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonObject *o = json_array_get_object_element(a, i);
+        if (strcmp(json_object_get_string_member(o, "name"), name)) continue;
+        if (loop && strcmp(json_object_get_string_member(o, "loop"), loop)) continue;
+        return o;
+    }
+    return NULL;
+}
+
+static void test_hist(void)
+{
+    g_assert_cmpuint(prof_hist_bucket(0), ==, 0);
+    g_assert_cmpuint(prof_hist_bucket(1), ==, 0);
+    g_assert_cmpuint(prof_hist_bucket(2), ==, 1);
+    g_assert_cmpuint(prof_hist_bucket(3), ==, 1);
+    g_assert_cmpuint(prof_hist_bucket(1000), ==, 9);      /* 512..1023 */
+    g_assert_cmpuint(prof_hist_bucket(1024), ==, 10);
+    g_assert_cmpuint(prof_hist_bucket(UINT64_MAX), ==, PROF_HIST_BUCKETS - 1);
+    g_assert_cmpuint(prof_hist_bucket_limit(9), ==, 1024);
+    g_assert_cmpuint(prof_hist_bucket_limit(PROF_HIST_BUCKETS - 1), ==, UINT64_MAX);
+
+    uint64_t h[PROF_HIST_BUCKETS] = { 0 };
+    g_assert_cmpuint(prof_hist_percentile(h, 50), ==, 0);
+    h[prof_hist_bucket(100)] = 90;      /* bucket 6: 64..127 */
+    h[prof_hist_bucket(5000)] = 10;     /* bucket 12: 4096..8191 */
+    g_assert_cmpuint(prof_hist_percentile(h, 50), ==, 128);
+    g_assert_cmpuint(prof_hist_percentile(h, 90), ==, 128);
+    g_assert_cmpuint(prof_hist_percentile(h, 91), ==, 8192);
+    g_assert_cmpuint(prof_hist_percentile(h, 100), ==, 8192);
+    g_assert_cmpuint(prof_hist_percentile(h, 0), ==, 128);
+}
+
+static void test_counts(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    prof_stats_loop_add(st, &L1, "main", true, 42);
+    uint64_t t = 1000;
+    /* 10 iterations: poll 100 ns, then a timer of 50 ns and a bh of 10*i ns */
+    for (int i = 1; i <= 10; i++) {
+        prof_stats_poll_begin(st, &L1, t);
+        t += 100;
+        prof_stats_poll_end(st, &L1, t);
+        prof_stats_dispatch_begin(st, &L1, 7, "tick", "timer", t);
+        t += 50;
+        prof_stats_dispatch_end(st, &L1, t);
+        prof_stats_dispatch_begin(st, &L1, 8, "work", "bh", t);
+        t += 10 * i;
+        prof_stats_dispatch_end(st, &L1, t);
+    }
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, t, 0, &p);
+    g_assert_cmpint(json_object_get_int_member(snap, "version"), ==, 1);
+    JsonObject *loop = find_named(snap, "loops", "main", NULL);
+    g_assert_nonnull(loop);
+    g_assert_true(json_object_get_boolean_member(loop, "main"));
+    g_assert_cmpint(json_object_get_int_member(loop, "tid"), ==, 42);
+    g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, 10);
+    g_assert_cmpint(json_object_get_int_member(loop, "dispatches"), ==, 20);
+    g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, 1000);
+    g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), ==, 500 + 550);
+    g_assert_true(json_object_get_null_member(loop, "current"));
+    g_assert_false(json_object_get_boolean_member(loop, "stuck"));
+
+    JsonObject *tick = find_named(snap, "sources", "tick", "main");
+    g_assert_nonnull(tick);
+    g_assert_cmpstr(json_object_get_string_member(tick, "kind"), ==, "timer");
+    g_assert_cmpint(json_object_get_int_member(tick, "count"), ==, 10);
+    g_assert_cmpint(json_object_get_int_member(tick, "total_ns"), ==, 500);
+    g_assert_cmpint(json_object_get_int_member(tick, "mean_ns"), ==, 50);
+    g_assert_cmpint(json_object_get_int_member(tick, "max_ns"), ==, 50);
+    g_assert_cmpint(json_object_get_int_member(tick, "p99_ns"), ==, 64);
+    JsonArray *hist = json_object_get_array_member(tick, "hist");
+    g_assert_cmpuint(json_array_get_length(hist), ==, 1);
+    JsonArray *b = json_array_get_array_element(hist, 0);
+    g_assert_cmpint(json_array_get_int_element(b, 0), ==, 5);     /* 32..63 ns */
+    g_assert_cmpint(json_array_get_int_element(b, 1), ==, 10);
+
+    JsonObject *work = find_named(snap, "sources", "work", "main");
+    g_assert_cmpint(json_object_get_int_member(work, "count"), ==, 10);
+    g_assert_cmpint(json_object_get_int_member(work, "total_ns"), ==, 550);
+    g_assert_cmpint(json_object_get_int_member(work, "max_ns"), ==, 100);
+    g_assert_cmpint(json_object_get_int_member(work, "mean_ns"), ==, 55);
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
+/* Sources with the same name and kind in one loop are one row (one-shot calls create a
+ * new source each time); other kinds or loops are other rows. */
+static void test_grouping(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    uint64_t t = 10;
+    for (uint64_t id = 100; id < 1100; id++) {
+        prof_stats_dispatch_begin(st, &L1, id, "call", "bh", t);
+        prof_stats_dispatch_end(st, &L1, ++t);
+    }
+    prof_stats_dispatch_begin(st, &L1, 5000, "call", "timer", t);
+    prof_stats_dispatch_end(st, &L1, ++t);
+    prof_stats_dispatch_begin(st, &L2, 5001, "call", "bh", t);
+    prof_stats_dispatch_end(st, &L2, ++t);
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, t, 0, &p);
+    JsonArray *src = json_object_get_array_member(snap, "sources");
+    g_assert_cmpuint(json_array_get_length(src), ==, 3);
+    JsonObject *o = json_array_get_object_element(src, 0);
+    g_assert_cmpint(json_object_get_int_member(o, "count"), ==, 1000);
+    g_assert_cmpstr(json_object_get_string_member(o, "loop"), ==, "main");
+    o = find_named(snap, "sources", "call", "io1");
+    g_assert_nonnull(o);
+    g_assert_cmpint(json_object_get_int_member(o, "count"), ==, 1);
+    /* loops unknown until first seen are described by the callback; main first */
+    JsonArray *loops = json_object_get_array_member(snap, "loops");
+    g_assert_cmpuint(json_array_get_length(loops), ==, 2);
+    g_assert_cmpstr(json_object_get_string_member(json_array_get_object_element(loops, 0),
+                                                  "name"), ==, "main");
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
+/* Two ids that share an id-cache line still land on their own records. */
+static void test_id_cache_collisions(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    uint64_t t = 0;
+    for (int round = 0; round < 3; round++) {
+        for (uint64_t id = 1; id <= 600; id++) {
+            char name[32];
+            snprintf(name, sizeof(name), "s%" G_GUINT64_FORMAT, id);
+            prof_stats_dispatch_begin(st, &L1, id, name, "fd", t);
+            t += id;
+            prof_stats_dispatch_end(st, &L1, t);
+        }
+    }
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, t, 0, &p);
+    g_assert_cmpuint(json_array_get_length(json_object_get_array_member(snap, "sources")),
+                     ==, 600);
+    for (uint64_t id = 1; id <= 600; id += 37) {
+        char name[32];
+        snprintf(name, sizeof(name), "s%" G_GUINT64_FORMAT, id);
+        JsonObject *o = find_named(snap, "sources", name, NULL);
+        g_assert_cmpint(json_object_get_int_member(o, "count"), ==, 3);
+        g_assert_cmpint(json_object_get_int_member(o, "total_ns"), ==, 3 * id);
+        g_assert_cmpint(json_object_get_int_member(o, "max_ns"), ==, id);
+    }
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
+/* More distinct sources than a table holds: the rest are counted in one row. */
+static void test_overflow(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    for (uint64_t id = 1; id <= 5000; id++) {
+        char name[32];
+        snprintf(name, sizeof(name), "n%" G_GUINT64_FORMAT, id);
+        prof_stats_dispatch_begin(st, &L1, id, name, "bh", id);
+        prof_stats_dispatch_end(st, &L1, id + 1);
+    }
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, 6000, 0, &p);
+    JsonArray *src = json_object_get_array_member(snap, "sources");
+    g_assert_cmpuint(json_array_get_length(src), ==, 4097);
+    JsonObject *o = find_named(snap, "sources", "(other sources)", NULL);
+    g_assert_nonnull(o);
+    g_assert_cmpint(json_object_get_int_member(o, "count"), ==, 5000 - 4096);
+    JsonObject *loop = find_named(snap, "loops", "main", NULL);
+    g_assert_cmpint(json_object_get_int_member(loop, "dispatches"), ==, 5000);
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
+typedef struct StuckSeen {
+    int calls, first;
+    char *source;
+    uint64_t ns;
+} StuckSeen;
+
+static void on_stuck(const char *loop, const char *source, const char *kind,
+                     uint64_t running_ns, bool first, void *opaque)
+{
+    StuckSeen *s = opaque;
+    s->calls++;
+    s->first += first;
+    g_free(s->source);
+    s->source = g_strdup_printf("%s/%s/%s", loop, kind, source);
+    s->ns = running_ns;
+}
+
+static void test_current_and_stuck(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    prof_stats_loop_add(st, &L1, "main", true, 0);
+    prof_stats_loop_add(st, &L2, "io1", false, 0);
+    prof_stats_dispatch_begin(st, &L2, 1, "slow\"one", "fd", 1000);
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, 1500, 1000, &p);
+    JsonObject *loop = find_named(snap, "loops", "io1", NULL);
+    JsonObject *cur = json_object_get_object_member(loop, "current");
+    g_assert_nonnull(cur);
+    g_assert_cmpstr(json_object_get_string_member(cur, "source"), ==, "slow\"one");
+    g_assert_cmpstr(json_object_get_string_member(cur, "kind"), ==, "fd");
+    g_assert_cmpint(json_object_get_int_member(cur, "running_ns"), ==, 500);
+    g_assert_false(json_object_get_boolean_member(loop, "stuck"));
+    g_assert_true(json_object_get_null_member(find_named(snap, "loops", "main", NULL),
+                                              "current"));
+    g_object_unref(p);
+
+    StuckSeen seen = { 0 };
+    prof_stats_stuck_foreach(st, 1500, 1000, on_stuck, &seen);
+    g_assert_cmpint(seen.calls, ==, 0);
+
+    snap = snapshot(st, 2000, 1000, &p);
+    loop = find_named(snap, "loops", "io1", NULL);
+    g_assert_true(json_object_get_boolean_member(loop, "stuck"));
+    g_object_unref(p);
+    prof_stats_stuck_foreach(st, 2000, 1000, on_stuck, &seen);
+    prof_stats_stuck_foreach(st, 2600, 1000, on_stuck, &seen);
+    g_assert_cmpint(seen.calls, ==, 2);
+    g_assert_cmpint(seen.first, ==, 1);
+    g_assert_cmpstr(seen.source, ==, "io1/fd/slow\"one");
+    g_assert_cmpuint(seen.ns, ==, 1600);
+
+    /* nested: the inner source is current, then the outer again, then none */
+    prof_stats_dispatch_begin(st, &L2, 2, "inner", "bh", 2700);
+    snap = snapshot(st, 2800, 1000, &p);
+    cur = json_object_get_object_member(find_named(snap, "loops", "io1", NULL), "current");
+    g_assert_cmpstr(json_object_get_string_member(cur, "source"), ==, "inner");
+    g_assert_cmpint(json_object_get_int_member(cur, "running_ns"), ==, 100);
+    g_object_unref(p);
+    prof_stats_dispatch_end(st, &L2, 2900);
+    snap = snapshot(st, 3000, 1000, &p);
+    cur = json_object_get_object_member(find_named(snap, "loops", "io1", NULL), "current");
+    g_assert_cmpstr(json_object_get_string_member(cur, "source"), ==, "slow\"one");
+    g_object_unref(p);
+    /* still the same stuck dispatch: not "first" again */
+    prof_stats_stuck_foreach(st, 3000, 1000, on_stuck, &seen);
+    g_assert_cmpint(seen.calls, ==, 3);
+    g_assert_cmpint(seen.first, ==, 1);
+    prof_stats_dispatch_end(st, &L2, 3100);
+    snap = snapshot(st, 3200, 1000, &p);
+    loop = find_named(snap, "loops", "io1", NULL);
+    g_assert_true(json_object_get_null_member(loop, "current"));
+    g_assert_false(json_object_get_boolean_member(loop, "stuck"));
+    /* the outer dispatch counted its whole time, the loop only the outer one */
+    g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), ==, 2100);
+    g_assert_cmpint(json_object_get_int_member(loop, "dispatches"), ==, 2);
+    g_assert_cmpint(json_object_get_int_member(find_named(snap, "sources", "slow\"one", NULL),
+                                               "max_ns"), ==, 2100);
+    g_object_unref(p);
+    /* an end without a begin (observer added mid-dispatch) is ignored */
+    prof_stats_dispatch_end(st, &L1, 4000);
+    g_free(seen.source);
+    prof_stats_free(st);
+}
+
+static void test_reset(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    prof_stats_poll_begin(st, &L1, 0);
+    prof_stats_poll_end(st, &L1, 10);
+    prof_stats_dispatch_begin(st, &L1, 1, "a", "bh", 10);
+    prof_stats_dispatch_end(st, &L1, 1010);
+    prof_stats_reset(st, 2000);
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, 2500, 0, &p);
+    g_assert_cmpint(json_object_get_int_member(snap, "since_reset_ns"), ==, 500);
+    JsonObject *loop = find_named(snap, "loops", "main", NULL);
+    g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, 0);
+    g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, 0);
+    g_assert_cmpuint(json_array_get_length(json_object_get_array_member(snap, "sources")), ==, 0);
+    g_object_unref(p);
+    prof_stats_poll_begin(st, &L1, 3000);
+    prof_stats_poll_end(st, &L1, 3005);
+    prof_stats_dispatch_begin(st, &L1, 1, "a", "bh", 3005);
+    prof_stats_dispatch_end(st, &L1, 3012);
+    snap = snapshot(st, 4000, 0, &p);
+    loop = find_named(snap, "loops", "main", NULL);
+    g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, 1);
+    g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, 5);
+    JsonObject *a = find_named(snap, "sources", "a", NULL);
+    g_assert_cmpint(json_object_get_int_member(a, "count"), ==, 1);
+    g_assert_cmpint(json_object_get_int_member(a, "max_ns"), ==, 7);
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
+static void test_loop_remove(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    prof_stats_loop_add(st, &L1, "main", true, 0);
+    prof_stats_loop_add(st, &L2, "io1", false, 0);
+    prof_stats_dispatch_begin(st, &L2, 1, "x", "bh", 0);
+    prof_stats_dispatch_end(st, &L2, 5);
+    prof_stats_loop_remove(st, &L2);
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, 10, 0, &p);
+    g_assert_cmpuint(json_array_get_length(json_object_get_array_member(snap, "loops")), ==, 1);
+    g_assert_cmpuint(json_array_get_length(json_object_get_array_member(snap, "sources")), ==, 0);
+    g_object_unref(p);
+    /* a loop with the same identity later is a new loop */
+    prof_stats_loop_add(st, &L2, "io2", false, 0);
+    prof_stats_dispatch_begin(st, &L2, 2, "y", "bh", 20);
+    prof_stats_dispatch_end(st, &L2, 25);
+    snap = snapshot(st, 30, 0, &p);
+    g_assert_null(find_named(snap, "sources", "x", NULL));
+    g_assert_nonnull(find_named(snap, "sources", "y", "io2"));
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
+static void test_json_string(void)
+{
+    const char *names[] = { "plain", "q\"uote", "back\\slash", "tab\there", "nl\n",
+                            "ctl\x01\x1f", "caf\xc3\xa9", "bad\xff\xfeutf8", "" };
+    for (unsigned i = 0; i < G_N_ELEMENTS(names); i++) {
+        GString *s = g_string_new("{\"k\": ");
+        prof_json_string(s, names[i]);
+        g_string_append(s, "}");
+        JsonParser *p = json_parser_new();
+        g_assert_true(json_parser_load_from_data(p, s->str, -1, NULL));
+        const char *back = json_object_get_string_member(
+            json_node_get_object(json_parser_get_root(p)), "k");
+        if (g_utf8_validate(names[i], -1, NULL)) g_assert_cmpstr(back, ==, names[i]);
+        else g_assert_cmpstr(back, ==, "bad\xef\xbf\xbd\xef\xbf\xbdutf8");
+        g_object_unref(p);
+        g_string_free(s, TRUE);
+    }
+}
+
+/* Writers on four threads (each its own loop) while a reader snapshots: counts only
+ * grow, every snapshot is valid JSON, and the final counts are exact. */
+#define WRITERS 4
+#define PER_WRITER 200000
+
+typedef struct Writer {
+    ProfStats *st;
+    int loop;
+} Writer;
+
+static gpointer writer_main(gpointer opaque)
+{
+    Writer *w = opaque;
+    const void *loop = &w->loop;
+    uint64_t t = 0;
+    for (int i = 0; i < PER_WRITER; i++) {
+        prof_stats_poll_begin(w->st, loop, t);
+        prof_stats_poll_end(w->st, loop, ++t);
+        prof_stats_dispatch_begin(w->st, loop, (uint64_t)(i % 3), i % 3 ? "b" : "a", "bh", t);
+        t += 2;
+        prof_stats_dispatch_end(w->st, loop, t);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, NULL);
+    Writer w[WRITERS];
+    GThread *th[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        w[i].st = st;
+        char name[16];
+        snprintf(name, sizeof(name), "loop%d", i);
+        prof_stats_loop_add(st, &w[i].loop, name, i == 0, 0);
+        th[i] = g_thread_new(name, writer_main, &w[i]);
+    }
+    int64_t last[WRITERS] = { 0 };
+    for (int round = 0; round < 50; round++) {
+        JsonParser *p;
+        JsonObject *snap = snapshot(st, 0, 0, &p);
+        for (int i = 0; i < WRITERS; i++) {
+            char name[16];
+            snprintf(name, sizeof(name), "loop%d", i);
+            JsonObject *loop = find_named(snap, "loops", name, NULL);
+            g_assert_nonnull(loop);
+            int64_t n = json_object_get_int_member(loop, "dispatches");
+            g_assert_cmpint(n, >=, last[i]);
+            g_assert_cmpint(n, <=, PER_WRITER);
+            last[i] = n;
+        }
+        g_object_unref(p);
+        g_usleep(500);
+    }
+    for (int i = 0; i < WRITERS; i++) g_thread_join(th[i]);
+    /* the writer threads ended: their counts stay while their loops live */
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, 0, 0, &p);
+    for (int i = 0; i < WRITERS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "loop%d", i);
+        JsonObject *a = find_named(snap, "sources", "a", name);
+        JsonObject *b = find_named(snap, "sources", "b", name);
+        g_assert_cmpint(json_object_get_int_member(a, "count"), ==, (PER_WRITER + 2) / 3);
+        g_assert_cmpint(json_object_get_int_member(b, "count"), ==, PER_WRITER - (PER_WRITER + 2) / 3);
+        g_assert_cmpint(json_object_get_int_member(a, "total_ns"), ==, 2 * ((PER_WRITER + 2) / 3));
+        JsonObject *loop = find_named(snap, "loops", name, NULL);
+        g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, PER_WRITER);
+        g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, PER_WRITER);
+        g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), ==, 2 * PER_WRITER);
+    }
+    g_object_unref(p);
+    for (int i = 0; i < WRITERS; i++) prof_stats_loop_remove(st, &w[i].loop);
+    snap = snapshot(st, 0, 0, &p);
+    g_assert_cmpuint(json_array_get_length(json_object_get_array_member(snap, "sources")), ==, 0);
+    g_assert_cmpuint(json_array_get_length(json_object_get_array_member(snap, "loops")), ==, 0);
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
+/* Counts survive while the writers live; checked with writers that wait. */
+typedef struct Parked {
+    ProfStats *st;
+    int loop;
+    GMutex m;
+    GCond c;
+    bool go;
+} Parked;
+
+static gpointer parked_main(gpointer opaque)
+{
+    Parked *w = opaque;
+    for (int i = 0; i < 1000; i++) {
+        prof_stats_dispatch_begin(w->st, &w->loop, 9, "p", "timer", (uint64_t)i * 10);
+        prof_stats_dispatch_end(w->st, &w->loop, (uint64_t)i * 10 + 3);
+    }
+    g_mutex_lock(&w->m);
+    while (!w->go) g_cond_wait(&w->c, &w->m);
+    g_mutex_unlock(&w->m);
+    return NULL;
+}
+
+static void test_thread_tables(void)
+{
+    ProfStats *st = prof_stats_new(NS_MULT, NULL);
+    Parked w = { .st = st };
+    g_mutex_init(&w.m);
+    g_cond_init(&w.c);
+    prof_stats_loop_add(st, &w.loop, "io", false, 0);
+    GThread *th = g_thread_new("parked", parked_main, &w);
+    JsonObject *src = NULL;
+    JsonParser *p = NULL;
+    for (int tries = 0; tries < 2000 && !src; tries++) {
+        if (p) g_object_unref(p);
+        JsonObject *snap = snapshot(st, 0, 0, &p);
+        src = find_named(snap, "sources", "p", "io");
+        if (src && json_object_get_int_member(src, "count") < 1000) src = NULL;
+        if (!src) g_usleep(1000);
+    }
+    g_assert_nonnull(src);
+    g_assert_cmpint(json_object_get_int_member(src, "total_ns"), ==, 3000);
+    g_object_unref(p);
+    g_mutex_lock(&w.m);
+    w.go = true;
+    g_cond_signal(&w.c);
+    g_mutex_unlock(&w.m);
+    g_thread_join(th);
+    g_mutex_clear(&w.m);
+    g_cond_clear(&w.c);
+    prof_stats_free(st);
+}
+
+static void test_clock(void)
+{
+    ProfClock c;
+    g_assert_true(prof_clock_init(&c, "monotonic"));
+    g_assert_false(c.tsc);
+    g_assert_true(prof_clock_init(&c, "auto"));
+    uint64_t n0 = prof_mono_ns(), t0 = prof_ticks(&c);
+    g_usleep(30000);
+    uint64_t n1 = prof_mono_ns(), t1 = prof_ticks(&c);
+    double ratio = (double)prof_ticks_to_ns(c.mult, t1 - t0) / (double)(n1 - n0);
+    g_assert_cmpfloat(ratio, >, 0.99);
+    g_assert_cmpfloat(ratio, <, 1.01);
+    if (g_test_verbose()) g_test_message("clock: %s, mult %" G_GUINT64_FORMAT,
+                                         c.tsc ? "tsc" : "monotonic", c.mult);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/evloop-prof/stats/hist", test_hist);
+    g_test_add_func("/evloop-prof/stats/counts", test_counts);
+    g_test_add_func("/evloop-prof/stats/grouping", test_grouping);
+    g_test_add_func("/evloop-prof/stats/id-cache", test_id_cache_collisions);
+    g_test_add_func("/evloop-prof/stats/overflow", test_overflow);
+    g_test_add_func("/evloop-prof/stats/current-stuck", test_current_and_stuck);
+    g_test_add_func("/evloop-prof/stats/reset", test_reset);
+    g_test_add_func("/evloop-prof/stats/loop-remove", test_loop_remove);
+    g_test_add_func("/evloop-prof/stats/json-string", test_json_string);
+    g_test_add_func("/evloop-prof/stats/threads", test_threads);
+    g_test_add_func("/evloop-prof/stats/thread-tables", test_thread_tables);
+    g_test_add_func("/evloop-prof/stats/clock", test_clock);
+    return g_test_run();
+}
