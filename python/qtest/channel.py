@@ -29,8 +29,13 @@ class LineChannel:
     def send(self, data):
         if self.closed:
             raise EmulatorExited("%s: the connection is closed" % self.name)
+        self.sock.settimeout(self.timeout)
         try:
             self.sock.sendall(data)
+        except socket.timeout:
+            code, err = self._post_mortem(False)
+            raise EmulatorTimeout("%s: the emulator did not take %d bytes within %.1f s"
+                                  % (self.name, len(data), self.timeout), code, err) from None
         except (BrokenPipeError, ConnectionResetError) as e:
             code, err = self._post_mortem(True)
             raise EmulatorExited("%s: sending failed (%s): the emulator went away"

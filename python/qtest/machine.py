@@ -36,10 +36,11 @@ class Machine:
     ``binary``: path (default $QTEST_QEMU_BINARY); ``machine``: profile name (default
     $QTEST_MACHINE or the binary's default); ``devices``: -device arguments ("edu" is
     given the profile's properties); ``args``: extra arguments; ``env``: extra
-    environment; ``timeout``: seconds any single reply may take."""
+    environment; ``timeout``: seconds any single reply may take; ``negotiate``: send
+    qmp_capabilities after the greeting (False leaves the session in negotiation mode)."""
 
     def __init__(self, binary=None, machine=None, devices=(), args=(), env=None,
-                 qtest=True, qmp=True, timeout=30.0, start_timeout=30.0):
+                 qtest=True, qmp=True, timeout=30.0, start_timeout=30.0, negotiate=True):
         self.binary = binary or default_binary()
         self.profile = make_profile(self.binary, machine)
         self.devices = list(devices)
@@ -47,6 +48,7 @@ class Machine:
         self.env = env
         self.want_qtest = qtest
         self.want_qmp = qmp
+        self.negotiate = negotiate
         self.timeout = timeout
         self.start_timeout = start_timeout
         self.proc = None
@@ -107,11 +109,15 @@ class Machine:
             if "qmp" in conns:
                 self.qmp = QMPClient(LineChannel(conns["qmp"], "QMP", self._post_mortem,
                                                  self.timeout))
-                self.qmp.handshake()
+                if self.negotiate:
+                    self.qmp.handshake()
+                else:
+                    self.qmp.read_greeting()
             if "qtest" in conns:
                 self.qtest = QtestClient(LineChannel(conns["qtest"], "qtest",
                                                      self._post_mortem, self.timeout))
-            self.profile.prepare(self)
+            if self.negotiate:
+                self.profile.prepare(self)
         except BaseException:
             self.kill()
             self.remove_workdir()

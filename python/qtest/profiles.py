@@ -82,7 +82,9 @@ class VirtProfile(Profile):
         return a + ["-m", "%dM" % (self.ram_size >> 20)]
 
     def prepare(self, machine):
-        if self.kind == "qemu":
+        # Without qtest there is no way to place the loop: the machine stays stopped
+        # (QMP status "prelaunch").
+        if self.kind == "qemu" and machine.qtest is not None:
             machine.qtest.memwrite(self.ram_base, _RISCV_WFI_LOOP)
             machine.qmp.command("cont")
             self.irq_controller = self.irq_controller or _find_plic(machine)

@@ -46,6 +46,12 @@ class QMPClient:
     # -- session ----------------------------------------------------------------------
     def handshake(self, timeout=None):
         """Read the greeting and send qmp_capabilities; returns the greeting."""
+        msg = self.read_greeting(timeout)
+        self.command("qmp_capabilities", timeout=timeout)
+        return msg
+
+    def read_greeting(self, timeout=None):
+        """Read and check the greeting {"QMP": {"version", "capabilities"}}."""
         msg = self._read_message(timeout)
         qmp = msg.get("QMP")
         if not isinstance(qmp, dict) or not isinstance(qmp.get("version"), dict) \
@@ -53,7 +59,6 @@ class QMPClient:
             raise ProtocolError("QMP: expected the greeting {\"QMP\": {\"version\", "
                                 "\"capabilities\"}}, got %r" % (msg,))
         self.greeting = msg
-        self.command("qmp_capabilities", timeout=timeout)
         return msg
 
     def command(self, name, args=None, timeout=None, **kwargs):
