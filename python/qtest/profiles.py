@@ -73,6 +73,13 @@ class VirtProfile(Profile):
     # virt's RAM is at 2 GiB: widen edu's 28-bit default DMA mask to reach it.
     edu_args = "edu,dma_mask=0xffffffffff"
 
+    def __init__(self, kind):
+        super().__init__(kind)
+        # qemu-slim names its PLIC like QEMU's QOM tree would; the real QEMU's PLIC is
+        # an anonymous child found by type at prepare().
+        if kind == "qemu-slim":
+            self.irq_controller = "/machine/soc/plic"
+
     def args(self, workdir):
         a = ["-M", "virt", "-nodefaults", "-display", "none"]
         if self.kind == "qemu":

@@ -32,6 +32,20 @@ TARGETS = {
 }
 
 
+# qemu-slim features these tests rely on that have landed in the tree; a test that needs
+# one runs on qemu-slim as well as on the real QEMU once it is listed here.
+SLIM_FEATURES = set()
+
+REAL_TARGETS = ["qemu-riscv64-virt", "qemu-x86_64-q35"]
+
+
+def targets(*features, real=REAL_TARGETS):
+    """Targets for a test needing ``features`` of qemu-slim: the real QEMU ones, plus
+    qemu-slim when every feature has landed."""
+    slim = ["qemu-slim"] if set(features) <= SLIM_FEATURES else []
+    return slim + list(real)
+
+
 def target_binary(name):
     env, default, _ = TARGETS[name]
     return require(os.environ.get(env, default), name)

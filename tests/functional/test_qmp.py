@@ -8,9 +8,9 @@ import json
 import pytest
 
 import qtest
+from conftest import targets
 
-# Targets whose QMP these tests cover ("qemu-slim" joins once its QMP has landed).
-TARGETS = ["qemu-riscv64-virt", "qemu-x86_64-q35"]
+TARGETS = targets("qmp", "qtest")
 
 CORE_COMMANDS = ["qmp_capabilities", "query-version", "query-status", "query-commands",
                  "stop", "cont", "quit", "system_reset"]

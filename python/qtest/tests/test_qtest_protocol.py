@@ -88,6 +88,12 @@ def test_fail_reply_raises_with_text():
     srv.close()
 
 
+def test_clock_step_failure_of_known_command_keeps_clock_supported():
+    srv, qt = client(lambda l: ["FAIL could not advance time"])
+    assert qt.has_virtual_clock() is True
+    srv.close()
+
+
 def test_clock_step_returns_clock():
     srv, qt = client(lambda l: ["OK 100000000"])
     assert qt.clock_step(100000000) == 100000000
