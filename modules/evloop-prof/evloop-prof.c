@@ -56,8 +56,8 @@ static void on_dispatch_end(const QsSourceInfo *src, void *opaque)
 static void on_loop_added(QsLoop *loop, void *opaque)
 {
     Prof *p = opaque;
-    prof_stats_loop_add(p->st, loop, qs_loop_name(loop), loop == qs_loop_main(),
-                        qs_loop_tid(loop));
+    /* only iothreads are announced, under the core's loop lock: no qs_loop_main() */
+    prof_stats_loop_add(p->st, loop, qs_loop_name(loop), false, qs_loop_tid(loop));
 }
 
 static void on_loop_removed(QsLoop *loop, void *opaque)
