@@ -1,0 +1,663 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* qcow2 reference counts: entries of 1..64 bits, refcount blocks created on demand,
+ * refcount table growth, cluster and byte allocation, and check/repair. */
+#include <errno.h>
+#include <string.h>
+#include "qcow2.h"
+
+/* ---- entries ---- */
+
+static uint64_t rb_get(Qcow2 *s, const uint8_t *b, uint64_t i)
+{
+    switch (s->refcount_order) {
+    case 0: case 1: case 2: {
+        uint32_t bits = 1u << s->refcount_order, per = 8 / bits;
+        return (b[i / per] >> ((i % per) * bits)) & ((1u << bits) - 1);
+    }
+    case 3: return b[i];
+    case 4: return be16_at(b + 2 * i);
+    case 5: return be32_at(b + 4 * i);
+    default: return be64_at(b + 8 * i);
+    }
+}
+
+static void rb_set(Qcow2 *s, uint8_t *b, uint64_t i, uint64_t v)
+{
+    switch (s->refcount_order) {
+    case 0: case 1: case 2: {
+        uint32_t bits = 1u << s->refcount_order, per = 8 / bits;
+        uint32_t shift = (uint32_t)(i % per) * bits, mask = ((1u << bits) - 1) << shift;
+        b[i / per] = (uint8_t)((b[i / per] & ~mask) | ((uint32_t)v << shift));
+        break;
+    }
+    case 3: b[i] = (uint8_t)v; break;
+    case 4: put_be16(b + 2 * i, (uint16_t)v); break;
+    case 5: put_be32(b + 4 * i, (uint32_t)v); break;
+    default: put_be64(b + 8 * i, v); break;
+    }
+}
+
+void qcow2_rb_set(Qcow2 *s, uint8_t *b, uint64_t i, uint64_t v)
+{
+    rb_set(s, b, i, v);
+}
+
+/* Byte range [*lo, *hi) of the block that holds entries [first, last]. */
+static void rb_bytes(Qcow2 *s, uint64_t first, uint64_t last, uint64_t *lo, uint64_t *hi)
+{
+    if (s->refcount_order < 3) {
+        uint32_t per = 8 >> s->refcount_order;
+        *lo = first / per;
+        *hi = last / per + 1;
+    } else {
+        uint32_t w = 1u << (s->refcount_order - 3);
+        *lo = first * w;
+        *hi = (last + 1) * w;
+    }
+}
+
+int qcow2_refcount_init(Qcow2 *s)
+{
+    unsigned n = (unsigned)CLAMP((4u << 20) / s->cluster_size, 8u, 1024u);
+    qcow2_cache_init(&s->rb_cache, n, s->cluster_size);
+    return 0;
+}
+
+/* The refcount block for table index idx, or NULL (none); negative errno if the table
+ * entry is bad. */
+static int load_block(Qcow2 *s, uint64_t idx, uint8_t **blk, uint64_t *blk_off)
+{
+    *blk = NULL;
+    if (idx >= s->reftable_entries) return 0;
+    uint64_t off = s->reftable[idx] & REFT_OFFSET_MASK;
+    if (!off) return 0;
+    if (off & (s->cluster_size - 1)) {
+        qcow2_signal_corruption(s, "Refblock offset %#" G_GINT64_MODIFIER "x unaligned "
+                                "(reftable index: %#" G_GINT64_MODIFIER "x)", off, idx);
+        return -EIO;
+    }
+    int err = 0;
+    *blk = qcow2_cache_get(s, &s->rb_cache, off, false, &err);
+    if (blk_off) *blk_off = off;
+    return *blk ? 0 : err;
+}
+
+int qcow2_get_refcount(Qcow2 *s, uint64_t cluster, uint64_t *rc)
+{
+    uint8_t *b;
+    *rc = 0;
+    int r = load_block(s, cluster >> s->rb_bits, &b, NULL);
+    if (r < 0) return r;
+    if (b) *rc = rb_get(s, b, cluster & ((1ull << s->rb_bits) - 1));
+    return 0;
+}
+
+static uint64_t file_clusters(Qcow2 *s)
+{
+    return div_up(s->bs->file->size, s->cluster_size);
+}
+
+static int write_header_reftable(Qcow2 *s)
+{
+    uint8_t buf[12];
+    put_be64(buf, s->reftable_offset);
+    put_be32(buf + 8, s->reftable_clusters);
+    return qcow2_meta_write(s, 48, buf, sizeof(buf));
+}
+
+/* Move the refcount table to the end of the image, big enough for index need. New
+ * refcount blocks that the moved table and they themselves need are placed beside it
+ * and describe themselves.  Order: blocks, table, header switch, free the old table. */
+static int grow_reftable(Qcow2 *s, uint64_t need)
+{
+    uint64_t cs = s->cluster_size, E = 1ull << s->rb_bits, per_cl = cs / 8;
+    uint64_t A = MAX(file_clusters(s), s->alloc_end);
+    uint64_t nt = MAX((uint64_t)s->reftable_clusters * 2, div_up((need + 1) * 8, cs));
+    uint64_t k = 0;
+    for (int iter = 0; iter < 64; iter++) {
+        uint64_t last = (A + k + nt - 1) / E;
+        uint64_t nk = 0;
+        for (uint64_t j = A / E; j <= last; j++) {
+            if (j >= s->reftable_entries || !s->reftable[j]) nk++;
+        }
+        uint64_t nnt = MAX(nt, div_up((MAX(need, last) + 1), per_cl));
+        if (nk == k && nnt == nt) break;
+        k = nk;
+        nt = nnt;
+    }
+    if (nt * cs > QCOW2_MAX_REFTABLE_BYTES * 8ull || (A + k + nt) * cs >> 56) return -EFBIG;
+    uint64_t entries = nt * per_cl;
+    uint64_t *tbl = g_new0(uint64_t, entries);
+    memcpy(tbl, s->reftable, s->reftable_entries * 8);
+    uint64_t end = A + k + nt;
+    uint64_t pos = A;
+    int r = 0;
+    g_autofree uint8_t *blk = g_malloc(cs);
+    g_autofree uint64_t *be = NULL;
+    for (uint64_t j = A / E; j <= (end - 1) / E; j++) {
+        if (j < s->reftable_entries && s->reftable[j]) continue;
+        memset(blk, 0, cs);
+        for (uint64_t c = MAX(A, j * E); c < MIN(end, (j + 1) * E); c++) rb_set(s, blk, c - j * E, 1);
+        tbl[j] = pos * cs;
+        r = qcow2_meta_write(s, pos * cs, blk, cs);
+        if (r < 0) goto out;
+        pos++;
+    }
+    g_assert(pos == A + k);
+    s->alloc_end = MAX(s->alloc_end, end);
+    uint64_t tbl_off = pos * cs;
+    be = g_new(uint64_t, entries);
+    for (uint64_t i = 0; i < entries; i++) be[i] = GUINT64_TO_BE(tbl[i]);
+    r = qcow2_meta_write(s, tbl_off, be, entries * 8);
+    if (r < 0) goto out;
+    /* clusters of the new area whose blocks already existed */
+    uint64_t *old = s->reftable;
+    uint64_t old_entries = s->reftable_entries, old_off = s->reftable_offset;
+    uint32_t old_clusters = s->reftable_clusters;
+    s->reftable = tbl;
+    s->reftable_entries = entries;
+    tbl = NULL;
+    for (uint64_t c = A; c < end; c++) {
+        uint64_t j = c / E;
+        if (j < old_entries && old[j]) {
+            r = qcow2_update_refcount(s, c * cs, cs, 1);
+            if (r < 0) break;
+        }
+    }
+    if (r < 0) {
+        g_free(s->reftable);
+        s->reftable = old;
+        s->reftable_entries = old_entries;
+        goto out;
+    }
+    s->reftable_offset = tbl_off;
+    s->reftable_clusters = (uint32_t)nt;
+    r = write_header_reftable(s);
+    if (r < 0) {
+        g_free(s->reftable);
+        s->reftable = old;
+        s->reftable_entries = old_entries;
+        s->reftable_offset = old_off;
+        s->reftable_clusters = old_clusters;
+        goto out;
+    }
+    g_free(old);
+    if (s->free_cluster_index >= A) s->free_cluster_index = end;
+    r = qcow2_update_refcount(s, old_off, (uint64_t)old_clusters * cs, -1);
+out:
+    g_free(tbl);
+    return r;
+}
+
+/* Make sure refcount block idx exists: a new one goes at the first cluster it covers
+ * (which is free, since nothing counts it) and describes itself. */
+static int ensure_block(Qcow2 *s, uint64_t idx)
+{
+    if (idx < s->reftable_entries && s->reftable[idx]) return 0;
+    if (idx >= s->reftable_entries) {
+        int r = grow_reftable(s, idx);
+        if (r < 0) return r;
+        if (idx < s->reftable_entries && s->reftable[idx]) return 0;
+    }
+    uint64_t cs = s->cluster_size, E = 1ull << s->rb_bits;
+    uint64_t c = idx * E;
+    if ((c * cs) >> 56) return -EFBIG;
+    int err = 0;
+    uint8_t *b = qcow2_cache_get(s, &s->rb_cache, c * cs, true, &err);
+    if (!b) return err;
+    rb_set(s, b, 0, 1);
+    int r = qcow2_meta_write(s, c * cs, b, cs);
+    if (r < 0) {
+        qcow2_cache_drop(&s->rb_cache, c * cs);
+        return r;
+    }
+    s->reftable[idx] = c * cs;
+    uint64_t be = GUINT64_TO_BE(c * cs);
+    r = qcow2_meta_write(s, s->reftable_offset + idx * 8, &be, 8);
+    if (r < 0) {
+        s->reftable[idx] = 0;
+        return r;
+    }
+    if (s->free_cluster_index == c) s->free_cluster_index = c + 1;
+    if (c >= s->alloc_end) s->alloc_end = c + 1;
+    return 0;
+}
+
+int qcow2_update_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend)
+{
+    if (!len || !addend) return 0;
+    uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+    uint64_t E = 1ull << s->rb_bits;
+    for (uint64_t idx = first / E; idx <= last / E; idx++) {
+        if (addend > 0) {
+            int r = ensure_block(s, idx);
+            if (r < 0) return r;
+        }
+        uint8_t *b;
+        uint64_t boff = 0;
+        int r = load_block(s, idx, &b, &boff);
+        if (r < 0) return r;
+        uint64_t lo_c = MAX(first, idx * E), hi_c = MIN(last, idx * E + E - 1);
+        if (!b) {
+            qcow2_signal_corruption(s, "Freeing cluster %#" G_GINT64_MODIFIER "x without "
+                                    "a refcount block", lo_c << s->cluster_bits);
+            return -EIO;
+        }
+        for (uint64_t c = lo_c; c <= hi_c; c++) {
+            uint64_t v = rb_get(s, b, c - idx * E);
+            if ((addend < 0 && v < (uint64_t)-addend) ||
+                (addend > 0 && s->refcount_max - v < (uint64_t)addend)) {
+                /* undo what this block got so far, then report */
+                for (uint64_t u = lo_c; u < c; u++)
+                    rb_set(s, b, u - idx * E, rb_get(s, b, u - idx * E) - (uint64_t)addend);
+                qcow2_signal_corruption(s, "Refcount of cluster %#" G_GINT64_MODIFIER "x "
+                                        "would go from %" G_GUINT64_FORMAT " out of range",
+                                        c << s->cluster_bits, v);
+                return addend < 0 ? -EIO : -ERANGE;
+            }
+            uint64_t nv = v + (uint64_t)addend;
+            rb_set(s, b, c - idx * E, nv);
+            if (nv && c >= s->alloc_end) s->alloc_end = c + 1;
+            if (nv == 0) {
+                if (c < s->free_cluster_index) s->free_cluster_index = c;
+                if (s->free_byte_offset && (s->free_byte_offset >> s->cluster_bits) == c)
+                    s->free_byte_offset = 0;
+                qcow2_cache_drop(&s->l2_cache, c << s->cluster_bits);
+            }
+        }
+        uint64_t lo, hi;
+        rb_bytes(s, lo_c - idx * E, hi_c - idx * E, &lo, &hi);
+        r = qcow2_meta_write(s, boff + lo, b + lo, hi - lo);
+        if (r < 0) return r;
+    }
+    return 0;
+}
+
+int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n)
+{
+    uint64_t E = 1ull << s->rb_bits;
+    for (int tries = 0; tries < 1000; tries++) {
+        uint64_t c = s->free_cluster_index, start = 0, run = 0, first_free = UINT64_MAX;
+        while (run < n) {
+            uint64_t rc;
+            int r = qcow2_get_refcount(s, c, &rc);
+            if (r < 0) return r;
+            if (rc == 0) {
+                if (first_free == UINT64_MAX) first_free = c;
+                if (!run) start = c;
+                run++;
+            } else {
+                run = 0;
+            }
+            c++;
+            if ((c << s->cluster_bits) >> 56) return -EFBIG;
+        }
+        bool made = false;
+        for (uint64_t idx = start / E; idx <= (start + n - 1) / E; idx++) {
+            if (idx < s->reftable_entries && s->reftable[idx]) continue;
+            int r = ensure_block(s, idx);
+            if (r < 0) return r;
+            made = true;
+        }
+        if (made) continue;   /* the new blocks may sit in the range: search again */
+        int r = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1);
+        if (r < 0) return r;
+        s->free_cluster_index = first_free == start ? start + n : first_free;
+        return (int64_t)(start << s->cluster_bits);
+    }
+    return -EIO;
+}
+
+int64_t qcow2_alloc_bytes(Qcow2 *s, uint64_t len)
+{
+    uint64_t cs = s->cluster_size;
+    uint64_t fbo = s->free_byte_offset;
+    if (fbo && (fbo & (cs - 1)) && (fbo & (cs - 1)) + len <= cs) {
+        int r = qcow2_update_refcount(s, fbo, 1, 1);
+        if (r < 0) return r;
+        s->free_byte_offset = fbo + len;
+        return (int64_t)fbo;
+    }
+    int64_t off = qcow2_alloc_clusters(s, div_up(len, cs));
+    if (off < 0) return off;
+    s->free_byte_offset = (uint64_t)off + len;
+    return off;
+}
+
+void qcow2_compressed_range(Qcow2 *s, uint64_t entry, uint64_t *off, uint64_t *len)
+{
+    uint64_t coff = entry & s->cluster_offset_mask;
+    uint64_t nb = ((entry >> s->csize_shift) & s->csize_mask) + 1;
+    *off = coff & ~511ull;
+    *len = nb * 512;
+}
+
+int qcow2_free_entry(Qcow2 *s, uint64_t e)
+{
+    switch (qcow2_entry_type(s, e)) {
+    case C_NORMAL:
+    case C_ZERO_ALLOC:
+        return qcow2_update_refcount(s, e & L2E_OFFSET_MASK, s->cluster_size, -1);
+    case C_COMPRESSED: {
+        uint64_t off, len;
+        qcow2_compressed_range(s, e, &off, &len);
+        return qcow2_update_refcount(s, off, len, -1);
+    }
+    default:
+        return 0;
+    }
+}
+
+uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
+                                      uint32_t refcount_order)
+{
+    uint64_t per_block = cluster_size * 8 >> refcount_order;
+    uint64_t per_table_cluster = cluster_size / 8;
+    uint64_t blocks = 0, table = 0, total = 0, prev;
+    do {
+        prev = total;
+        blocks = div_up(clusters + table + blocks, per_block);
+        table = div_up(blocks, per_table_cluster);
+        total = clusters + blocks + table;
+    } while (total != prev);
+    return (blocks + table) * cluster_size;
+}
+
+/* ---- check and repair ---- */
+
+typedef struct Check {
+    Qcow2 *s;
+    QsBlockCheckResult *res;
+    uint32_t *refs;
+    uint64_t nb;            /* clusters the refs array covers */
+    uint64_t next_contig;   /* for fragmentation stats */
+} Check;
+
+#define CHECK_MAX_CLUSTERS (1ull << 28)
+
+static void inc_refs(Check *ck, uint64_t off, uint64_t len)
+{
+    Qcow2 *s = ck->s;
+    if (!len) return;
+    uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+    if (last >= ck->nb) {
+        if (last < CHECK_MAX_CLUSTERS && last < file_clusters(s) + (1u << 16)) {
+            uint64_t nnb = last + 1;
+            ck->refs = g_renew(uint32_t, ck->refs, nnb);
+            memset(ck->refs + ck->nb, 0, (nnb - ck->nb) * 4);
+            ck->nb = nnb;
+        } else {
+            fprintf(stderr, "ERROR: counting reference for region exceeding the end of the "
+                    "file by one cluster or more: offset %#" G_GINT64_MODIFIER "x size %#"
+                    G_GINT64_MODIFIER "x\n", off, len);
+            ck->res->corruptions++;
+            return;
+        }
+    }
+    for (uint64_t c = first; c <= last; c++) {
+        if (ck->refs[c] != UINT32_MAX) ck->refs[c]++;
+    }
+}
+
+static int check_l2(Check *ck, uint64_t l2_off, bool active)
+{
+    Qcow2 *s = ck->s;
+    g_autofree uint8_t *t = g_malloc(s->cluster_size);
+    int r = qcow2_meta_read(s, l2_off, t, s->cluster_size);
+    if (r < 0) {
+        fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
+        ck->res->check_errors++;
+        return 0;
+    }
+    for (uint64_t i = 0; i < s->l2_entries; i++) {
+        uint64_t e = l2_get(s, t, i);
+        ClusterType ty = qcow2_entry_type(s, e);
+        if (ty == C_COMPRESSED) {
+            if (e & QCOW_OFLAG_COPIED) {
+                fprintf(stderr, "ERROR: coffset=%#" G_GINT64_MODIFIER "x: Cluster cannot "
+                        "be marked as copied\n", e & s->cluster_offset_mask);
+                ck->res->corruptions++;
+            }
+            if (s->ext_l2 && l2_get_bitmap(s, t, i)) {
+                fprintf(stderr, "ERROR compressed cluster %" G_GUINT64_FORMAT " with non-zero "
+                        "subcluster allocation bitmap, entry=%#" G_GINT64_MODIFIER "x\n", i, e);
+                ck->res->corruptions++;
+            }
+            uint64_t off, len;
+            qcow2_compressed_range(s, e, &off, &len);
+            inc_refs(ck, off, len);
+            if (active) {
+                ck->res->allocated_clusters++;
+                ck->res->compressed_clusters++;
+                ck->next_contig = 0;
+            }
+        } else if (ty == C_NORMAL || ty == C_ZERO_ALLOC) {
+            uint64_t off = e & L2E_OFFSET_MASK;
+            if (off & (s->cluster_size - 1)) {
+                fprintf(stderr, "ERROR offset=%" G_GINT64_MODIFIER "x: Cluster is not properly "
+                        "aligned; L2 entry corrupted.\n", off);
+                ck->res->corruptions++;
+                continue;
+            }
+            if (active) {
+                ck->res->allocated_clusters++;
+                if (ck->next_contig && off != ck->next_contig) ck->res->fragmented_clusters++;
+                ck->next_contig = off + s->cluster_size;
+            }
+            inc_refs(ck, off, s->cluster_size);
+        }
+    }
+    return 0;
+}
+
+static int check_l1(Check *ck, uint64_t l1_off, uint32_t l1_size, bool active)
+{
+    Qcow2 *s = ck->s;
+    if (!l1_size) return 0;
+    inc_refs(ck, l1_off, (uint64_t)l1_size * 8);
+    g_autofree uint8_t *l1 = g_malloc((size_t)l1_size * 8);
+    if (qcow2_meta_read(s, l1_off, l1, (size_t)l1_size * 8) < 0) {
+        fprintf(stderr, "ERROR: I/O error in check_refcounts_l1\n");
+        ck->res->check_errors++;
+        return 0;
+    }
+    for (uint32_t i = 0; i < l1_size; i++) {
+        uint64_t e = be64_at(l1 + 8 * i);
+        uint64_t l2 = e & L1E_OFFSET_MASK;
+        if (!l2) continue;
+        if (l2 & (s->cluster_size - 1)) {
+            fprintf(stderr, "ERROR l2_offset=%" G_GINT64_MODIFIER "x: Table is not cluster "
+                    "aligned; L1 entry corrupted\n", l2);
+            ck->res->corruptions++;
+            continue;
+        }
+        inc_refs(ck, l2, s->cluster_size);
+        check_l2(ck, l2, active);
+    }
+    return 0;
+}
+
+static void check_bitmaps(Check *ck)
+{
+    Qcow2 *s = ck->s;
+    if (!(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) || !s->nb_bitmaps) return;
+    if (s->bitmap_dir_size > (64u << 20)) return;
+    inc_refs(ck, s->bitmap_dir_offset, s->bitmap_dir_size);
+    g_autofree uint8_t *dir = g_malloc(s->bitmap_dir_size);
+    if (qcow2_meta_read(s, s->bitmap_dir_offset, dir, s->bitmap_dir_size) < 0) return;
+    uint64_t p = 0;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        if (p + 24 > s->bitmap_dir_size) break;
+        uint64_t toff = be64_at(dir + p);
+        uint32_t tsize = be32_at(dir + p + 8);
+        uint16_t name = be16_at(dir + p + 18);
+        uint32_t extra = be32_at(dir + p + 20);
+        if (tsize <= (1u << 20) && toff && !(toff & 511)) {
+            inc_refs(ck, toff, (uint64_t)tsize * 8);
+            g_autofree uint8_t *tab = g_malloc((size_t)tsize * 8 + 1);
+            if (qcow2_meta_read(s, toff, tab, (size_t)tsize * 8) == 0) {
+                for (uint32_t j = 0; j < tsize; j++) {
+                    uint64_t d = be64_at(tab + 8 * j) & L2E_OFFSET_MASK;
+                    if (d) inc_refs(ck, d, s->cluster_size);
+                }
+            }
+        }
+        p = align_up(p + 24 + (uint64_t)extra + name, 8);
+    }
+}
+
+static void check_copied(Check *ck, int fix)
+{
+    Qcow2 *s = ck->s;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t e = s->l1[i], l2 = e & L1E_OFFSET_MASK;
+        if (!l2 || (l2 & (s->cluster_size - 1))) continue;
+        uint64_t rc;
+        if (qcow2_get_refcount(s, l2 >> s->cluster_bits, &rc) < 0) continue;
+        if ((rc == 1) != !!(e & QCOW_OFLAG_COPIED)) {
+            fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%"
+                    G_GINT64_MODIFIER "x refcount=%" G_GUINT64_FORMAT "\n",
+                    fix & QS_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i, e, rc);
+            if (fix & QS_CHECK_FIX_ERRORS) {
+                s->l1[i] = rc == 1 ? e | QCOW_OFLAG_COPIED : e & ~QCOW_OFLAG_COPIED;
+                if (qcow2_write_l1_entry(s, i) == 0) ck->res->corruptions_fixed++;
+                else ck->res->corruptions++;
+            } else {
+                ck->res->corruptions++;
+            }
+        }
+        int err = 0;
+        uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2, false, &err);
+        if (!t) continue;
+        bool l2_owned = rc == 1;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t x = l2_get(s, t, j);
+            ClusterType ty = qcow2_entry_type(s, x);
+            if (ty != C_NORMAL && ty != C_ZERO_ALLOC) continue;
+            uint64_t d = x & L2E_OFFSET_MASK;
+            if (d & (s->cluster_size - 1)) continue;
+            uint64_t drc;
+            if (qcow2_get_refcount(s, d >> s->cluster_bits, &drc) < 0) continue;
+            if ((drc == 1) != !!(x & QCOW_OFLAG_COPIED)) {
+                bool repair = (fix & QS_CHECK_FIX_ERRORS) && l2_owned;
+                fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%" G_GINT64_MODIFIER
+                        "x refcount=%" G_GUINT64_FORMAT "\n", repair ? "Repairing" : "ERROR",
+                        x, drc);
+                if (repair) {
+                    x = drc == 1 ? x | QCOW_OFLAG_COPIED : x & ~QCOW_OFLAG_COPIED;
+                    l2_set(s, t, j, x, l2_get_bitmap(s, t, j));
+                    if (qcow2_meta_write(s, l2 + j * s->l2e_size, t + j * s->l2e_size, 8) == 0)
+                        ck->res->corruptions_fixed++;
+                    else
+                        ck->res->corruptions++;
+                } else {
+                    ck->res->corruptions++;
+                }
+            }
+        }
+    }
+}
+
+bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
+{
+    Qcow2 *s = bs->opaque;
+    if (fix && !(bs->flags & QS_BLOCK_RDWR)) fix = 0;
+    g_mutex_lock(&s->lock);
+    Check ck = { .s = s, .res = res };
+    ck.nb = file_clusters(s);
+    if (ck.nb > CHECK_MAX_CLUSTERS) {
+        g_mutex_unlock(&s->lock);
+        g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Image file '%s' has %" G_GUINT64_FORMAT
+                    " clusters, more than check handles", bs->filename, ck.nb);
+        return false;
+    }
+    ck.refs = g_new0(uint32_t, MAX(ck.nb, 1));
+    res->has_stats = true;
+    res->total_clusters = div_up(bs->size, s->cluster_size);
+
+    inc_refs(&ck, 0, s->cluster_size);
+    check_l1(&ck, s->l1_offset, s->l1_size, true);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        Qcow2Snapshot *sn = &s->snaps[i];
+        if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES || (sn->l1_offset & (s->cluster_size - 1))) {
+            fprintf(stderr, "ERROR snapshot %s (%s) l1_offset=%#" G_GINT64_MODIFIER "x "
+                    "l1_size=%u: invalid L1 table\n", sn->id, sn->name, sn->l1_offset,
+                    sn->l1_size);
+            res->corruptions++;
+            continue;
+        }
+        check_l1(&ck, sn->l1_offset, sn->l1_size, false);
+    }
+    inc_refs(&ck, s->snapshots_offset, s->snapshots_size);
+    inc_refs(&ck, s->reftable_offset, (uint64_t)s->reftable_clusters * s->cluster_size);
+    for (uint64_t i = 0; i < s->reftable_entries; i++) {
+        uint64_t off = s->reftable[i] & REFT_OFFSET_MASK;
+        if (!off) continue;
+        if (off & (s->cluster_size - 1)) {
+            fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " is not cluster aligned;"
+                    " refcount table entry corrupted\n", i);
+            res->corruptions++;
+            continue;
+        }
+        if ((off >> s->cluster_bits) >= file_clusters(s)) {
+            fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " is outside image\n", i);
+            res->corruptions++;
+            continue;
+        }
+        inc_refs(&ck, off, s->cluster_size);
+    }
+    check_bitmaps(&ck);
+
+    /* compare */
+    uint64_t E = 1ull << s->rb_bits;
+    uint64_t limit = ck.nb;
+    for (uint64_t i = 0; i < s->reftable_entries; i++) {
+        if ((s->reftable[i] & REFT_OFFSET_MASK) && !(s->reftable[i] & 511))
+            limit = MAX(limit, (i + 1) * E);
+    }
+    limit = MIN(limit, CHECK_MAX_CLUSTERS);
+    uint64_t highest = 0;
+    int64_t bad_block = -1;
+    for (uint64_t c = 0; c < limit; c++) {
+        uint64_t ref = c < ck.nb ? ck.refs[c] : 0;
+        if (ref) highest = c + 1;
+        uint64_t idx = c / E;
+        if (ref == 0 && (idx >= s->reftable_entries || !(s->reftable[idx] & REFT_OFFSET_MASK)))
+            continue;
+        uint64_t rc;
+        if (qcow2_get_refcount(s, c, &rc) < 0) {
+            if ((int64_t)idx != bad_block) {
+                fprintf(stderr, "Can't get refcount for cluster %" G_GUINT64_FORMAT ": %s\n", c,
+                        g_strerror(EIO));
+                res->check_errors++;
+                bad_block = (int64_t)idx;
+            }
+            continue;
+        }
+        if (rc == ref) continue;
+        bool leak = rc > ref;
+        bool repair = fix & (leak ? QS_CHECK_FIX_LEAKS : QS_CHECK_FIX_ERRORS);
+        fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
+                " reference=%" G_GUINT64_FORMAT "\n",
+                repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
+        if (repair && ref <= s->refcount_max &&
+            qcow2_update_refcount(s, c << s->cluster_bits, 1, (int64_t)(ref - rc)) == 0) {
+            if (leak) res->leaks_fixed++;
+            else res->corruptions_fixed++;
+        } else if (leak) {
+            res->leaks++;
+        } else {
+            res->corruptions++;
+        }
+    }
+    check_copied(&ck, fix);
+    res->image_end_offset = (int64_t)(highest << s->cluster_bits);
+    g_free(ck.refs);
+    if (fix && (s->incompat & QCOW2_INCOMPAT_DIRTY) && !res->corruptions && !res->leaks &&
+        !s->dirty_set) {
+        s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+        qcow2_update_header(s);
+    }
+    g_mutex_unlock(&s->lock);
+    return true;
+}

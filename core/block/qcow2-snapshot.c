@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* qcow2 internal snapshots: the snapshot table (read, validated, rewritten), create,
+ * apply, delete and list, with refcount updates ordered so a crash only leaks. */
+#include <errno.h>
+#include <string.h>
+#include "qcow2.h"
+
+void qcow2_free_snapshots(Qcow2 *s)
+{
+    for (uint32_t i = 0; i < s->nb_snapshots && s->snaps; i++) {
+        g_free(s->snaps[i].id);
+        g_free(s->snaps[i].name);
+        g_free(s->snaps[i].extra_unknown);
+    }
+    g_free(s->snaps);
+    s->snaps = NULL;
+}
+
+int qcow2_read_snapshots(Qcow2 *s, GError **errp)
+{
+    if (!s->nb_snapshots) {
+        s->snapshots_size = 0;
+        return 0;
+    }
+    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+        g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Too many snapshots: nb_snapshots=%u (at "
+                    "most %u)", s->nb_snapshots, QCOW2_MAX_SNAPSHOTS);
+        return -EFBIG;
+    }
+    if (!s->snapshots_offset || (s->snapshots_offset & (s->cluster_size - 1))) {
+        g_set_error(errp, QS_BLOCK_ERROR, EINVAL, "Invalid snapshot table offset %#"
+                    G_GINT64_MODIFIER "x", s->snapshots_offset);
+        return -EINVAL;
+    }
+    s->snaps = g_new0(Qcow2Snapshot, s->nb_snapshots);
+    uint64_t off = s->snapshots_offset, total = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        Qcow2Snapshot *sn = &s->snaps[i];
+        uint8_t h[40];
+        int r = qcow2_meta_read(s, off, h, sizeof(h));
+        if (r < 0) goto io;
+        sn->l1_offset = be64_at(h);
+        sn->l1_size = be32_at(h + 8);
+        uint16_t id_len = be16_at(h + 12), name_len = be16_at(h + 14);
+        sn->date_sec = be32_at(h + 16);
+        sn->date_nsec = be32_at(h + 20);
+        sn->vm_clock_nsec = be64_at(h + 24);
+        sn->vm_state_size = be32_at(h + 32);
+        uint32_t extra = be32_at(h + 36);
+        if (extra > QCOW2_MAX_SNAPSHOT_EXTRA) {
+            g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Too much extra metadata in snapshot "
+                        "table entry %u: extra_data_size=%u (at most %u)", i, extra,
+                        QCOW2_MAX_SNAPSHOT_EXTRA);
+            return -EFBIG;
+        }
+        uint64_t esize = align_up(40 + (uint64_t)extra + id_len + name_len, 8);
+        total += esize;
+        if (total > QCOW2_MAX_SNAPSHOTS_BYTES) {
+            g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Snapshot table is too big (more than %u"
+                        " bytes at entry %u)", QCOW2_MAX_SNAPSHOTS_BYTES, i);
+            return -EFBIG;
+        }
+        g_autofree uint8_t *rest = g_malloc((size_t)extra + id_len + name_len + 1);
+        r = qcow2_meta_read(s, off + 40, rest, (size_t)extra + id_len + name_len);
+        if (r < 0) goto io;
+        sn->disk_size = s->bs->size;
+        if (extra >= 8) sn->vm_state_size = be64_at(rest);
+        if (extra >= 16) sn->disk_size = be64_at(rest + 8);
+        if (extra >= 24) {
+            sn->icount = be64_at(rest + 16);
+            sn->has_icount = sn->icount != UINT64_MAX;
+        }
+        if (extra > 24) {
+            sn->extra_unknown_len = extra - 24;
+            sn->extra_unknown = g_memdup2(rest + 24, extra - 24);
+        }
+        sn->id = g_strndup((char *)rest + extra, id_len);
+        sn->name = g_strndup((char *)rest + extra + id_len, name_len);
+        if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
+            (sn->l1_offset & (s->cluster_size - 1))) {
+            g_set_error(errp, QS_BLOCK_ERROR, EINVAL, "Snapshot L1 table of snapshot '%s' is "
+                        "invalid: l1_table_offset=%#" G_GINT64_MODIFIER "x l1_size=%u",
+                        sn->id, sn->l1_offset, sn->l1_size);
+            return -EINVAL;
+        }
+        off += esize;
+    }
+    s->snapshots_size = total;
+    return 0;
+io:
+    g_set_error(errp, QS_BLOCK_ERROR, EIO, "Could not read the snapshot table");
+    return -EIO;
+}
+
+/* Write the table to new clusters, switch the header to it, free the old one. */
+static int write_snapshots(Qcow2 *s)
+{
+    GByteArray *b = g_byte_array_new();
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        Qcow2Snapshot *sn = &s->snaps[i];
+        uint32_t extra = 24 + sn->extra_unknown_len;
+        size_t idl = strlen(sn->id), nl = strlen(sn->name);
+        uint8_t h[64] = { 0 };
+        put_be64(h, sn->l1_offset);
+        put_be32(h + 8, sn->l1_size);
+        put_be16(h + 12, (uint16_t)idl);
+        put_be16(h + 14, (uint16_t)nl);
+        put_be32(h + 16, sn->date_sec);
+        put_be32(h + 20, sn->date_nsec);
+        put_be64(h + 24, sn->vm_clock_nsec);
+        put_be32(h + 32, (uint32_t)MIN(sn->vm_state_size, UINT32_MAX));
+        put_be32(h + 36, extra);
+        put_be64(h + 40, sn->vm_state_size);
+        put_be64(h + 48, sn->disk_size);
+        put_be64(h + 56, sn->has_icount ? sn->icount : UINT64_MAX);
+        g_byte_array_append(b, h, 64);
+        if (sn->extra_unknown_len) g_byte_array_append(b, sn->extra_unknown, sn->extra_unknown_len);
+        g_byte_array_append(b, (uint8_t *)sn->id, (guint)idl);
+        g_byte_array_append(b, (uint8_t *)sn->name, (guint)nl);
+        static const uint8_t pad[8];
+        g_byte_array_append(b, pad, (guint)(align_up(b->len, 8) - b->len));
+    }
+    uint64_t old_off = s->snapshots_offset, old_size = s->snapshots_size;
+    int64_t off = 0;
+    int r = 0;
+    if (b->len) {
+        off = qcow2_alloc_clusters(s, div_up(b->len, s->cluster_size));
+        if (off < 0) { r = (int)off; goto out; }
+        r = qcow2_meta_write(s, (uint64_t)off, b->data, b->len);
+        if (r < 0) goto out;
+    }
+    uint8_t h[12];
+    put_be32(h, s->nb_snapshots);
+    put_be64(h + 4, (uint64_t)off);
+    r = qcow2_meta_write(s, 60, h, sizeof(h));
+    if (r < 0) goto out;
+    s->snapshots_offset = (uint64_t)off;
+    s->snapshots_size = b->len;
+    if (old_size) r = qcow2_update_refcount(s, old_off, old_size, -1);
+out:
+    g_byte_array_unref(b);
+    return r;
+}
+
+/* addend to the refcounts of the L2 tables and data clusters of an L1 table (in host
+ * byte order), merging runs of contiguous data clusters. */
+static int tree_refcount(Qcow2 *s, const uint64_t *l1, uint32_t l1_size, int64_t addend)
+{
+    uint64_t cs = s->cluster_size;
+    g_autofree uint8_t *t = g_malloc(cs);
+    for (uint32_t i = 0; i < l1_size; i++) {
+        uint64_t l2 = l1[i] & L1E_OFFSET_MASK;
+        if (!l2) continue;
+        if (l2 & (cs - 1)) return -EIO;
+        int r = qcow2_meta_read(s, l2, t, cs);
+        if (r < 0) return r;
+        uint64_t run_start = 0, run_len = 0;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t e = l2_get(s, t, j);
+            ClusterType ty = qcow2_entry_type(s, e);
+            if (ty == C_NORMAL || ty == C_ZERO_ALLOC) {
+                uint64_t h = e & L2E_OFFSET_MASK;
+                if (run_len && h == run_start + run_len) {
+                    run_len += cs;
+                    continue;
+                }
+                if (run_len && (r = qcow2_update_refcount(s, run_start, run_len, addend)) < 0)
+                    return r;
+                run_start = h;
+                run_len = cs;
+            } else if (ty == C_COMPRESSED) {
+                uint64_t o, n;
+                qcow2_compressed_range(s, e, &o, &n);
+                r = qcow2_update_refcount(s, o, n, addend);
+                if (r < 0) return r;
+            }
+        }
+        if (run_len && (r = qcow2_update_refcount(s, run_start, run_len, addend)) < 0) return r;
+        r = qcow2_update_refcount(s, l2, cs, addend);
+        if (r < 0) return r;
+    }
+    return 0;
+}
+
+static uint64_t *read_l1(Qcow2 *s, uint64_t off, uint32_t size, int *err)
+{
+    uint64_t *l1 = g_new0(uint64_t, MAX(size, 1u));
+    *err = size ? qcow2_meta_read(s, off, l1, (size_t)size * 8) : 0;
+    if (*err < 0) {
+        g_free(l1);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < size; i++) l1[i] = GUINT64_FROM_BE(l1[i]);
+    return l1;
+}
+
+int qcow2_update_tree_refcount(Qcow2 *s, uint64_t l1_offset, uint32_t l1_size, int64_t addend)
+{
+    int err;
+    g_autofree uint64_t *l1 = read_l1(s, l1_offset, l1_size, &err);
+    if (!l1) return err;
+    return tree_refcount(s, l1, l1_size, addend);
+}
+
+int qcow2_fix_copied(Qcow2 *s)
+{
+    uint64_t cs = s->cluster_size;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2 = s->l1[i] & L1E_OFFSET_MASK;
+        if (!l2) continue;
+        uint64_t rc;
+        int r = qcow2_get_refcount(s, l2 >> s->cluster_bits, &rc);
+        if (r < 0) return r;
+        uint64_t want = rc == 1 ? l2 | QCOW_OFLAG_COPIED : l2;
+        if (want != s->l1[i]) {
+            s->l1[i] = want;
+            r = qcow2_write_l1_entry(s, i);
+            if (r < 0) return r;
+        }
+        int err = 0;
+        uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2, false, &err);
+        if (!t) return err;
+        bool changed = false;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t e = l2_get(s, t, j);
+            ClusterType ty = qcow2_entry_type(s, e);
+            if (ty != C_NORMAL && ty != C_ZERO_ALLOC) continue;
+            uint64_t drc;
+            r = qcow2_get_refcount(s, (e & L2E_OFFSET_MASK) >> s->cluster_bits, &drc);
+            if (r < 0) return r;
+            t = qcow2_cache_get(s, &s->l2_cache, l2, false, &err);
+            if (!t) return err;
+            uint64_t ne = drc == 1 ? e | QCOW_OFLAG_COPIED : e & ~QCOW_OFLAG_COPIED;
+            if (ne != e) {
+                l2_set(s, t, j, ne, l2_get_bitmap(s, t, j));
+                changed = true;
+            }
+        }
+        if (changed && (r = qcow2_meta_write(s, l2, t, cs)) < 0) return r;
+    }
+    return 0;
+}
+
+static int find_snapshot(Qcow2 *s, const char *key)
+{
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (!strcmp(s->snaps[i].id, key)) return (int)i;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (!strcmp(s->snaps[i].name, key)) return (int)i;
+    return -1;
+}
+
+GPtrArray *qcow2_snapshot_list(QsBlock *bs)
+{
+    Qcow2 *s = bs->opaque;
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)qs_block_snapshot_free);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        Qcow2Snapshot *sn = &s->snaps[i];
+        QsBlockSnapshot *o = g_new0(QsBlockSnapshot, 1);
+        o->id = g_strdup(sn->id);
+        o->name = g_strdup(sn->name);
+        o->vm_state_size = sn->vm_state_size;
+        o->date_sec = sn->date_sec;
+        o->date_nsec = sn->date_nsec;
+        o->vm_clock_nsec = sn->vm_clock_nsec;
+        o->has_icount = sn->has_icount;
+        o->icount = sn->icount;
+        g_ptr_array_add(out, o);
+    }
+    return out;
+}
+
+static bool fail(GError **errp, int r, const char *what, const char *name)
+{
+    g_set_error(errp, QS_BLOCK_ERROR, -r, "Could not %s snapshot '%s': %d (%s)", what, name,
+                r, g_strerror(-r));
+    return false;
+}
+
+bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
+{
+    Qcow2 *s = bs->opaque;
+    if (strlen(name) > 0xffff) return fail(errp, -EINVAL, "create", name);
+    g_mutex_lock(&s->lock);
+    int r = -EEXIST;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if (!strcmp(s->snaps[i].name, name)) goto out;
+    r = -EFBIG;
+    if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) goto out;
+    uint64_t max_id = 0;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        uint64_t v = g_ascii_strtoull(s->snaps[i].id, NULL, 10);
+        max_id = MAX(max_id, v);
+    }
+    /* 1. a copy of the active L1 table */
+    uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
+    int64_t l1_off = 0;
+    if (l1_bytes) {
+        l1_off = qcow2_alloc_clusters(s, div_up(l1_bytes, s->cluster_size));
+        if (l1_off < 0) { r = (int)l1_off; goto out; }
+        g_autofree uint64_t *be = g_new(uint64_t, s->l1_size);
+        for (uint32_t i = 0; i < s->l1_size; i++)
+            be[i] = GUINT64_TO_BE(s->l1[i] & ~QCOW_OFLAG_COPIED);
+        r = qcow2_meta_write(s, (uint64_t)l1_off, be, l1_bytes);
+        if (r < 0) goto out;
+    }
+    /* 2. the tree is now referenced once more; 3. active flags follow */
+    r = tree_refcount(s, s->l1, s->l1_size, 1);
+    if (r < 0) goto out;
+    r = qcow2_fix_copied(s);
+    if (r < 0) goto out;
+    /* 4. the table entry */
+    s->snaps = g_renew(Qcow2Snapshot, s->snaps, s->nb_snapshots + 1);
+    Qcow2Snapshot *sn = &s->snaps[s->nb_snapshots];
+    memset(sn, 0, sizeof(*sn));
+    gint64 now = g_get_real_time();
+    sn->l1_offset = (uint64_t)l1_off;
+    sn->l1_size = s->l1_size;
+    sn->id = g_strdup_printf("%" G_GUINT64_FORMAT, max_id + 1);
+    sn->name = g_strdup(name);
+    sn->date_sec = (uint32_t)(now / G_USEC_PER_SEC);
+    sn->date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000;
+    sn->disk_size = bs->size;
+    sn->has_icount = false;
+    s->nb_snapshots++;
+    r = write_snapshots(s);
+    if (r < 0) {
+        s->nb_snapshots--;
+        g_free(sn->id);
+        g_free(sn->name);
+    }
+out:
+    g_mutex_unlock(&s->lock);
+    return r < 0 ? fail(errp, r, "create", name) : true;
+}
+
+bool qcow2_snapshot_apply(QsBlock *bs, const char *key, GError **errp)
+{
+    Qcow2 *s = bs->opaque;
+    g_autofree uint64_t *snl1 = NULL, *old = NULL, *be = NULL;
+    g_mutex_lock(&s->lock);
+    int idx = find_snapshot(s, key);
+    int r = -ENOENT;
+    if (idx < 0) goto out;
+    Qcow2Snapshot *sn = &s->snaps[idx];
+    if (sn->l1_size > s->l1_size) {
+        r = qcow2_grow_l1(s, sn->l1_size);
+        if (r < 0) goto out;
+    }
+    int err;
+    snl1 = read_l1(s, sn->l1_offset, sn->l1_size, &err);
+    if (!snl1) { r = err; goto out; }
+    for (uint32_t i = 0; i < sn->l1_size; i++) {
+        if (snl1[i] & L1E_RESERVED_MASK & ~QCOW_OFLAG_COPIED) {
+            r = -EIO;
+            goto out;
+        }
+    }
+    /* 1. the snapshot's tree gains the active reference */
+    r = tree_refcount(s, snl1, sn->l1_size, 1);
+    if (r < 0) goto out;
+    /* 2. switch the active table */
+    old = g_memdup2(s->l1, (gsize)s->l1_size * 8);
+    for (uint32_t i = 0; i < s->l1_size; i++) s->l1[i] = i < sn->l1_size ? snl1[i] : 0;
+    be = g_new(uint64_t, s->l1_size);
+    for (uint32_t i = 0; i < s->l1_size; i++) be[i] = GUINT64_TO_BE(s->l1[i]);
+    r = qcow2_meta_write(s, s->l1_offset, be, (uint64_t)s->l1_size * 8);
+    if (r < 0) {
+        memcpy(s->l1, old, (gsize)s->l1_size * 8);
+        goto out;
+    }
+    qcow2_cache_clear(&s->l2_cache);
+    /* 3. the old tree loses it */
+    r = tree_refcount(s, old, s->l1_size, -1);
+    if (r < 0) goto out;
+    r = qcow2_fix_copied(s);
+    if (r == 0 && sn->disk_size != bs->size) {
+        bs->size = sn->disk_size;
+        r = qcow2_update_header(s);
+    }
+out:
+    g_mutex_unlock(&s->lock);
+    return r < 0 ? fail(errp, r, "apply", key) : true;
+}
+
+bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
+{
+    Qcow2 *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    int idx = find_snapshot(s, key);
+    int r = -ENOENT;
+    if (idx < 0) goto out;
+    Qcow2Snapshot sn = s->snaps[idx];
+    /* 1. drop the entry from the table */
+    memmove(&s->snaps[idx], &s->snaps[idx + 1],
+            (s->nb_snapshots - (uint32_t)idx - 1) * sizeof(Qcow2Snapshot));
+    s->nb_snapshots--;
+    r = write_snapshots(s);
+    if (r < 0) {
+        memmove(&s->snaps[idx + 1], &s->snaps[idx],
+                (s->nb_snapshots - (uint32_t)idx) * sizeof(Qcow2Snapshot));
+        s->snaps[idx] = sn;
+        s->nb_snapshots++;
+        goto out;
+    }
+    /* 2. release its tree and L1 table; 3. active flags follow */
+    r = qcow2_update_tree_refcount(s, sn.l1_offset, sn.l1_size, -1);
+    if (r == 0 && sn.l1_size)
+        r = qcow2_update_refcount(s, sn.l1_offset, (uint64_t)sn.l1_size * 8, -1);
+    if (r == 0) r = qcow2_fix_copied(s);
+    g_free(sn.id);
+    g_free(sn.name);
+    g_free(sn.extra_unknown);
+out:
+    g_mutex_unlock(&s->lock);
+    return r < 0 ? fail(errp, r, "delete", key) : true;
+}
