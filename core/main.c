@@ -7,6 +7,7 @@
 #include "module-loader.h"
 #include "qs-internal.h"
 #include "runtime.h"
+#include "tcg/tcg-runtime.h"
 
 typedef struct Config {
     GPtrArray *plugins;    /* -plugin specs */
@@ -147,8 +148,12 @@ static int parse_args(int argc, char **argv, Config *c)
                  !strcmp(opt, "name") || !strcmp(opt, "nodefaults")) {
             /* accepted for QEMU compatibility; nothing to do */
         }
-        else if (!strcmp(opt, "d") || !strcmp(opt, "D") || !strcmp(opt, "append") ||
-                 !strcmp(opt, "bios")) {
+        else if (!strcmp(opt, "d") || !strcmp(opt, "D")) {
+            g_autoptr(GError) err = NULL;
+            if (!(opt[0] == 'd' ? qs_tcg_set_log(arg, &err) : qs_tcg_set_logfile(arg, &err)))
+                return fail("%s", err->message);
+        }
+        else if (!strcmp(opt, "append") || !strcmp(opt, "bios")) {
             if (!strcmp(opt, "bios") && strcmp(arg, "none"))
                 return fail("-bios %s: only 'none' is supported", arg);
         }
@@ -233,8 +238,10 @@ int main(int argc, char **argv)
         const char *spec = c.qmp->pdata[i];
         if (!qs_qmp_start(spec, &err)) return fail("-qmp %s: %s", spec, err->message);
     }
+    if (!qs_tcg_start(&c.machine, &err)) return fail("%s", err->message);
     qs_runstate_start(c.paused);
     int status = qs_main_loop_run();
+    qs_tcg_stop();
     qs_module_unload_all();
     return status;
 }
