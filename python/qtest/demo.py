@@ -67,11 +67,13 @@ def run(binary, machine):
         step("QMP", "query-status -> %s" % st["status"])
         if kind == "qemu-slim":
             plugins = m.qmp.command("query-plugins")
-            text = "\n".join("%s %s (%s): %s" % (p.get("name"), p.get("version"),
-                                                 p.get("license"), p.get("description"))
-                             for p in plugins) or "(no modules loaded)"
+            text = "\n".join("%s %s (%s)%s: %s" % (p.get("name"), p.get("version"),
+                                                   p.get("license"),
+                                                   ", loaded" if p.get("loaded") else "",
+                                                   p.get("description"))
+                             for p in plugins) or "(no modules found)"
             step("QMP", "query-plugins -> %d module(s)\n%s" % (len(plugins), text))
-            names = sorted(p.get("name") for p in plugins)
+            names = sorted(p.get("name") for p in plugins if p.get("loaded"))
             if names != sorted(modules):
                 raise qtest.DeviceError("query-plugins lists %s, but %s were loaded"
                                         % (names, sorted(modules)))
