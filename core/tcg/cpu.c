@@ -171,7 +171,7 @@ uint64_t tcg_helper_call(QsCpu *cpu, unsigned helper, uint64_t a, uint64_t b, ui
     case HELPER_ECALL:
         tcg_raise(cpu, EXC_ECALL_M, 0, pc);
     case HELPER_EBREAK:
-        tcg_raise(cpu, EXC_BREAKPOINT, pc, pc);
+        tcg_raise(cpu, EXC_BREAKPOINT, 0, pc);   /* mtval 0, as QEMU 7.2 */
     case HELPER_ILLEGAL:
         tcg_raise(cpu, EXC_ILLEGAL, a, pc);
     case HELPER_MISALIGNED_JUMP:
@@ -224,8 +224,8 @@ static void store_code(QsCpu *cpu, uint64_t off, unsigned size, uint64_t v)
 {
     TcgRam *r = cpu->ram;
     tcg_tb_lock();
-    if (r->code_pages[off >> 12]) tcg_tb_invalidate_page_locked(r, off);
-    if (r->code_pages[(off + size - 1) >> 12]) tcg_tb_invalidate_page_locked(r, off + size - 1);
+    if (r->code_map[off >> CODE_SHIFT]) tcg_tb_invalidate_page_locked(r, off);
+    if (r->code_map[(off + size - 1) >> CODE_SHIFT]) tcg_tb_invalidate_page_locked(r, off + size - 1);
     memcpy(r->host + off, &v, size);
     tcg_tb_unlock();
 }

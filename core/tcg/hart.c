@@ -217,7 +217,7 @@ void qs_tcg_stop(void)
     for (unsigned i = 0; i < nthreads; i++) g_free(threads[i].harts);
     g_free(mach.harts);
     g_free(threads);
-    g_free(mach.ram.code_pages);
+    g_free(mach.ram.code_map);
     memset(&mach, 0, sizeof(mach));
     threads = NULL;
     nthreads = 0;
@@ -360,7 +360,7 @@ bool qs_tcg_start(const QsMachineConfig *cfg, GError **errp)
                     mach.ram.size);
         return false;
     }
-    mach.ram.code_pages = g_malloc0(mach.ram.size >> 12);
+    mach.ram.code_map = g_malloc0(mach.ram.size >> CODE_SHIFT);
     bus = (TcgBus){ .load = bus_load, .store = bus_store };
     mach.bus = &bus;
     mach.opts = log_opts;

@@ -71,7 +71,7 @@ static void st_generic(QsCpu *cpu, uint64_t addr, unsigned memop, uint64_t v, ui
         tcg_raise(cpu, EXC_STORE_MISALIGNED, addr, pc);
     if (memop & (QS_TCG_MO_SC | QS_TCG_MO_REL)) atomic_thread_fence(memory_order_release);
     uint8_t *p = ram_ptr(cpu, addr, size);
-    if (p && !cpu->ram->code_pages[(p - cpu->ram->host) >> 12]) memcpy(p, &v, size);
+    if (p && !cpu->ram->code_map[(p - cpu->ram->host) >> CODE_SHIFT]) memcpy(p, &v, size);
     else tcg_store_slow(cpu, addr, memop, v, pc);
     if (memop & QS_TCG_MO_SC) atomic_thread_fence(memory_order_seq_cst);
 }
@@ -114,7 +114,7 @@ static uint64_t amo_exec(QsCpu *cpu, uint64_t addr, unsigned memop, unsigned amo
     if (size == 4) val = sext(val, QS_TCG_MO_32 | QS_TCG_MO_SIGN);
     uint8_t *p = ram_ptr(cpu, addr, size);
     if (!p) return tcg_amo_slow(cpu, addr, memop, amo, val, pc);
-    if (cpu->ram->code_pages[(p - cpu->ram->host) >> 12])
+    if (cpu->ram->code_map[(p - cpu->ram->host) >> CODE_SHIFT])
         tcg_tb_invalidate_page(cpu->ram, (uint64_t)(p - cpu->ram->host));
     uint64_t old;
     if (size == 4) AMO_CASE(uint32_t);
@@ -129,7 +129,7 @@ static uint64_t cmpxchg_exec(QsCpu *cpu, uint64_t addr, unsigned memop, uint64_t
     if (addr & (size - 1)) tcg_raise(cpu, EXC_STORE_MISALIGNED, addr, pc);
     uint8_t *p = ram_ptr(cpu, addr, size);
     if (!p) return tcg_cmpxchg_slow(cpu, addr, memop, expect, val, pc);
-    if (cpu->ram->code_pages[(p - cpu->ram->host) >> 12])
+    if (cpu->ram->code_map[(p - cpu->ram->host) >> CODE_SHIFT])
         tcg_tb_invalidate_page(cpu->ram, (uint64_t)(p - cpu->ram->host));
     if (size == 4) {
         uint32_t cur = (uint32_t)expect;
@@ -174,7 +174,7 @@ TB *tcg_interp_exec(QsCpu *cpu, TB *tb, int *slot)
     }
     uint64_t *R = cpu->regs;
     uint8_t *host = cpu->ram->host;
-    const uint8_t *code_pages = cpu->ram->code_pages;
+    const uint8_t *code_map = cpu->ram->code_map;
     const uint64_t ram_base = cpu->ram->base, ram_size = cpu->ram->size;
     const Insn *ip = tb->code;
 
@@ -246,7 +246,7 @@ L_LDGEN: R[ip->d] = ld_generic(cpu, R[ip->a] + (uint64_t)ip->imm, ip->c, ip->aux
 L_##n: {                                                                       \
         uint64_t addr = R[ip->a] + (uint64_t)ip->imm, off = addr - ram_base;   \
         T v = (T)R[ip->b];                                                     \
-        if (__builtin_expect(off <= ram_size - sizeof(T) && !code_pages[off >> 12], 1)) \
+        if (__builtin_expect(off <= ram_size - sizeof(T) && !code_map[off >> CODE_SHIFT], 1)) \
             memcpy(host + off, &v, sizeof(T));                                 \
         else                                                                   \
             tcg_store_slow(cpu, addr, mo, v, ip->aux);                         \

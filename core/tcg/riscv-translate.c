@@ -403,8 +403,13 @@ static void translate_insn(Ctx *s)
         uint32_t a = reg(s, rs1), b = reg(s, rs2);
         if (f7 == 0 && f3 == 0) { arith(s, QS_TCG_ADD, rd, a, b, true); return; }
         if (f7 == 0x20 && f3 == 0) { arith(s, QS_TCG_SUB, rd, a, b, true); return; }
-        if (f7 == 0 && f3 == 1) { arith(s, QS_TCG_SHL, rd, a, b, true); return; }
         if (!rd && (f7 == 0 || f7 == 0x20 || f7 == 1 || f7 == 4 || f7 == 0x10)) return;
+        if (f7 == 0 && f3 == 1) {
+            uint32_t sh = tmp(s);
+            emit2(s, QS_TCG_AND, sh, b, cst(s, 31));
+            arith(s, QS_TCG_SHL, rd, a, sh, true);
+            return;
+        }
         if (f7 == 0 && f3 == 5) {
             uint32_t sh = tmp(s);
             emit2(s, QS_TCG_AND, sh, b, cst(s, 31));

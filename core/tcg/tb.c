@@ -97,17 +97,18 @@ static void end_batch(void)
 
 void tcg_tb_invalidate_page_locked(TcgRam *ram, uint64_t off)
 {
-    uint64_t page = off >> 12;
+    uint64_t line = off >> CODE_SHIFT, page = off >> 12;
     GPtrArray *list = g_hash_table_lookup(page_tbs, GUINT_TO_POINTER(page));
-    if (list) {
-        while (list->len) {
-            TB *tb = list->pdata[list->len - 1];
-            g_ptr_array_set_size(list, list->len - 1);
+    for (guint i = 0; list && i < list->len;) {
+        TB *tb = list->pdata[i];
+        if (tb->line_first <= line && line <= tb->line_last) {
+            g_ptr_array_remove_index_fast(list, i);
             retire(tb, false);
+        } else {
+            i++;
         }
-        g_hash_table_remove(page_tbs, GUINT_TO_POINTER(page));
     }
-    atomic_store((_Atomic uint8_t *)&ram->code_pages[page], 0);
+    atomic_store((_Atomic uint8_t *)&ram->code_map[line], 0);
     end_batch();
 }
 
@@ -129,7 +130,7 @@ void tcg_tb_flush(TcgRam *ram)
     for (guint i = 0; i < all->len; i++) retire(all->pdata[i], false);
     g_ptr_array_free(all, TRUE);
     g_hash_table_remove_all(page_tbs);
-    if (ram && ram->code_pages) memset(ram->code_pages, 0, ram->size >> 12);
+    if (ram && ram->code_map) memset(ram->code_map, 0, ram->size >> CODE_SHIFT);
     stats.flushes++;
     end_batch();
     g_mutex_unlock(&tb_lock);
@@ -175,9 +176,12 @@ static TB *translate_locked(QsCpu *cpu, uint64_t pc, bool *fault)
     const TcgOptions *o = &cpu->mach->opts;
     *fault = false;
     if (pc < ram->base || pc - ram->base > ram->size - 4) { *fault = true; return NULL; }
-    uint64_t page = (pc - ram->base) >> 12;
-    /* Mark the page before reading it, so a store from now on invalidates. */
-    atomic_store((_Atomic uint8_t *)&ram->code_pages[page], 1);
+    uint64_t off = pc - ram->base, page = off >> 12;
+    /* Mark every line the block may cover before reading it, so that a store from now
+     * on invalidates. */
+    uint64_t last = MIN(off + 4ull * TCG_MAX_INSNS, (page + 1) << 12) - 1;
+    for (uint64_t l = off >> CODE_SHIFT; l <= last >> CODE_SHIFT; l++)
+        atomic_store((_Atomic uint8_t *)&ram->code_map[l], 1);
     TB *tb = g_new0(TB, 1);
     for (unsigned max = TCG_MAX_INSNS;; max = 1) {
         QsTcgBlock b;
@@ -205,6 +209,8 @@ static TB *translate_locked(QsCpu *cpu, uint64_t pc, bool *fault)
         }
     }
     tb->page = page;
+    tb->line_first = off >> CODE_SHIFT;
+    tb->line_last = (tb->pc_end - 1 - ram->base) >> CODE_SHIFT;
     tb->jmp_in = g_ptr_array_new();
     atomic_store(&tb->valid, 1);
     TB *old = g_hash_table_lookup(tb_table, &tb->pc);

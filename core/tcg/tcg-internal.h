@@ -46,14 +46,19 @@ struct TB {
     GPtrArray *jmp_in;          /* (TB * | slot) jumping here (under the TB lock) */
     atomic_int valid;
     uint64_t page;              /* RAM page number of the code */
+    uint64_t line_first, line_last;   /* code_map lines the code covers */
     uint64_t retire_gen;
 };
+
+/* Stores are checked against translated code at this granularity (a block is at most
+ * TCG_MAX_INSNS * 4 = 256 bytes, so it covers at most two lines). */
+#define CODE_SHIFT 8
 
 /* Guest RAM as the CPU sees it: one contiguous block with a host pointer. */
 typedef struct TcgRam {
     uint8_t *host;
     uint64_t base, size;
-    uint8_t *code_pages;        /* per 4 KiB page: translated code lives there */
+    uint8_t *code_map;          /* per 2^CODE_SHIFT bytes: translated code may live there */
 } TcgRam;
 
 /* Slow-path bus for everything that is not RAM (MMIO); returns false on a bus error. */
@@ -132,7 +137,7 @@ TcgStats tcg_tb_stats(void);
 TB *tcg_tb_lookup(QsCpu *cpu, uint64_t pc);
 /* Link slot of from to to (no-op if either was invalidated). */
 void tcg_tb_link(TB *from, int slot, TB *to);
-/* A store to RAM offset off hit a page with translated code. */
+/* A store to RAM offset off hit a line with translated code: retire the blocks there. */
 void tcg_tb_invalidate_page(TcgRam *ram, uint64_t off);
 void tcg_tb_flush(TcgRam *ram);
 /* Called by a hart outside of translated code: refresh its jump cache, free garbage. */
