@@ -18,6 +18,22 @@ void qs_request_shutdown(int status, const char *reason);
 /* -S: start with the VM stopped (QMP cont resumes). */
 void qs_runstate_start(bool paused);
 
+/* Run state, as QEMU's: "prelaunch" (before start, or -S until the first cont),
+ * "running", "paused" (after stop), "shutdown".  The virtual clock runs only while
+ * "running".  Call these from the main loop's thread. */
+const char *qs_runstate_name(void);
+bool qs_runstate_is_running(void);
+/* stop: if running, pause (notifiers see false) and emit the QMP STOP event.
+ * cont: if not running, run (notifiers see true) and emit RESUME. */
+void qs_vm_stop(void);
+void qs_vm_start(void);
+/* Notifiers run on every running <-> stopped change (e.g. vCPUs pause/resume). */
+typedef void (*QsRunstateNotify)(bool running, void *opaque);
+void qs_runstate_notifier_add(QsRunstateNotify fn, void *opaque);
+void qs_runstate_notifier_remove(QsRunstateNotify fn, void *opaque);
+/* True once a shutdown was requested (e.g. vCPU threads stop). */
+bool qs_shutdown_requested(void);
+
 /* core/loop: control interfaces; spec is QEMU chardev syntax ("unix:PATH[,server=on,
  * wait=off]", "tcp:HOST:PORT[,server=on,wait=off]", "stdio"). */
 bool qs_qmp_start(const char *spec, GError **errp);

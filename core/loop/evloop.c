@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Loops (the main loop and iothreads, each a GMainContext run by one thread), their
+ * registry, the poll wrapper and the observer registry with its lock-free read path. */
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include "loop-internal.h"
+#include "qs-internal.h"
+
+static GMutex reg_lock;            /* loops, observer list writers */
+static GPtrArray *loops;           /* QsLoop *, main first */
+static QsLoop *main_loop;
+static __thread QsLoop *cur_loop;  /* loop this thread is running, for the poll wrapper */
+
+/* ---- observers ----
+ * Readers (loop threads) load the current immutable list and call through it inside a
+ * per-thread critical section marked by an odd sequence number.  A writer publishes a
+ * new list, then waits until no thread is inside a section that may use the old one,
+ * then frees it.  No lock is taken on the dispatch path. */
+
+typedef struct ObsEntry {
+    const QsEvloopObserver *obs;
+    void *opaque;
+} ObsEntry;
+
+typedef struct ObsList {
+    guint n;
+    ObsEntry e[];
+} ObsList;
+
+typedef struct Reader {
+    int seq;          /* odd while inside observer callbacks */
+} Reader;
+
+int qs_evloop_nobs;
+static ObsList *obs_list;          /* atomic; NULL when empty */
+static GPtrArray *readers;         /* Reader *, under reg_lock */
+static __thread Reader *self_reader;
+
+static void reader_free(gpointer p)
+{
+    g_mutex_lock(&reg_lock);
+    g_ptr_array_remove_fast(readers, p);
+    g_mutex_unlock(&reg_lock);
+    g_free(p);
+}
+
+static GPrivate reader_key = G_PRIVATE_INIT(reader_free);
+
+static Reader *reader_get(void)
+{
+    Reader *r = self_reader;
+    if (G_UNLIKELY(!r)) {
+        r = g_new0(Reader, 1);
+        g_mutex_lock(&reg_lock);
+        if (!readers) readers = g_ptr_array_new();
+        g_ptr_array_add(readers, r);
+        g_mutex_unlock(&reg_lock);
+        g_private_set(&reader_key, r);
+        self_reader = r;
+    }
+    return r;
+}
+
+static ObsList *obs_enter(Reader *r)
+{
+    g_atomic_int_inc(&r->seq);      /* full barrier: seq is visible before the load */
+    return g_atomic_pointer_get(&obs_list);
+}
+
+static void obs_leave(Reader *r)
+{
+    g_atomic_int_inc(&r->seq);
+}
+
+void qs_obs_dispatch_begin(const QsSourceInfo *src)
+{
+    Reader *r = reader_get();
+    ObsList *l = obs_enter(r);
+    for (guint i = 0; l && i < l->n; i++) {
+        if (l->e[i].obs->dispatch_begin) l->e[i].obs->dispatch_begin(src, l->e[i].opaque);
+    }
+    obs_leave(r);
+}
+
+void qs_obs_dispatch_end(const QsSourceInfo *src)
+{
+    Reader *r = reader_get();
+    ObsList *l = obs_enter(r);
+    for (guint i = 0; l && i < l->n; i++) {
+        if (l->e[i].obs->dispatch_end) l->e[i].obs->dispatch_end(src, l->e[i].opaque);
+    }
+    obs_leave(r);
+}
+
+static void obs_poll(QsLoop *loop, bool begin, int timeout)
+{
+    Reader *r = reader_get();
+    ObsList *l = obs_enter(r);
+    for (guint i = 0; l && i < l->n; i++) {
+        const QsEvloopObserver *o = l->e[i].obs;
+        if (begin && o->poll_begin) o->poll_begin(loop, timeout, l->e[i].opaque);
+        if (!begin && o->poll_end) o->poll_end(loop, l->e[i].opaque);
+    }
+    obs_leave(r);
+}
+
+/* Called with reg_lock held: wait until no other thread can still see `old`. */
+static void obs_synchronize(void)
+{
+    for (guint i = 0; readers && i < readers->len; i++) {
+        Reader *r = readers->pdata[i];
+        if (r == self_reader) continue;
+        int s = g_atomic_int_get(&r->seq);
+        if (!(s & 1)) continue;
+        while (g_atomic_int_get(&r->seq) == s) g_usleep(20);
+    }
+}
+
+static void obs_publish(ObsList *nl)
+{
+    ObsList *old = g_atomic_pointer_exchange(&obs_list, nl);
+    g_atomic_int_set(&qs_evloop_nobs, nl ? (int)nl->n : 0);
+    obs_synchronize();
+    g_free(old);
+}
+
+static ObsList *obs_copy(guint extra, const QsEvloopObserver *skip)
+{
+    ObsList *cur = obs_list;
+    guint n = cur ? cur->n : 0;
+    ObsList *nl = g_malloc0(sizeof(ObsList) + (n + extra) * sizeof(ObsEntry));
+    for (guint i = 0; i < n; i++) {
+        if (cur->e[i].obs != skip) nl->e[nl->n++] = cur->e[i];
+    }
+    return nl;
+}
+
+static void observer_undo(void *data)
+{
+    qs_evloop_observer_remove(data);
+}
+
+bool qs_evloop_observer_add(const QsEvloopObserver *obs, void *opaque, GError **errp)
+{
+    if (!obs || !obs->name || !*obs->name) {
+        g_set_error(errp, QS_ERROR, QS_ERROR_FAILED, "event-loop observer without a name");
+        return false;
+    }
+    g_mutex_lock(&reg_lock);
+    for (guint i = 0; obs_list && i < obs_list->n; i++) {
+        if (!strcmp(obs_list->e[i].obs->name, obs->name)) {
+            g_mutex_unlock(&reg_lock);
+            g_set_error(errp, QS_ERROR, QS_ERROR_FAILED,
+                        "event-loop observer '%s' is already registered", obs->name);
+            return false;
+        }
+    }
+    g_mutex_unlock(&reg_lock);
+    if (!qs_module_claim("observer", obs->name, errp)) return false;
+    g_mutex_lock(&reg_lock);
+    ObsList *nl = obs_copy(1, NULL);
+    nl->e[nl->n++] = (ObsEntry){ obs, opaque };
+    obs_publish(nl);
+    g_mutex_unlock(&reg_lock);
+    qs_module_track(observer_undo, (void *)obs);
+    return true;
+}
+
+void qs_evloop_observer_remove(const QsEvloopObserver *obs)
+{
+    g_mutex_lock(&reg_lock);
+    bool found = false;
+    for (guint i = 0; obs_list && i < obs_list->n; i++) found |= obs_list->e[i].obs == obs;
+    if (found) {
+        ObsList *nl = obs_copy(0, obs);
+        if (!nl->n) g_clear_pointer(&nl, g_free);
+        obs_publish(nl);
+    }
+    g_mutex_unlock(&reg_lock);
+}
+
+/* Called with reg_lock held. */
+static void obs_loop_event(QsLoop *loop, bool added)
+{
+    for (guint i = 0; obs_list && i < obs_list->n; i++) {
+        const QsEvloopObserver *o = obs_list->e[i].obs;
+        if (added && o->loop_added) o->loop_added(loop, obs_list->e[i].opaque);
+        if (!added && o->loop_removed) o->loop_removed(loop, obs_list->e[i].opaque);
+    }
+}
+
+/* ---- loops ---- */
+
+static gint loop_poll(GPollFD *fds, guint nfds, gint timeout)
+{
+    QsLoop *l = cur_loop;
+    if (G_UNLIKELY(g_atomic_int_get(&qs_evloop_nobs)) && l) obs_poll(l, true, timeout);
+    gint r = g_poll(fds, nfds, timeout);
+    if (G_UNLIKELY(g_atomic_int_get(&qs_evloop_nobs)) && l) obs_poll(l, false, 0);
+    return r;
+}
+
+static QsLoop *loop_new(const char *name, GMainContext *ctx, bool is_main)
+{
+    QsLoop *l = g_new0(QsLoop, 1);
+    l->name = g_strdup(name);
+    l->ctx = ctx;
+    l->ml = g_main_loop_new(ctx, FALSE);
+    l->is_main = is_main;
+    g_main_context_set_poll_func(ctx, loop_poll);
+    return l;
+}
+
+QsLoop *qs_loop_main(void)
+{
+    QsLoop *l = g_atomic_pointer_get(&main_loop);
+    if (G_LIKELY(l)) return l;
+    g_mutex_lock(&reg_lock);
+    if (!main_loop) {
+        l = loop_new("main", g_main_context_ref(g_main_context_default()), true);
+        l->self = g_thread_self();
+        l->tid = (int)syscall(SYS_gettid);
+        if (!loops) loops = g_ptr_array_new();
+        g_ptr_array_insert(loops, 0, l);
+        g_atomic_pointer_set(&main_loop, l);
+    }
+    g_mutex_unlock(&reg_lock);
+    return main_loop;
+}
+
+typedef struct IothreadStart {
+    QsLoop *loop;
+    GMutex lock;
+    GCond cond;
+    bool started;
+} IothreadStart;
+
+static gpointer iothread_fn(gpointer data)
+{
+    IothreadStart *st = data;
+    QsLoop *l = st->loop;
+    g_main_context_push_thread_default(l->ctx);
+    cur_loop = l;
+    g_mutex_lock(&st->lock);
+    l->self = g_thread_self();
+    l->tid = (int)syscall(SYS_gettid);
+    st->started = true;
+    g_cond_signal(&st->cond);
+    g_mutex_unlock(&st->lock);
+    g_main_loop_run(l->ml);
+    cur_loop = NULL;
+    g_main_context_pop_thread_default(l->ctx);
+    return NULL;
+}
+
+QsLoop *qs_iothread_new(const char *name, GError **errp)
+{
+    if (!name || !*name) {
+        g_set_error(errp, QS_ERROR, QS_ERROR_FAILED, "iothread without a name");
+        return NULL;
+    }
+    qs_loop_main();
+    QsLoop *l = loop_new(name, g_main_context_new(), false);
+    IothreadStart st = { .loop = l };
+    g_mutex_init(&st.lock);
+    g_cond_init(&st.cond);
+    g_autofree char *tname = g_strndup(name, 15);
+    l->thread = g_thread_try_new(tname, iothread_fn, &st, errp);
+    if (l->thread) {
+        g_mutex_lock(&st.lock);
+        while (!st.started) g_cond_wait(&st.cond, &st.lock);
+        g_mutex_unlock(&st.lock);
+    }
+    g_mutex_clear(&st.lock);
+    g_cond_clear(&st.cond);
+    if (!l->thread) {
+        g_prefix_error(errp, "iothread '%s': ", name);
+        g_main_loop_unref(l->ml);
+        g_main_context_unref(l->ctx);
+        g_free(l->name);
+        g_free(l);
+        return NULL;
+    }
+    g_mutex_lock(&reg_lock);
+    g_ptr_array_add(loops, l);
+    obs_loop_event(l, true);
+    g_mutex_unlock(&reg_lock);
+    return l;
+}
+
+void qs_iothread_free(QsLoop *l)
+{
+    if (!l || l->is_main) return;
+    g_main_loop_quit(l->ml);
+    g_thread_join(l->thread);
+    qs_timer_loop_cleanup(l);
+    g_mutex_lock(&reg_lock);
+    obs_loop_event(l, false);
+    g_ptr_array_remove(loops, l);
+    g_mutex_unlock(&reg_lock);
+    g_main_loop_unref(l->ml);
+    g_main_context_unref(l->ctx);
+    g_free(l->name);
+    g_free(l);
+}
+
+const char *qs_loop_name(const QsLoop *l) { return l->name; }
+GMainContext *qs_loop_context(QsLoop *l) { return l->ctx; }
+int qs_loop_tid(const QsLoop *l) { return l->tid; }
+bool qs_loop_in_thread(const QsLoop *l) { return l->self == g_thread_self(); }
+
+GMainLoop *qs_loop_gmainloop(QsLoop *l) { return l->ml; }
+
+bool qs_loop_iterate(QsLoop *l, bool may_block)
+{
+    QsLoop *saved = cur_loop;
+    GThread *saved_self = l->self;
+    cur_loop = l;
+    l->self = g_thread_self();
+    bool r = g_main_context_iteration(l->ctx, may_block);
+    l->self = saved_self;
+    cur_loop = saved;
+    return r;
+}
+
+void qs_loop_run_main(void)
+{
+    QsLoop *l = qs_loop_main();
+    QsLoop *saved = cur_loop;
+    cur_loop = l;
+    l->self = g_thread_self();
+    l->tid = (int)syscall(SYS_gettid);
+    g_main_loop_run(l->ml);
+    cur_loop = saved;
+}
+
+void qs_loop_foreach(void (*fn)(const QsLoopDesc *desc, void *opaque), void *opaque)
+{
+    qs_loop_main();
+    g_mutex_lock(&reg_lock);
+    for (guint i = 0; i < loops->len; i++) {
+        QsLoop *l = loops->pdata[i];
+        QsLoopDesc d = { l, l->name, l->tid, l->is_main };
+        fn(&d, opaque);
+    }
+    g_mutex_unlock(&reg_lock);
+}
+
+/* ---- source info ---- */
+
+static guint64 next_source_id;
+
+void qs_source_info_init(QsSourceInfo *info, QsLoop *loop, const char *name,
+                         QsSourceKind kind)
+{
+    info->id = __atomic_add_fetch(&next_source_id, 1, __ATOMIC_RELAXED);
+    info->name = g_strdup(name && *name ? name : "(unnamed)");
+    info->kind = kind;
+    info->loop = loop;
+}
+
+void qs_source_info_clear(QsSourceInfo *info)
+{
+    g_free((char *)info->name);
+    info->name = NULL;
+}
+
+const char *qs_source_kind_name(QsSourceKind kind)
+{
+    switch (kind) {
+    case QS_SOURCE_FD: return "fd";
+    case QS_SOURCE_TIMER: return "timer";
+    case QS_SOURCE_BH: return "bh";
+    case QS_SOURCE_IDLE: return "idle";
+    default: return "other";
+    }
+}
