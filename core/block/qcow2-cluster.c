@@ -514,9 +514,19 @@ int qcow2_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
         *map = host;
         *file = bs->file;
         int ret = QS_BS_DATA | QS_BS_ALLOCATED | QS_BS_OFFSET_VALID;
-        /* as QEMU: a host hole under a data cluster also reads as zeros */
+        /* as QEMU: in a metadata-preallocated image, a host hole reads as zeros */
         uint64_t fn;
-        if (host < bs->file->size) {
+        if (s->meta_prealloc < 0) {
+            g_mutex_lock(&s->lock);
+            uint64_t last = div_up(bs->file->size, s->cluster_size), rc = 0;
+            while (last > 0 && qcow2_get_refcount(s, last - 1, &rc) == 0 && !rc) last--;
+            g_mutex_unlock(&s->lock);
+            int64_t real = qs_block_allocated_size(bs->file);
+            s->meta_prealloc = real >= 0 && (uint64_t)real / s->cluster_size < last;
+        }
+        if (!s->meta_prealloc) {
+            /* plain data */
+        } else if (host < bs->file->size) {
             int fr = qs_block_status(bs->file, host, n, &fn, NULL, NULL);
             if (fr >= 0 && fn) {
                 if (fr & QS_BS_ZERO) ret |= QS_BS_ZERO;

@@ -349,6 +349,7 @@ static bool qcow2_open(QsBlock *bs, const QsOpts *opts, GError **errp)
     qcow2_cache_init(&s->l2_cache, n, cs);
     qcow2_refcount_init(s);
     s->alloc_end = div_up(bs->file->size, cs);
+    s->meta_prealloc = -1;
 
     if (bs->flags & QS_BLOCK_RDWR) {
         if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !(bs->flags & QS_BLOCK_CHECK)) {

@@ -128,6 +128,7 @@ typedef struct Qcow2 {
     uint64_t alloc_end;          /* highest allocated cluster + 1 (since open) */
     Qcow2Cache l2_cache, rb_cache;
     bool corrupt_reported;
+    int meta_prealloc;           /* -1 unknown, 0/1: data clusters may be host holes */
     bool dirty_set;              /* we set the dirty bit on open */
     /* bitmaps extension, read only */
     uint32_t nb_bitmaps;
