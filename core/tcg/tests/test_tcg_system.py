@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# qemu-slim's harts seen from outside: QMP query-cpus-fast, stop/cont/quit with guests
+# that never stop, a guest stuck on an unfetchable trap vector, -d op/op_opt dumps,
+# round-robin and Ztso runs, and one-line errors for bad -cpu/-accel options.
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+SLIM = os.environ["QS_TCG_SLIM"]
+GUEST = os.environ["QS_TCG_GUEST_DIR"]
+
+
+class Qmp:
+    def __init__(self, path):
+        for _ in range(200):
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                time.sleep(0.02)
+        else:
+            raise AssertionError("QMP socket never appeared")
+        self.f = self.s.makefile("rw")
+        assert "QMP" in json.loads(self.f.readline())
+        assert "return" in self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.f.write(json.dumps(msg) + "\n")
+        self.f.flush()
+        while True:
+            r = json.loads(self.f.readline())
+            if "event" not in r:
+                return r
+
+
+def start(tmp, *args):
+    sock = os.path.join(tmp, "qmp.sock")
+    p = subprocess.Popen([SLIM, "-M", "virt", "-display", "none", "-serial", "none",
+                          "-qmp", f"unix:{sock},server=on,wait=off", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return p, Qmp(sock)
+
+
+def test_spinning_harts_stop_cont_quit():
+    with tempfile.TemporaryDirectory() as tmp:
+        p, q = start(tmp, "-smp", "3", "-kernel", os.path.join(GUEST, "spin.elf"))
+        cpus = q.cmd("query-cpus-fast")["return"]
+        assert [c["cpu-index"] for c in cpus] == [0, 1, 2]
+        tids = {c["thread-id"] for c in cpus}
+        assert len(tids) == 3 and 0 not in tids          # one host thread per hart
+        assert all(c["target"] == "riscv64" for c in cpus)
+        time.sleep(0.1)
+        assert q.cmd("stop") == {"return": {}}
+        assert q.cmd("query-status")["return"]["status"] == "paused"
+        a = q.cmd("x-query-harts")["return"]
+        time.sleep(0.1)
+        b = q.cmd("x-query-harts")["return"]
+        assert a == b                                      # nothing moves while stopped
+        assert all(h["x"][5] > 0 for h in a)               # every hart counted
+        assert q.cmd("cont") == {"return": {}}
+        time.sleep(0.1)
+        c = q.cmd("x-query-harts")["return"]
+        assert all(c[i]["x"][5] != a[i]["x"][5] for i in range(3))
+        q.cmd("quit")
+        assert p.wait(timeout=10) == 0
+
+
+def test_single_threaded_round_robin():
+    with tempfile.TemporaryDirectory() as tmp:
+        p, q = start(tmp, "-smp", "2", "-accel", "tcg,thread=single",
+                     "-kernel", os.path.join(GUEST, "spin.elf"))
+        cpus = q.cmd("query-cpus-fast")["return"]
+        assert cpus[0]["thread-id"] == cpus[1]["thread-id"]
+        time.sleep(0.2)
+        q.cmd("stop")
+        h = q.cmd("x-query-harts")["return"]
+        assert h[0]["x"][5] > 0 and h[1]["x"][5] > 0     # both harts got time
+        q.cmd("quit")
+        assert p.wait(timeout=10) == 0
+
+
+def test_stuck_guest_reports_and_quits():
+    with tempfile.TemporaryDirectory() as tmp:
+        p, q = start(tmp, "-kernel", os.path.join(GUEST, "stuck.elf"))
+        for _ in range(100):
+            h = q.cmd("x-query-harts")["return"][0]
+            if h["state"] == "stuck":
+                break
+            time.sleep(0.02)
+        assert h["state"] == "stuck"
+        assert h["mcause"] == 1                            # instruction access fault
+        q.cmd("quit")
+        assert p.wait(timeout=10) == 0
+        err = p.stderr.read()
+        assert "instruction access fault at 0x1000" in err and "mtvec 0x1000" in err
+
+
+def run(*args, timeout=60):
+    return subprocess.run([SLIM, "-M", "virt", "-nographic", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_op_dumps():
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "ops.log")
+        r = run("-kernel", os.path.join(GUEST, "mem.elf"), "-d", "op,op_opt", "-D", log)
+        assert r.returncode == 0, r.stdout + r.stderr
+        text = open(log).read()
+        assert "OP:\n" in text and "OP after optimization and liveness analysis:" in text
+        assert "qemu_ld" in text and "atomic_rmw" in text and "cmpxchg" in text
+        assert " ---- 0000000080000000" in text
+
+
+def test_ztso_and_default_payload():
+    r = run("-smp", "4", "-cpu", "rv64,ztso=on", "-kernel", os.path.join(GUEST, "smp.elf"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "smp: 4 harts" in r.stdout and ": ok" in r.stdout
+    r = run("-smp", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "qemu-slim demo:" in r.stdout and "(correct)" in r.stdout
+
+
+def test_bad_options():
+    for args, want in [(["-cpu", "cortex-a53"], "-cpu cortex-a53: unknown CPU model"),
+                       (["-cpu", "rv64,ztso=maybe"], "unknown option 'ztso=maybe'"),
+                       (["-accel", "tcg,thread=many"], "unknown option 'thread=many'"),
+                       (["-accel", "kvm"], "accelerator 'kvm' is not available"),
+                       (["-d", "bogus"], "unknown log item 'bogus'")]:
+        r = run(*args, timeout=10)
+        assert r.returncode == 1
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("qemu-slim: ") and want in lines[0], r.stderr
