@@ -147,8 +147,9 @@ static bool prof_init(QsModule *mod, const QsOpts *opts, GError **errp)
         return false;
     }
     /* ticks per ms, from ns = ticks * mult >> 32 */
-    p->stuck_ticks = (uint64_t)(((unsigned __int128)stuck_ms * 1000000u << 32) / p->clk.mult);
-    p->st = prof_stats_new(p->clk.mult, describe_loop);
+    p->stuck_ticks = (uint64_t)((((unsigned __int128)stuck_ms * 1000000u << 32) +
+                                 p->clk.mult - 1) / p->clk.mult);
+    p->st = prof_stats_new(p->clk.mult, describe_loop, prof_ticks(&p->clk));
     if (!qs_evloop_observer_add(&observer, p, errp)) {
         prof_free(p);
         return false;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Chooses the profiler's tick source and calibrates TSC cycles against CLOCK_MONOTONIC
- * (a 5 ms measurement, done once when the module loads). */
+ * (a 20 ms measurement, done once when the module loads). */
 #include <stdio.h>
 #include <string.h>
 #include "prof-clock.h"
@@ -33,6 +33,22 @@ static bool tsc_usable(void)
 #endif
 }
 
+static void pair_sample(uint64_t *ns, uint64_t *ticks)
+{
+    ProfClock probe = { .tsc = true };
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 16; i++) {
+        uint64_t a = prof_ticks(&probe);
+        uint64_t n = prof_mono_ns();
+        uint64_t b = prof_ticks(&probe);
+        if (b - a < best) {
+            best = b - a;
+            *ns = n;
+            *ticks = a + (b - a) / 2;
+        }
+    }
+}
+
 bool prof_clock_init(ProfClock *c, const char *want)
 {
     bool tsc = false;
@@ -40,18 +56,21 @@ bool prof_clock_init(ProfClock *c, const char *want)
     else if (!strcmp(want, "tsc")) {
         if (!tsc_usable()) return false;
         tsc = true;
+    } else if (strcmp(want, "monotonic")) {
+        return false;
     }
     if (!tsc) {
         c->tsc = false;
         c->mult = 1ull << 32;
         return true;
     }
-    ProfClock probe = { .tsc = true };
-    uint64_t n0 = prof_mono_ns(), t0 = prof_ticks(&probe), n1, t1;
-    do {
-        n1 = prof_mono_ns();
-        t1 = prof_ticks(&probe);
-    } while (n1 - n0 < 5000000);
+    /* Pair each CLOCK_MONOTONIC reading with the TSC read closest around it (the
+     * tightest of a few tries), at both ends of a 20 ms span. */
+    uint64_t n0, t0, n1, t1;
+    pair_sample(&n0, &t0);
+    struct timespec nap = { 0, 20000000 };
+    while (nanosleep(&nap, &nap) != 0) { }
+    pair_sample(&n1, &t1);
     if (t1 <= t0) {   /* a TSC that does not move is no clock */
         c->tsc = false;
         c->mult = 1ull << 32;

@@ -44,7 +44,7 @@ static void reply_error(GString *out, const char *cls, const char *desc)
 {
     g_string_append_printf(out, "{\"error\": {\"class\": \"%s\", \"desc\": ", cls);
     prof_json_string(out, desc);
-    g_string_append(out, "}");
+    g_string_append(out, "}}");
 }
 
 void prof_handle_command(ProfStats *st, const ProfClock *clk, uint64_t stuck_ticks,

@@ -314,7 +314,7 @@ static inline Slot *slot_get(ProfStats *st, const void *loop)
 
 /* ---- life cycle ---- */
 
-ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe)
+ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe, uint64_t now)
 {
     ProfStats *st = g_new0(ProfStats, 1);
     g_mutex_init(&st->lock);
@@ -324,6 +324,7 @@ ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe)
     st->threads = g_ptr_array_new();
     st->loops = g_ptr_array_new();
     st->gen = 1;
+    st->reset_at = now;
     if (pthread_key_create(&st->key, thread_exit) != 0) {
         g_error("evloop-prof: out of thread-specific keys");
     }

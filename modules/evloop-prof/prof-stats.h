@@ -34,7 +34,7 @@ typedef void (*ProfDescribeLoop)(const void *loop, char **name, bool *is_main, i
 
 /* ns_mult converts ticks to ns (ns = ticks * ns_mult >> 32; 1 << 32 when ticks are ns).
  * Every `now` below is in ticks. */
-ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe);
+ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe, uint64_t now);
 /* No thread may be inside a hook any more. */
 void prof_stats_free(ProfStats *st);
 

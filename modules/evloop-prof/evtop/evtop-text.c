@@ -45,8 +45,12 @@ void evtext_summary(GString *out, const EvSnap *s, const char *path, const char 
         cell(out, filter, 0);
         g_string_append(out, "')");
     }
-    g_string_append_printf(out, " - since reset %s - sort %s%s", since, evsort_name(key),
-                           reverse ? " (reversed)" : "");
+    g_string_append_printf(out, " - %s since reset", since);
+}
+
+void evtext_sort(GString *out, EvSortKey key, bool reverse)
+{
+    g_string_append_printf(out, "sort %s%s", evsort_name(key), reverse ? " (reversed)" : "");
 }
 
 void evtext_loop_header(GString *out)
@@ -99,6 +103,8 @@ void evtext_frame(GString *out, const EvSnap *s, const char *path, const char *k
 {
     g_autoptr(GPtrArray) view = evsnap_view(s, key, reverse, filter);
     evtext_summary(out, s, path, kind, key, reverse, filter, view->len);
+    g_string_append_c(out, '\n');
+    evtext_sort(out, key, reverse);
     g_string_append(out, "\n\n");
     evtext_loop_header(out);
     g_string_append_c(out, '\n');

@@ -12,6 +12,8 @@ void evtext_duration(char *buf, size_t size, double ns);
 
 void evtext_summary(GString *out, const EvSnap *s, const char *path, const char *kind,
                     EvSortKey key, bool reverse, const char *filter, guint shown);
+/* "sort CPU%" or "sort NAME (reversed)". */
+void evtext_sort(GString *out, EvSortKey key, bool reverse);
 void evtext_loop_header(GString *out);
 void evtext_loop(GString *out, const EvLoop *l);
 void evtext_source_header(GString *out);

@@ -60,8 +60,9 @@ static void draw(Screen *sc)
         g_string_append(line, ")");
         put_line(row++, line->str, A_REVERSE | A_BOLD);
     } else {
-        g_string_printf(line, "refresh every %.2f s - h for help, q to quit%s%s", t->delay_s,
-                        sc->note ? " - " : "", sc->note ? sc->note : "");
+        evtext_sort(line, t->sort, t->reverse);
+        g_string_append_printf(line, " - refresh every %.2f s - h help, q quit%s%s",
+                               t->delay_s, sc->note ? " - " : "", sc->note ? sc->note : "");
         put_line(row++, line->str, 0);
     }
     row++;

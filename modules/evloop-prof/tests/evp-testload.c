@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include "qs/evloop.h"
 #include "qs/module.h"
+#include "qs/qmp.h"
 
 static const QsPropDesc load_opts[] = {
     { "timer-hz", QS_PROP_UINT, "0", "rate of timer 'load-timer' on the main loop (0: none)" },
@@ -29,6 +30,8 @@ typedef struct Load {
     QsTimer *block_kick;
     QsBH *blocker;
     uint64_t block_ms;
+    /* ground truth for the tests (x-evp-load-stats), updated with atomics */
+    uint64_t ticks, bh_runs, bh_spent_ns, fd_reads, late_max_ns;
 } Load;
 
 static void spin_ns(uint64_t ns)
@@ -41,6 +44,10 @@ static void on_tick(void *opaque)
 {
     Load *l = opaque;
     int64_t now = qs_clock_get_ns(QS_CLOCK_REALTIME);
+    __atomic_add_fetch(&l->ticks, 1, __ATOMIC_RELAXED);
+    if ((uint64_t)(now - l->next_ns) > l->late_max_ns && now > l->next_ns) {
+        __atomic_store_n(&l->late_max_ns, (uint64_t)(now - l->next_ns), __ATOMIC_RELAXED);
+    }
     l->next_ns += l->period_ns;
     if (l->next_ns <= now) l->next_ns = now + l->period_ns;   /* fell behind: no burst */
     qs_timer_mod(l->timer, l->next_ns);
@@ -55,14 +62,37 @@ static void on_tick(void *opaque)
 static void on_bh(void *opaque)
 {
     Load *l = opaque;
+    int64_t t0 = qs_clock_get_ns(QS_CLOCK_REALTIME);
     spin_ns(l->bh_ns);
+    __atomic_add_fetch(&l->bh_runs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&l->bh_spent_ns, (uint64_t)(qs_clock_get_ns(QS_CLOCK_REALTIME) - t0),
+                       __ATOMIC_RELAXED);
 }
 
 static void on_fd(int fd, GIOCondition cond, void *opaque)
 {
+    Load *l = opaque;
     uint64_t v;
-    ssize_t r = read(fd, &v, sizeof(v));
-    (void)r;
+    if (read(fd, &v, sizeof(v)) == sizeof(v)) __atomic_add_fetch(&l->fd_reads, 1, __ATOMIC_RELAXED);
+}
+
+static JsonNode *qmp_load_stats(JsonObject *args, void *opaque, GError **errp)
+{
+    Load *l = opaque;
+    JsonBuilder *b = json_builder_new();
+    json_builder_begin_object(b);
+    const struct { const char *k; uint64_t *v; } f[] = {
+        { "ticks", &l->ticks }, { "bh-runs", &l->bh_runs }, { "bh-ns", &l->bh_spent_ns },
+        { "fd-reads", &l->fd_reads }, { "late-max-ns", &l->late_max_ns },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(f); i++) {
+        json_builder_set_member_name(b, f[i].k);
+        json_builder_add_int_value(b, (gint64)__atomic_load_n(f[i].v, __ATOMIC_RELAXED));
+    }
+    json_builder_end_object(b);
+    JsonNode *n = json_builder_get_root(b);
+    g_object_unref(b);
+    return n;
 }
 
 static void on_block_kick(void *opaque)
@@ -100,6 +130,10 @@ static bool load_init(QsModule *mod, const QsOpts *opts, GError **errp)
         g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                     "timer-hz=%" G_GUINT64_FORMAT " block-loop=%s: want at most 100000 Hz "
                     "and main or io", hz, where);
+        g_free(l);
+        return false;
+    }
+    if (!qs_qmp_register_full("x-evp-load-stats", NULL, qmp_load_stats, l, errp)) {
         g_free(l);
         return false;
     }
@@ -146,4 +180,6 @@ static void load_exit(QsModule *mod)
 
 QS_MODULE_DEFINE(.name = "evp-testload", .version = "1.0", .license = "GPL-2.0-or-later",
                  .description = "evloop-prof tests: known event-loop loads (not installed)",
-                 .options = load_opts, .init = load_init, .exit = load_exit);
+                 .options = load_opts,
+                 .provides = QS_STRV("qmp:x-evp-load-stats"),
+                 .init = load_init, .exit = load_exit);

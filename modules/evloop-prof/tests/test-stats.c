@@ -72,7 +72,7 @@ static void test_hist(void)
 
 static void test_counts(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
     prof_stats_loop_add(st, &L1, "main", true, 42);
     uint64_t t = 1000;
     /* 10 iterations: poll 100 ns, then a timer of 50 ns and a bh of 10*i ns */
@@ -90,6 +90,7 @@ static void test_counts(void)
     JsonParser *p;
     JsonObject *snap = snapshot(st, t, 0, &p);
     g_assert_cmpint(json_object_get_int_member(snap, "version"), ==, 1);
+    g_assert_cmpint(json_object_get_int_member(snap, "since_reset_ns"), ==, (gint64)t);
     JsonObject *loop = find_named(snap, "loops", "main", NULL);
     g_assert_nonnull(loop);
     g_assert_true(json_object_get_boolean_member(loop, "main"));
@@ -128,7 +129,7 @@ static void test_counts(void)
  * new source each time); other kinds or loops are other rows. */
 static void test_grouping(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
     uint64_t t = 10;
     for (uint64_t id = 100; id < 1100; id++) {
         prof_stats_dispatch_begin(st, &L1, id, "call", "bh", t);
@@ -160,7 +161,7 @@ static void test_grouping(void)
 /* Two ids that share an id-cache line still land on their own records. */
 static void test_id_cache_collisions(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
     uint64_t t = 0;
     for (int round = 0; round < 3; round++) {
         for (uint64_t id = 1; id <= 600; id++) {
@@ -190,7 +191,7 @@ static void test_id_cache_collisions(void)
 /* More distinct sources than a table holds: the rest are counted in one row. */
 static void test_overflow(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
     for (uint64_t id = 1; id <= 5000; id++) {
         char name[32];
         snprintf(name, sizeof(name), "n%" G_GUINT64_FORMAT, id);
@@ -229,7 +230,7 @@ static void on_stuck(const char *loop, const char *source, const char *kind,
 
 static void test_current_and_stuck(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
     prof_stats_loop_add(st, &L1, "main", true, 0);
     prof_stats_loop_add(st, &L2, "io1", false, 0);
     prof_stats_dispatch_begin(st, &L2, 1, "slow\"one", "fd", 1000);
@@ -296,7 +297,7 @@ static void test_current_and_stuck(void)
 
 static void test_reset(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
     prof_stats_poll_begin(st, &L1, 0);
     prof_stats_poll_end(st, &L1, 10);
     prof_stats_dispatch_begin(st, &L1, 1, "a", "bh", 10);
@@ -327,7 +328,7 @@ static void test_reset(void)
 
 static void test_loop_remove(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe);
+    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
     prof_stats_loop_add(st, &L1, "main", true, 0);
     prof_stats_loop_add(st, &L2, "io1", false, 0);
     prof_stats_dispatch_begin(st, &L2, 1, "x", "bh", 0);
@@ -395,7 +396,7 @@ static gpointer writer_main(gpointer opaque)
 
 static void test_threads(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, NULL);
+    ProfStats *st = prof_stats_new(NS_MULT, NULL, 0);
     Writer w[WRITERS];
     GThread *th[WRITERS];
     for (int i = 0; i < WRITERS; i++) {
@@ -472,7 +473,7 @@ static gpointer parked_main(gpointer opaque)
 
 static void test_thread_tables(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, NULL);
+    ProfStats *st = prof_stats_new(NS_MULT, NULL, 0);
     Parked w = { .st = st };
     g_mutex_init(&w.m);
     g_cond_init(&w.c);
