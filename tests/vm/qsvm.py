@@ -282,6 +282,12 @@ def _binary_path(name):
     return p
 
 
+def _guest_binary_path(path):
+    if path.startswith(("/usr/", "/bin/", "/sbin/")):
+        return path
+    return "/usr/local/bin/" + os.path.basename(path)
+
+
 def _shared_libs(path):
     """Absolute paths of the shared libraries `ldd` lists for path (none if static)."""
     out = subprocess.run(["ldd", path], capture_output=True, timeout=30)
@@ -320,8 +326,16 @@ class Guest:
         with open(os.path.join(root, "init"), "w") as f:
             f.write(INIT)
         os.chmod(os.path.join(root, "init"), 0o755)
+        # busybox sh runs its own applets before PATH: aliases make the host binaries
+        # (ip, tcpdump, ...) win over the applets of the same name; `cmd &` still execs
+        # the binary itself, so $! is its pid.
+        pre = ['progress() { echo "qsvm-progress: $*" > /dev/console; }\n']
+        for b in self.binaries:
+            name = os.path.basename(b)
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                pre.append(f"alias {name}={_guest_binary_path(_binary_path(b))}\n")
         with open(os.path.join(root, "qsvm/script"), "w") as f:
-            f.write(self.script)
+            f.write("".join(pre) + self.script)
         with open(os.path.join(root, "etc/passwd"), "w") as f:
             f.write(PASSWD)
         with open(os.path.join(root, "etc/group"), "w") as f:
@@ -343,23 +357,27 @@ class Guest:
             f.write("\n".join(names) + "\n")
         for k in self.ko:
             shutil.copy2(k, os.path.join(root, "qsvm/ko", os.path.basename(k)))
-        # Host binaries with their libraries at the same paths.
+        # Host binaries with their libraries at the same paths (binaries from a build
+        # tree go to /usr/local/bin: /tmp is a fresh tmpfs in the guest).
         copied = set()
         for b in self.binaries:
             path = _binary_path(b)
-            for p in [path] + _shared_libs(path):
-                if p in copied:
+            gpath = _guest_binary_path(path)
+            for src, dstp in [(path, gpath)] + [(lib, lib) for lib in _shared_libs(path)]:
+                if dstp in copied:
                     continue
-                copied.add(p)
-                dst = os.path.join(root, p.lstrip("/"))
+                copied.add(dstp)
+                dst = os.path.join(root, dstp.lstrip("/"))
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
-                shutil.copy2(os.path.realpath(p), dst)
-            base = os.path.basename(path)
-            if not os.path.exists(os.path.join(root, "usr/bin", base)):
-                os.symlink(path, os.path.join(root, "usr/bin", base))
+                shutil.copy2(os.path.realpath(src), dst)
+            base = os.path.basename(gpath)
+            if not os.path.lexists(os.path.join(root, "usr/bin", base)):
+                os.symlink(gpath, os.path.join(root, "usr/bin", base))
         for gpath, src in self.files.items():
             dst = os.path.join(root, gpath.lstrip("/"))
             os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if os.path.lexists(dst):
+                os.unlink(dst)
             if isinstance(src, bytes):
                 with open(dst, "wb") as f:
                     f.write(src)
