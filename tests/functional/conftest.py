@@ -34,7 +34,7 @@ TARGETS = {
 
 # qemu-slim features these tests rely on that have landed in the tree; a test that needs
 # one runs on qemu-slim as well as on the real QEMU once it is listed here.
-SLIM_FEATURES = set()
+SLIM_FEATURES = {"qmp", "qtest", "pci", "edu", "intx", "msi", "finisher"}
 
 REAL_TARGETS = ["qemu-riscv64-virt", "qemu-x86_64-q35"]
 
