@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Shared helpers of the foreign format drivers, and their registration: the drivers
+ * register themselves as built-ins when the core is loaded (a constructor). */
+#include <stdarg.h>
+#include "formats.h"
+
+bool fmt_err(GError **errp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *m = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error_literal(errp, QS_BLOCK_ERROR, EINVAL, m);
+    return false;
+}
+
+bool fmt_errno(GError **errp, int neg_errno, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *m = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error(errp, QS_BLOCK_ERROR, -neg_errno, "%s: %s", m, g_strerror(-neg_errno));
+    return false;
+}
+
+void fmt_uuid_random(uint8_t out[16])
+{
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t r = g_random_int();
+        memcpy(out + i, &r, 4);
+    }
+    out[6] = (out[6] & 0x0f) | 0x40;
+    out[8] = (out[8] & 0x3f) | 0x80;
+}
+
+QsBlock *fmt_create_file(const char *filename, GError **errp)
+{
+    if (!qs_block_create("file", filename, 0, "", true, errp)) return NULL;
+    return qs_block_open_file(filename, QS_BLOCK_RDWR, errp);
+}
+
+int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len)
+{
+    if (!len) return 0;
+    int r = qs_block_pwrite_zeroes(file, off, len, 0);
+    if (r != -ENOTSUP) return r;
+    size_t chunk = (size_t)MIN(len, (uint64_t)1 << 20);
+    g_autofree uint8_t *z = g_malloc0(chunk);
+    while (len) {
+        size_t n = (size_t)MIN(len, (uint64_t)chunk);
+        r = qs_block_pwrite(file, off, n, z, 0);
+        if (r < 0) return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+bool fmt_check_size(const char *fmt, uint64_t size, uint64_t max, GError **errp)
+{
+    if (size > max)
+        return fmt_err(errp, "%s: image size %" G_GUINT64_FORMAT " is too large (at most %"
+                       G_GUINT64_FORMAT ")", fmt, size, max);
+    return true;
+}
+
+__attribute__((constructor)) static void formats_register(void)
+{
+    static const QsBlockDriver *const all[] = {
+        &qs_block_drv_vdi, &qs_block_drv_vpc,
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(all); i++) {
+        GError *err = NULL;
+        if (!qs_block_driver_register(all[i], &err)) {
+            g_warning("%s", err->message);
+            g_error_free(err);
+        }
+    }
+}

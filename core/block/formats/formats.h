@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* What the foreign image format drivers (vdi, vpc, vmdk, vhdx, parallels) share:
+ * little-endian field helpers, error helpers and small file utilities. */
+#ifndef QS_BLOCK_FORMATS_H
+#define QS_BLOCK_FORMATS_H
+
+#include <errno.h>
+#include <string.h>
+#include "../block-int.h"
+
+extern const QsBlockDriver qs_block_drv_vdi;
+extern const QsBlockDriver qs_block_drv_vpc;
+extern const QsBlockDriver qs_block_drv_vmdk;
+extern const QsBlockDriver qs_block_drv_vhdx;
+extern const QsBlockDriver qs_block_drv_parallels;
+
+static inline uint64_t le64_at(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return GUINT64_FROM_LE(v);
+}
+static inline uint32_t le32_at(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return GUINT32_FROM_LE(v);
+}
+static inline uint16_t le16_at(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return GUINT16_FROM_LE(v);
+}
+static inline void put_le64(void *p, uint64_t v) { v = GUINT64_TO_LE(v); memcpy(p, &v, 8); }
+static inline void put_le32(void *p, uint32_t v) { v = GUINT32_TO_LE(v); memcpy(p, &v, 4); }
+static inline void put_le16(void *p, uint16_t v) { v = GUINT16_TO_LE(v); memcpy(p, &v, 2); }
+
+static inline bool is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
+
+/* Set errp (domain QS_BLOCK_ERROR, code EINVAL) and return false. */
+bool fmt_err(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Same with an errno: "<message>: <strerror>". */
+bool fmt_errno(GError **errp, int neg_errno, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+/* 16 random bytes of a version-4 UUID. */
+void fmt_uuid_random(uint8_t out[16]);
+
+/* Create filename empty (via the file driver) and open it read-write. */
+QsBlock *fmt_create_file(const char *filename, GError **errp);
+
+/* Write len zero bytes at off (in 1 MiB chunks). */
+int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len);
+
+/* Reject create options a format does not support ("backing_file" etc.) with QEMU's
+ * wording; check that the size is a multiple of 512 bytes. */
+bool fmt_check_size(const char *fmt, uint64_t size, uint64_t max, GError **errp);
+
+#endif
