@@ -156,9 +156,15 @@ class Kernel:
             try:
                 # apt-get download as root warns that _apt cannot write the folder: harmless.
                 os.chmod(dl, 0o777)
-                _run(["apt-get", "download", "-q", f"{pkg}={self.debver}"], 600,
-                     f"downloading {pkg} {self.debver} (matching linux-headers-amd64)",
-                     cwd=dl)
+                what = f"downloading {pkg} {self.debver} (matching linux-headers-amd64)"
+                try:
+                    _run(["apt-get", "download", "-q", f"{pkg}={self.debver}"], 600, what,
+                         cwd=dl)
+                except VmError:
+                    # A fresh machine may have no (or stale) package lists: refresh once.
+                    _run(["apt-get", "update", "-qq"], 600, "apt-get update")
+                    _run(["apt-get", "download", "-q", f"{pkg}={self.debver}"], 600, what,
+                         cwd=dl)
                 debs = [f for f in os.listdir(dl) if f.endswith(".deb")]
                 if len(debs) != 1:
                     raise VmError(f"apt-get download {pkg} left {debs} in {dl}")
