@@ -171,15 +171,19 @@ def test_known_loads(tmp):
         b = src(snap, "load-bh")
         assert b["kind"] == "bh" and b["loop"] == "main"
         between(b["count"], "bh-runs")
-        assert 1_000_000 <= b["mean_ns"] < 1_600_000, b
+        # (wall time: on a loaded host a spin can be preempted, so only the median is
+        # held close; the totals are checked against the module's own clock below)
+        assert b["mean_ns"] >= 1_000_000, b
         assert b["max_ns"] >= 1_000_000
         # 1 ms and a little: histogram bucket [0.52, 1.05) ms or [1.05, 2.1) ms
         assert b["p50_ns"] in (1 << 20, 1 << 21), b
         assert sum(n for _, n in b["hist"]) == b["count"]
         assert abs(b["total_ns"] - b["mean_ns"] * b["count"]) <= b["count"]
-        # the profiler's time for the bh covers the module's own measurement of it
-        spent = (tc["bh-ns"] - tb["bh-ns"]) / max(1, tc["bh-runs"] - tb["bh-runs"])
-        assert spent <= b["mean_ns"] < spent * 1.3 + 20_000, (spent, b)
+        # the profiler's time brackets the module's own measurement of its callbacks:
+        # at least what ran inside the window, at most what ran around it plus a
+        # little per dispatch (the callback's entry and exit)
+        assert tc["bh-ns"] - tb["bh-ns"] <= b["total_ns"], (b, tb, tc)
+        assert b["total_ns"] <= td["bh-ns"] - ta["bh-ns"] + 50_000 * b["count"], (b, ta, td)
         # the eventfd written on each tick, handled on the iothread
         f = src(snap, "load-fd")
         assert f["kind"] == "fd" and f["loop"] == "load-io"
@@ -187,7 +191,12 @@ def test_known_loads(tmp):
         # the main loop dispatches ~10% of the time (100 x 1 ms per second), blocks most
         # of the rest in poll
         busy = m["dispatch_ns"] / snap["since_reset_ns"]
-        assert 0.09 < busy < 0.25, busy
+        assert 0.09 < busy < 0.6, busy
+        main_total = sum(x["total_ns"] for x in snap["sources"] if x["loop"] == "main")
+        # no nesting here: the same time (up to rounding, and one dispatch the loop may
+        # be counting while the snapshot is read)
+        slack = max(x["max_ns"] for x in snap["sources"] if x["loop"] == "main") + 10
+        assert abs(m["dispatch_ns"] - main_total) <= slack, (m, main_total)
         assert m["poll_ns"] / snap["since_reset_ns"] > 0.5
         assert m["iterations"] >= t["count"]
         assert m["dispatches"] >= t["count"] + b["count"]
@@ -268,9 +277,10 @@ def test_evtop_batch(tmp):
         assert "(evloop-prof) - pid %d - 2 loops" % vm.p.pid in last
         assert "\nmain " in last and "\nload-io " in last
         rows = {x["name"]: x for x in source_rows(last)}
-        # rates over the last 0.5 s: the timer's own jitter allows +-25%
-        assert 75 < rows["load-timer"]["calls"] < 125, rows
-        assert 75 < rows["load-fd"]["calls"] < 125 and rows["load-fd"]["loop"] == "load-io"
+        # rates over the last 0.5 s of a 100 Hz timer: jitter, and a loaded host may
+        # make it late (ticks it missed are skipped), never early
+        assert 50 < rows["load-timer"]["calls"] < 125, rows
+        assert 50 < rows["load-fd"]["calls"] < 125 and rows["load-fd"]["loop"] == "load-io"
         assert 3.5 < rows["load-bh"]["cpu"] < 9, rows     # 100 x 0.5 ms = 5%
         cpus = [x["cpu"] for x in source_rows(last)]
         assert cpus == sorted(cpus, reverse=True)          # sorted by CPU%
