@@ -1,0 +1,594 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* VMDK sparse extents: hosted sparse ("KDMV", plain, zeroed-grain and compressed with
+ * stream markers) and VMDK3 ("COWD"): header validation, grain tables, grain I/O. */
+#include <zlib.h>
+#include "vmdk.h"
+
+#define GT_CACHE_MAX (32u << 20)
+
+enum {   /* KDMV header fields */
+    K_MAGIC = 0, K_VERSION = 4, K_FLAGS = 8, K_CAPACITY = 12, K_GRAIN = 20, K_DESC_OFF = 28,
+    K_DESC_SIZE = 36, K_GTES = 44, K_RGD = 48, K_GD = 56, K_OVERHEAD = 64, K_UNCLEAN = 72,
+    K_NL = 73, K_COMPRESS_ALGO = 77,
+};
+
+static bool bad_ext(GError **errp, VmdkExtent *e, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static bool bad_ext(GError **errp, VmdkExtent *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *m = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    return fmt_err(errp, "vmdk: extent '%s': %s", e->filename, m);
+}
+
+static bool read_table(VmdkExtent *e, uint64_t off, uint32_t n, uint32_t **out, GError **errp,
+                       const char *what)
+{
+    uint64_t bytes = (uint64_t)n * 4;
+    if (off > e->file->size || bytes > e->file->size - off)
+        return bad_ext(errp, e, "%s of %u entries at %#" G_GINT64_MODIFIER "x is beyond the "
+                       "end of the file (%" G_GUINT64_FORMAT " bytes)", what, n, off,
+                       e->file->size);
+    uint32_t *t = g_try_malloc(MAX(bytes, 4));
+    if (!t) return bad_ext(errp, e, "cannot allocate the %s (%u entries)", what, n);
+    int r = bytes ? qs_block_pread(e->file, off, bytes, t) : 0;
+    if (r < 0) {
+        g_free(t);
+        return fmt_errno(errp, r, "vmdk: could not read the %s of '%s'", what, e->filename);
+    }
+    for (uint32_t i = 0; i < n; i++) t[i] = GUINT32_FROM_LE(t[i]);
+    *out = t;
+    return true;
+}
+
+static bool check_gd(VmdkExtent *e, const uint32_t *gd, GError **errp, const char *what)
+{
+    uint64_t gt_bytes = (uint64_t)e->gtes * 4;
+    for (uint32_t i = 0; i < e->gd_entries; i++) {
+        uint64_t o = (uint64_t)gd[i] * 512;
+        if (!gd[i]) continue;
+        if (gd[i] < 1 || o > e->file->size || gt_bytes > e->file->size - o)
+            return bad_ext(errp, e, "%s entry %u (sector %u) points outside the file", what, i,
+                           gd[i]);
+    }
+    return true;
+}
+
+static bool open_cowd(VmdkExtent *e, const uint8_t *h, GError **errp)
+{
+    e->version = le32_at(h + 4);
+    e->flags = le32_at(h + 8);
+    uint64_t sectors = le32_at(h + 12);
+    uint64_t grain = le32_at(h + 16);
+    e->gd_offset = (uint64_t)le32_at(h + 20) * 512;
+    uint32_t gd_size = le32_at(h + 24);
+    e->gtes = 4096;
+    if (!grain || !is_pow2(grain) || grain > 0x200000)
+        return bad_ext(errp, e, "invalid COWD granularity %" G_GUINT64_FORMAT " sectors",
+                       grain);
+    e->grain = grain * 512;
+    if (e->sectors && e->sectors != sectors)
+        return bad_ext(errp, e, "COWD disk_sectors %" G_GUINT64_FORMAT " differs from the "
+                       "descriptor's %" G_GUINT64_FORMAT, sectors, e->sectors);
+    e->sectors = sectors;
+    uint64_t need = div_up(sectors, (uint64_t)e->gtes * grain);
+    if (gd_size < need)
+        return bad_ext(errp, e, "COWD l1dir_size %u is too small for %" G_GUINT64_FORMAT
+                       " sectors (needs %" G_GUINT64_FORMAT ")", gd_size, sectors, need);
+    e->gd_entries = (uint32_t)need;
+    e->read_only = true;   /* VMDK3 is read-only here, as in QEMU */
+    return read_table(e, e->gd_offset, e->gd_entries, &e->gd, errp, "grain directory") &&
+           check_gd(e, e->gd, errp, "grain directory");
+}
+
+static bool parse_kdmv(VmdkExtent *e, const uint8_t *h, bool footer, GError **errp)
+{
+    e->version = le32_at(h + K_VERSION);
+    e->flags = le32_at(h + K_FLAGS);
+    if (e->version < 1 || e->version > 3)
+        return bad_ext(errp, e, "VMDK version %u is not supported", e->version);
+    uint64_t cap = le64_at(h + K_CAPACITY), grain = le64_at(h + K_GRAIN);
+    if (!grain || !is_pow2(grain) || grain > 0x200000)
+        return bad_ext(errp, e, "invalid granularity %" G_GUINT64_FORMAT " sectors (a power "
+                       "of two up to 2097152)", grain);
+    if (cap > (uint64_t)QS_BLOCK_MAX_SIZE / 512)
+        return bad_ext(errp, e, "capacity %" G_GUINT64_FORMAT " sectors is too large", cap);
+    e->gtes = le32_at(h + K_GTES);
+    if (e->gtes < 1 || e->gtes > 512)
+        return bad_ext(errp, e, "numGTEsPerGT %u is invalid (1 to 512)", e->gtes);
+    if (footer) return true;
+    e->grain = grain * 512;
+    if (e->sectors && e->sectors != cap)
+        return bad_ext(errp, e, "capacity %" G_GUINT64_FORMAT " differs from the "
+                       "descriptor's %" G_GUINT64_FORMAT " sectors", cap, e->sectors);
+    e->sectors = cap;
+    return true;
+}
+
+bool vmdk_sparse_open(QsBlock *bs, VmdkExtent *e, bool rdwr, char **desc, GError **errp)
+{
+    uint8_t *h = e->header;
+    uint64_t fsize = e->file->size;
+    if (fsize < 512) return bad_ext(errp, e, "file too short for a sparse header (%"
+                                    G_GUINT64_FORMAT " bytes)", fsize);
+    int r = qs_block_pread(e->file, 0, 512, h);
+    if (r < 0) return fmt_errno(errp, r, "vmdk: could not read '%s'", e->filename);
+    e->gt_cache = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+    if (le32_at(h) == VMDK3_MAGIC) {
+        e->kind = EXT_COWD;
+        return open_cowd(e, h, errp);
+    }
+    if (le32_at(h) != VMDK4_MAGIC)
+        return bad_ext(errp, e, "not a sparse extent (magic %#x)", le32_at(h));
+    e->kind = EXT_SPARSE;
+    if (!parse_kdmv(e, h, false, errp)) return false;
+    uint64_t desc_off = le64_at(h + K_DESC_OFF), desc_size = le64_at(h + K_DESC_SIZE);
+    if (desc && desc_off) {
+        if (desc_size > VMDK_DESC_MAX / 512 || desc_off > fsize / 512 ||
+            desc_size * 512 > fsize - desc_off * 512)
+            return bad_ext(errp, e, "descriptor at sector %" G_GUINT64_FORMAT " of %"
+                           G_GUINT64_FORMAT " sectors is invalid (at most %u, inside the "
+                           "file)", desc_off, desc_size, VMDK_DESC_MAX / 512);
+        char *d = g_malloc0(desc_size * 512 + 1);
+        r = qs_block_pread(e->file, desc_off * 512, desc_size * 512, d);
+        if (r < 0) {
+            g_free(d);
+            return fmt_errno(errp, r, "vmdk: could not read the descriptor of '%s'",
+                             e->filename);
+        }
+        *desc = d;
+    }
+    e->compressed = !!(e->flags & VMDK_FLAG_COMPRESS);
+    e->zeroed_grain = !!(e->flags & VMDK_FLAG_ZERO_GRAIN);
+    if (e->compressed && le16_at(h + K_COMPRESS_ALGO) != 1)
+        return bad_ext(errp, e, "unsupported compression algorithm %u",
+                       le16_at(h + K_COMPRESS_ALGO));
+    if (e->compressed && !(e->flags & VMDK_FLAG_MARKERS))
+        return bad_ext(errp, e, "compressed grains without markers are not supported");
+    uint64_t gd = le64_at(h + K_GD);
+    if (gd == VMDK_GD_AT_END) {
+        /* stream-optimized: footer marker, footer, end-of-stream marker at the end */
+        if (!e->compressed) return bad_ext(errp, e, "grain directory at the end of an "
+                                           "uncompressed extent");
+        if (fsize < 2048 || fsize % 512)
+            return bad_ext(errp, e, "stream-optimized file size %" G_GUINT64_FORMAT " cannot "
+                           "hold a footer", fsize);
+        uint8_t f[1536];
+        r = qs_block_pread(e->file, fsize - 1536, sizeof(f), f);
+        if (r < 0) return fmt_errno(errp, r, "vmdk: could not read the footer of '%s'",
+                                    e->filename);
+        if (le32_at(f + 8) != 0 || le32_at(f + 12) != MARKER_FOOTER ||
+            le32_at(f + 1024 + 8) != 0 || le32_at(f + 1024 + 12) != MARKER_EOS ||
+            le32_at(f + 512) != VMDK4_MAGIC)
+            return bad_ext(errp, e, "stream-optimized extent without a valid footer (marker "
+                           "type %u, end marker type %u)", le32_at(f + 12), le32_at(f + 1036));
+        if (!parse_kdmv(e, f + 512, true, errp)) return false;
+        if (le64_at(f + 512 + K_GRAIN) * 512 != e->grain || le32_at(f + 512 + K_GTES) != e->gtes)
+            return bad_ext(errp, e, "footer geometry differs from the header");
+        gd = le64_at(f + 512 + K_GD);
+        if (gd == VMDK_GD_AT_END) return bad_ext(errp, e, "footer has no grain directory");
+        e->stream = true;
+        e->next_alloc = fsize - 1536;
+    } else {
+        e->next_alloc = align_up(fsize, 512);
+    }
+    if (gd > fsize / 512) return bad_ext(errp, e, "grain directory sector %" G_GUINT64_FORMAT
+                                         " is beyond the end of the file", gd);
+    e->gd_offset = gd * 512;
+    uint64_t need = div_up(e->sectors, (uint64_t)e->gtes * (e->grain / 512));
+    if (need > UINT32_MAX) return bad_ext(errp, e, "too many grain tables");
+    e->gd_entries = (uint32_t)need;
+    if (!read_table(e, e->gd_offset, e->gd_entries, &e->gd, errp, "grain directory") ||
+        !check_gd(e, e->gd, errp, "grain directory"))
+        return false;
+    uint64_t rgd = le64_at(h + K_RGD);
+    if ((e->flags & VMDK_FLAG_RGD) && rgd && !e->stream) {
+        if (rgd > fsize / 512) return bad_ext(errp, e, "redundant grain directory sector %"
+                                              G_GUINT64_FORMAT " is beyond the end of the "
+                                              "file", rgd);
+        e->rgd_offset = rgd * 512;
+        if (!read_table(e, e->rgd_offset, e->gd_entries, &e->rgd, errp,
+                        "redundant grain directory") ||
+            !check_gd(e, e->rgd, errp, "redundant grain directory"))
+            return false;
+    }
+    if (e->stream && rdwr) {
+        /* appending: every grain table lives in memory until the stream is finished */
+        e->stream_gts = g_new0(uint32_t *, MAX(e->gd_entries, 1u));
+        for (uint32_t i = 0; i < e->gd_entries; i++) {
+            if (!e->gd[i]) continue;
+            if (!read_table(e, (uint64_t)e->gd[i] * 512, e->gtes, &e->stream_gts[i], errp,
+                            "grain table"))
+                return false;
+        }
+    }
+    return true;
+}
+
+void vmdk_sparse_close(VmdkExtent *e)
+{
+    if (e->gt_cache) g_hash_table_destroy(e->gt_cache);
+    for (uint32_t i = 0; e->stream_gts && i < e->gd_entries; i++) g_free(e->stream_gts[i]);
+    g_free(e->stream_gts);
+    g_free(e->gd);
+    g_free(e->rgd);
+}
+
+/* The grain table gd index i (NULL and *err = 0 if there is none). */
+static uint32_t *get_gt(VmdkExtent *e, uint32_t i, int *err)
+{
+    *err = 0;
+    if (e->stream_gts) return e->stream_gts[i];
+    if (!e->gd[i]) return NULL;
+    uint32_t *t = g_hash_table_lookup(e->gt_cache, GUINT_TO_POINTER(i));
+    if (t) return t;
+    uint64_t bytes = (uint64_t)e->gtes * 4;
+    if (e->gt_cache_bytes + bytes > GT_CACHE_MAX) {
+        g_hash_table_remove_all(e->gt_cache);
+        e->gt_cache_bytes = 0;
+    }
+    t = g_malloc(bytes);
+    int r = qs_block_pread(e->file, (uint64_t)e->gd[i] * 512, bytes, t);
+    if (r < 0) {
+        g_free(t);
+        *err = r;
+        return NULL;
+    }
+    for (uint32_t k = 0; k < e->gtes; k++) t[k] = GUINT32_FROM_LE(t[k]);
+    g_hash_table_insert(e->gt_cache, GUINT_TO_POINTER(i), t);
+    e->gt_cache_bytes += bytes;
+    return t;
+}
+
+int vmdk_sparse_lookup(VmdkExtent *e, uint64_t off, uint64_t *host)
+{
+    uint64_t g = off / e->grain;
+    uint32_t i = (uint32_t)(g / e->gtes), k = (uint32_t)(g % e->gtes);
+    *host = 0;
+    if (i >= e->gd_entries) return -EIO;
+    int err;
+    uint32_t *t = get_gt(e, i, &err);
+    if (!t) return err;
+    uint32_t v = t[k];
+    if (v == VMDK_GTE_ZEROED && e->zeroed_grain) {
+        *host = VMDK_GTE_ZEROED;
+        return 0;
+    }
+    if (!v) return 0;
+    uint64_t o = (uint64_t)v * 512;
+    if (o + (e->compressed ? 512 : e->grain) > MAX(e->file->size, e->next_alloc) || v < 1)
+        return -EIO;   /* points beyond the end of the file */
+    *host = o;
+    return 0;
+}
+
+/* Read and inflate the compressed grain whose marker is at host into out (grain bytes). */
+static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out)
+{
+    uint8_t m[12];
+    int r = qs_block_pread(e->file, host, 12, m);
+    if (r < 0) return r;
+    uint32_t size = le32_at(m + 8);
+    if (!size || size > e->grain + e->grain / 8 + 1024 || host + 12 + size > e->file->size)
+        return -EIO;
+    g_autofree uint8_t *in = g_malloc(size);
+    r = qs_block_pread(e->file, host + 12, size, in);
+    if (r < 0) return r;
+    uLongf n = (uLongf)e->grain;
+    int z = uncompress(out, &n, in, size);
+    if (z != Z_OK) {
+        /* raw deflate (RFC 1951) as some writers produce */
+        z_stream s = { 0 };
+        if (inflateInit2(&s, -15) != Z_OK) return -EIO;
+        s.next_in = in;
+        s.avail_in = size;
+        s.next_out = out;
+        s.avail_out = (uInt)e->grain;
+        z = inflate(&s, Z_FINISH);
+        n = s.total_out;
+        inflateEnd(&s);
+        if (z != Z_STREAM_END) return -EIO;
+    }
+    if (n < e->grain) memset(out + n, 0, e->grain - n);
+    return 0;
+}
+
+int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock *bs,
+                     uint64_t disk_off)
+{
+    uint8_t *p = buf;
+    g_autofree uint8_t *gbuf = NULL;
+    while (len) {
+        uint64_t in = off % e->grain;
+        size_t n = (size_t)MIN((uint64_t)len, e->grain - in);
+        uint64_t host;
+        int r = vmdk_sparse_lookup(e, off, &host);
+        if (r < 0) return r;
+        if (host == 0) {
+            r = qs_block_read_backing(bs, disk_off, n, p);
+        } else if (host == VMDK_GTE_ZEROED) {
+            memset(p, 0, n);
+        } else if (e->compressed) {
+            if (!gbuf) gbuf = g_malloc(e->grain);
+            r = read_compressed(e, host, gbuf);
+            if (r == 0) memcpy(p, gbuf + in, n);
+        } else {
+            r = qs_block_pread(e->file, host + in, n, p);
+        }
+        if (r < 0) return r;
+        p += n;
+        off += n;
+        disk_off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int write_le32(QsBlock *f, uint64_t off, uint32_t v)
+{
+    uint8_t b[4];
+    put_le32(b, v);
+    return qs_block_pwrite(f, off, 4, b, 0);
+}
+
+/* Give gd entry i a zeroed grain table (and the redundant directory one). */
+static int alloc_gt(VmdkExtent *e, uint32_t i)
+{
+    uint64_t bytes = align_up((uint64_t)e->gtes * 4, 512);
+    for (int copy = 0; copy < (e->rgd ? 2 : 1); copy++) {
+        uint32_t *dir = copy ? e->rgd : e->gd;
+        if (dir[i]) continue;
+        uint64_t at = e->next_alloc;
+        if (at / 512 > UINT32_MAX) return -ENOSPC;
+        int r = fmt_write_zeros(e->file, at, bytes);
+        if (r == 0) r = write_le32(e->file, (copy ? e->rgd_offset : e->gd_offset) + i * 4ull,
+                                   (uint32_t)(at / 512));
+        if (r < 0) return r;
+        dir[i] = (uint32_t)(at / 512);
+        e->next_alloc += bytes;
+    }
+    return 0;
+}
+
+/* Set grain table entry for grain g to v, in memory and on disk. */
+static int set_gte(VmdkExtent *e, uint64_t g, uint32_t v)
+{
+    uint32_t i = (uint32_t)(g / e->gtes), k = (uint32_t)(g % e->gtes);
+    if (e->stream_gts) {
+        if (!e->stream_gts[i]) e->stream_gts[i] = g_new0(uint32_t, e->gtes);
+        e->stream_gts[i][k] = v;
+        e->stream_dirty = true;
+        return 0;
+    }
+    int r = 0;
+    if (!e->gd[i] || (e->rgd && !e->rgd[i])) r = alloc_gt(e, i);
+    if (r < 0) return r;
+    r = write_le32(e->file, (uint64_t)e->gd[i] * 512 + k * 4ull, v);
+    if (r == 0 && e->rgd) r = write_le32(e->file, (uint64_t)e->rgd[i] * 512 + k * 4ull, v);
+    if (r < 0) return r;
+    uint32_t *t = g_hash_table_lookup(e->gt_cache, GUINT_TO_POINTER(i));
+    if (t) t[k] = v;
+    return 0;
+}
+
+/* Append a compressed grain holding data (grain bytes) for grain g. */
+static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
+{
+    uLongf clen = compressBound((uLong)e->grain);
+    g_autofree uint8_t *out = g_malloc(12 + clen + 512);
+    if (compress2(out + 12, &clen, data, (uLong)e->grain, Z_DEFAULT_COMPRESSION) != Z_OK)
+        return -EIO;
+    put_le64(out, g * (e->grain / 512));
+    put_le32(out + 8, (uint32_t)clen);
+    uint64_t total = align_up(12 + clen, 512);
+    memset(out + 12 + clen, 0, total - 12 - clen);
+    uint64_t at = e->next_alloc;
+    if (at / 512 > UINT32_MAX) return -ENOSPC;
+    int r = qs_block_pwrite(e->file, at, total, out, 0);
+    if (r < 0) return r;
+    e->next_alloc += total;
+    return set_gte(e, g, (uint32_t)(at / 512));
+}
+
+int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, QsBlock *bs,
+                      uint64_t disk_off, bool zero)
+{
+    if (e->read_only) return -EACCES;
+    const uint8_t *p = buf;
+    g_autofree uint8_t *gbuf = NULL;
+    while (len) {
+        uint64_t g = off / e->grain, in = off % e->grain;
+        size_t n = (size_t)MIN((uint64_t)len, e->grain - in);
+        uint64_t host;
+        int r = vmdk_sparse_lookup(e, off, &host);
+        if (r < 0) return r;
+        if (zero && e->zeroed_grain && !e->compressed && n == e->grain) {
+            r = set_gte(e, g, VMDK_GTE_ZEROED);
+        } else if (host > VMDK_GTE_ZEROED && !e->compressed) {
+            r = zero ? fmt_write_zeros(e->file, host + in, n)
+                     : qs_block_pwrite(e->file, host + in, n, p, 0);
+        } else {
+            /* a new grain: old content (backing, zeros or the compressed grain) + data */
+            if (!gbuf) gbuf = g_malloc(e->grain);
+            if (n < e->grain) {
+                if (host == 0) r = qs_block_read_backing(bs, disk_off - in, e->grain, gbuf);
+                else if (host == VMDK_GTE_ZEROED) memset(gbuf, 0, e->grain);
+                else r = read_compressed(e, host, gbuf);
+                if (r < 0) return r;
+            }
+            if (zero) memset(gbuf + in, 0, n);
+            else memcpy(gbuf + in, p, n);
+            if (e->compressed) {
+                r = append_compressed(e, g, gbuf);
+            } else {
+                uint64_t at = e->next_alloc;
+                if (at / 512 > UINT32_MAX) return -ENOSPC;
+                r = qs_block_pwrite(e->file, at, e->grain, gbuf, 0);
+                if (r == 0) {
+                    e->next_alloc += e->grain;
+                    r = set_gte(e, g, (uint32_t)(at / 512));
+                }
+            }
+        }
+        if (r < 0) return r;
+        if (!zero) p += n;
+        off += n;
+        disk_off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int write_marker(VmdkExtent *e, uint64_t sectors, uint32_t type)
+{
+    uint8_t m[512] = { 0 };
+    put_le64(m, sectors);
+    put_le32(m + 12, type);
+    int r = qs_block_pwrite(e->file, e->next_alloc, 512, m, 0);
+    if (r == 0) e->next_alloc += 512;
+    return r;
+}
+
+int vmdk_stream_finish(VmdkExtent *e)
+{
+    if (!e->stream_gts || !e->stream_dirty) return 0;
+    uint64_t gt_bytes = align_up((uint64_t)e->gtes * 4, 512);
+    g_autofree uint8_t *t = g_malloc0(MAX(gt_bytes, align_up((uint64_t)e->gd_entries * 4, 512)));
+    int r = 0;
+    for (uint32_t i = 0; i < e->gd_entries && r == 0; i++) {
+        memset(t, 0, gt_bytes);
+        for (uint32_t k = 0; e->stream_gts[i] && k < e->gtes; k++)
+            put_le32(t + k * 4, e->stream_gts[i][k]);
+        r = write_marker(e, gt_bytes / 512, MARKER_GT);
+        if (r == 0) {
+            e->gd[i] = (uint32_t)(e->next_alloc / 512);
+            r = qs_block_pwrite(e->file, e->next_alloc, gt_bytes, t, 0);
+            e->next_alloc += gt_bytes;
+        }
+    }
+    uint64_t gd_bytes = align_up((uint64_t)e->gd_entries * 4, 512);
+    if (r == 0) r = write_marker(e, gd_bytes / 512, MARKER_GD);
+    uint64_t gd_at = e->next_alloc;
+    if (r == 0) {
+        memset(t, 0, gd_bytes);
+        for (uint32_t i = 0; i < e->gd_entries; i++) put_le32(t + i * 4, e->gd[i]);
+        r = qs_block_pwrite(e->file, gd_at, gd_bytes, t, 0);
+        e->next_alloc += gd_bytes;
+    }
+    if (r == 0) r = write_marker(e, 1, MARKER_FOOTER);
+    if (r == 0) {
+        uint8_t f[512];
+        memcpy(f, e->header, 512);
+        put_le64(f + K_GD, gd_at / 512);
+        r = qs_block_pwrite(e->file, e->next_alloc, 512, f, 0);
+        e->next_alloc += 512;
+    }
+    if (r == 0) r = write_marker(e, 0, MARKER_EOS);
+    if (r == 0 && e->file->size > e->next_alloc)
+        r = qs_block_truncate(e->file, e->next_alloc, true, QS_PREALLOC_OFF, NULL) ? 0 : -EIO;
+    if (r == 0) {
+        e->stream_dirty = false;
+        e->next_alloc -= 1536;   /* further grains replace the footer */
+    }
+    return r;
+}
+
+bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix)
+{
+    uint64_t fsize = e->file->size;
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+    uint64_t grains = div_up(e->sectors, e->grain / 512);
+    for (uint64_t g = 0; g < grains; g++) {
+        uint64_t host;
+        int r = vmdk_sparse_lookup(e, g * e->grain, &host);
+        if (r == -EIO) {
+            fprintf(stderr, "ERROR: cluster offset for sector %" G_GUINT64_FORMAT " of '%s' "
+                    "points after EOF\n", g * (e->grain / 512), e->filename);
+            res->corruptions++;
+            continue;
+        }
+        if (r < 0) {
+            res->check_errors++;
+            continue;
+        }
+        if (host <= VMDK_GTE_ZEROED) continue;
+        res->allocated_clusters++;
+        if (!e->compressed && host + e->grain > fsize) {
+            fprintf(stderr, "ERROR: cluster offset for sector %" G_GUINT64_FORMAT " of '%s' "
+                    "points after EOF\n", g * (e->grain / 512), e->filename);
+            res->corruptions++;
+        } else if (g_hash_table_contains(seen, GSIZE_TO_POINTER(host))) {
+            fprintf(stderr, "ERROR: grain at offset %#" G_GINT64_MODIFIER "x of '%s' is used "
+                    "twice (sector %" G_GUINT64_FORMAT ")\n", host, e->filename,
+                    g * (e->grain / 512));
+            res->corruptions++;
+        } else {
+            g_hash_table_add(seen, GSIZE_TO_POINTER(host));
+        }
+    }
+    res->total_clusters += grains;
+    return true;
+}
+
+bool vmdk_sparse_create(const char *filename, uint64_t sectors, bool stream, bool zeroed,
+                        const char *desc, GError **errp)
+{
+    const uint64_t grain = 128, gtes = 512, desc_sectors = 20;
+    uint64_t gt_count = div_up(sectors, gtes * grain);
+    uint64_t gt_sectors = gtes * 4 / 512, gd_sectors = div_up(gt_count * 4, 512);
+    uint8_t h[512] = { 0 };
+    put_le32(h + K_MAGIC, VMDK4_MAGIC);
+    put_le32(h + K_VERSION, stream ? 3 : zeroed ? 2 : 1);
+    put_le32(h + K_FLAGS, VMDK_FLAG_NL_DETECT | (stream ? VMDK_FLAG_COMPRESS | VMDK_FLAG_MARKERS
+                                                 : VMDK_FLAG_RGD) |
+                          (zeroed && !stream ? VMDK_FLAG_ZERO_GRAIN : 0));
+    put_le64(h + K_CAPACITY, sectors);
+    put_le64(h + K_GRAIN, grain);
+    put_le64(h + K_DESC_OFF, desc ? 1 : 0);
+    put_le64(h + K_DESC_SIZE, desc ? desc_sectors : 0);
+    put_le32(h + K_GTES, (uint32_t)gtes);
+    uint64_t rgd = 1 + (desc ? desc_sectors : 0);
+    uint64_t rgt = rgd + gd_sectors, gd = rgt + gt_count * gt_sectors;
+    uint64_t gt = gd + gd_sectors, end = gt + gt_count * gt_sectors;
+    uint64_t overhead = stream ? align_up(rgd, grain) : align_up(end, grain);
+    put_le64(h + K_RGD, stream ? 0 : rgd);
+    put_le64(h + K_GD, stream ? VMDK_GD_AT_END : gd);
+    put_le64(h + K_OVERHEAD, overhead);
+    h[K_NL] = '\n';
+    h[K_NL + 1] = ' ';
+    h[K_NL + 2] = '\r';
+    h[K_NL + 3] = '\n';
+    if (stream) put_le16(h + K_COMPRESS_ALGO, 1);
+    if (desc && strlen(desc) > desc_sectors * 512)
+        return fmt_err(errp, "vmdk: descriptor of %zu bytes does not fit", strlen(desc));
+    QsBlock *f = fmt_create_file(filename, errp);
+    if (!f) return false;
+    int r = qs_block_pwrite(f, 0, 512, h, 0);
+    if (r == 0 && desc) r = qs_block_pwrite(f, 512, strlen(desc), desc, 0);
+    /* both directories point at their preallocated, zeroed grain tables */
+    for (int copy = 0; copy < 2 && r == 0 && !stream; copy++) {
+        uint64_t dir = copy ? gd : rgd, tabs = copy ? gt : rgt;
+        uint64_t bytes = gd_sectors * 512;
+        g_autofree uint8_t *t = g_malloc0(bytes);
+        for (uint64_t i = 0; i < gt_count; i++) put_le32(t + i * 4, (uint32_t)(tabs + i * gt_sectors));
+        r = qs_block_pwrite(f, dir * 512, bytes, t, 0);
+    }
+    if (r == 0) r = fmt_write_zeros(f, MAX(f->size, 512u), overhead * 512 - MAX(f->size, 512u));
+    if (r == 0 && stream) {
+        /* an empty stream: tables, directory, footer and end-of-stream marker */
+        VmdkExtent e = { .file = f, .filename = (char *)filename, .grain = grain * 512,
+                         .gtes = (uint32_t)gtes, .gd_entries = (uint32_t)gt_count,
+                         .next_alloc = overhead * 512, .stream_dirty = true };
+        memcpy(e.header, h, 512);
+        e.gd = g_new0(uint32_t, MAX(gt_count, 1u));
+        e.stream_gts = g_new0(uint32_t *, MAX(gt_count, 1u));
+        r = vmdk_stream_finish(&e);
+        g_free(e.gd);
+        g_free(e.stream_gts);
+    }
+    if (r == 0) r = qs_block_flush(f);
+    qs_block_close(f);
+    if (r < 0) return fmt_errno(errp, r, "vmdk: could not write '%s'", filename);
+    return true;
+}

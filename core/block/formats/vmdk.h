@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The vmdk driver's shared state: the disk made of extents (flat, zero, hosted sparse
+ * "KDMV", stream-optimized, VMDK3 "COWD") and the sparse extent operations. */
+#ifndef QS_BLOCK_VMDK_H
+#define QS_BLOCK_VMDK_H
+
+#include "formats.h"
+
+#define VMDK4_MAGIC 0x564d444bu   /* "KDMV" */
+#define VMDK3_MAGIC 0x44574f43u   /* "COWD" */
+#define VMDK_GD_AT_END UINT64_MAX
+#define VMDK_DESC_MAX (1u << 20)  /* descriptor size limit (bytes) */
+#define VMDK_MAX_EXTENTS 4096u
+#define VMDK_GTE_ZEROED 1u
+
+enum {   /* hosted sparse header flags */
+    VMDK_FLAG_NL_DETECT = 1u << 0,
+    VMDK_FLAG_RGD = 1u << 1,
+    VMDK_FLAG_ZERO_GRAIN = 1u << 2,
+    VMDK_FLAG_COMPRESS = 1u << 16,
+    VMDK_FLAG_MARKERS = 1u << 17,
+};
+
+enum { MARKER_EOS = 0, MARKER_GT = 1, MARKER_GD = 2, MARKER_FOOTER = 3 };
+
+typedef enum { EXT_FLAT, EXT_ZERO, EXT_SPARSE, EXT_COWD } ExtentKind;
+
+typedef struct VmdkExtent {
+    ExtentKind kind;
+    char *type_name;           /* as in the descriptor ("SPARSE", "FLAT", ...), "" if none */
+    char *filename;            /* as opened */
+    QsBlock *file;             /* NULL for ZERO */
+    bool own_file;             /* opened by us (not bs->file) */
+    bool read_only;
+    uint64_t start, sectors;   /* place in the virtual disk, in sectors */
+    uint64_t flat_offset;      /* FLAT: byte offset in the file */
+    /* sparse */
+    uint32_t version, flags;
+    uint64_t grain;            /* bytes */
+    uint32_t gtes;             /* entries per grain table */
+    uint64_t gd_offset, rgd_offset;   /* bytes; rgd 0 if none */
+    uint32_t gd_entries;
+    uint32_t *gd, *rgd;        /* host-endian sector numbers */
+    bool compressed, stream, zeroed_grain;
+    uint64_t next_alloc;       /* bytes: where the next grain goes */
+    uint8_t header[512];       /* the hosted sparse header (for the stream footer) */
+    GHashTable *gt_cache;      /* gd index -> uint32_t table (host-endian) */
+    uint64_t gt_cache_bytes;
+    bool stream_dirty;         /* stream: tables must be written at close */
+    uint32_t **stream_gts;     /* stream writing: every grain table in memory */
+} VmdkExtent;
+
+typedef struct Vmdk {
+    GMutex lock;
+    bool inited;
+    uint32_t cid, parent_cid;
+    char *create_type;
+    char *desc;                /* descriptor text */
+    uint64_t desc_offset, desc_size;   /* embedded descriptor (bytes), 0 if separate */
+    GPtrArray *extents;        /* of VmdkExtent * */
+} Vmdk;
+
+/* Open the sparse extent e in e->file (header at offset 0; COWD or KDMV).  Validates
+ * every field; for KDMV with an embedded descriptor, *desc receives it. */
+bool vmdk_sparse_open(QsBlock *bs, VmdkExtent *e, bool rdwr, char **desc, GError **errp);
+void vmdk_sparse_close(VmdkExtent *e);
+/* Look up the grain holding byte off of the extent: 0 with *host = 0 (unallocated),
+ * VMDK_GTE_ZEROED, or the grain's byte offset.  Called with the lock held. */
+int vmdk_sparse_lookup(VmdkExtent *e, uint64_t off, uint64_t *host);
+int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock *bs,
+                     uint64_t disk_off);
+/* Write within one grain (lock held); backing data fills the rest of a new grain. */
+int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, QsBlock *bs,
+                      uint64_t disk_off, bool zero);
+/* Stream-optimized: write grain tables, directory, footer and end marker. */
+int vmdk_stream_finish(VmdkExtent *e);
+/* Create a hosted sparse extent file (desc: embedded descriptor text or NULL). */
+bool vmdk_sparse_create(const char *filename, uint64_t sectors, bool stream, bool zeroed,
+                        const char *desc, GError **errp);
+bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix);
+
+#endif
