@@ -212,6 +212,8 @@ void qs_tcg_stop(void)
     if (kicker) g_thread_join(kicker);
     kicker = NULL;
     qs_runstate_notifier_remove(runstate_changed, NULL);
+    qs_qmp_unregister("query-cpus-fast");
+    qs_qmp_unregister("x-query-harts");
     tcg_tb_free_all();
     for (unsigned i = 0; i < mach.nharts; i++) g_free(mach.harts[i]);
     for (unsigned i = 0; i < nthreads; i++) g_free(threads[i].harts);

@@ -87,20 +87,19 @@ static void trap(Ctx *s, unsigned helper, uint32_t arg)
 
 static void illegal(Ctx *s) { trap(s, HELPER_ILLEGAL, cst(s, s->insn)); }
 
-static int64_t imm_i(uint32_t i) { return (int64_t)(int32_t)i >> 20; }
-static int64_t imm_s(uint32_t i)
-{
-    return ((int64_t)(int32_t)i >> 25 << 5) | ((i >> 7) & 0x1f);
-}
+/* Immediates, sign-extended from their top bit (bit 31 of the instruction). */
+static int64_t sx(uint64_t v, unsigned bits) { return (int64_t)(v << (64 - bits)) >> (64 - bits); }
+static int64_t imm_i(uint32_t i) { return sx(i >> 20, 12); }
+static int64_t imm_s(uint32_t i) { return sx((i >> 25) << 5 | (i >> 7 & 0x1f), 12); }
 static int64_t imm_b(uint32_t i)
 {
-    return ((int64_t)(int32_t)i >> 31 << 12) | ((i >> 7 & 1) << 11) |
-           ((i >> 25 & 0x3f) << 5) | ((i >> 8 & 0xf) << 1);
+    return sx((uint64_t)(i >> 31) << 12 | (i >> 7 & 1) << 11 | (i >> 25 & 0x3f) << 5 |
+              (i >> 8 & 0xf) << 1, 13);
 }
 static int64_t imm_j(uint32_t i)
 {
-    return ((int64_t)(int32_t)i >> 31 << 20) | (i & 0xff000) | ((i >> 20 & 1) << 11) |
-           ((i >> 21 & 0x3ff) << 1);
+    return sx((uint64_t)(i >> 31) << 20 | (i & 0xff000) | (i >> 20 & 1) << 11 |
+              (i >> 21 & 0x3ff) << 1, 21);
 }
 
 /* Binary op on registers or a register and an immediate, optional 32-bit sign extension
