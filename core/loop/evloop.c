@@ -248,7 +248,8 @@ static gpointer iothread_fn(gpointer data)
     st->started = true;
     g_cond_signal(&st->cond);
     g_mutex_unlock(&st->lock);
-    g_main_loop_run(l->ml);
+    /* not g_main_loop_run: a quit before it started would be lost */
+    while (!g_atomic_int_get(&l->stopping)) g_main_context_iteration(l->ctx, TRUE);
     cur_loop = NULL;
     g_main_context_pop_thread_default(l->ctx);
     return NULL;
@@ -292,7 +293,8 @@ QsLoop *qs_iothread_new(const char *name, GError **errp)
 void qs_iothread_free(QsLoop *l)
 {
     if (!l || l->is_main) return;
-    g_main_loop_quit(l->ml);
+    g_atomic_int_set(&l->stopping, 1);
+    g_main_context_wakeup(l->ctx);
     g_thread_join(l->thread);
     qs_timer_loop_cleanup(l);
     g_mutex_lock(&reg_lock);

@@ -14,6 +14,7 @@ struct QsLoop {
     GThread *self;        /* the thread running (or iterating) the loop now */
     int tid;
     bool is_main;
+    int stopping;         /* iothread: leave the loop (atomic) */
     GSource *timer_lists[2];   /* per QsClockType, created on first timer */
 };
 

@@ -15,10 +15,11 @@
  * kind, and its callback runs in that loop's thread.
  *
  * Ordering within one loop: a scheduled bottom half runs before any fd handler or timer
- * that is ready in the same iteration (bottom halves have a higher priority); fd
- * handlers and timers that are ready together run in the order they were created; idle
- * handlers run only when nothing else is ready.  Timers on one clock that are due
- * together run in deadline order.
+ * that is ready in the same iteration (bottom halves have a higher priority); ready fd
+ * handlers run in the order they were created; a loop's due timers on one clock run
+ * together, in deadline order (equal deadlines: in the order they were armed), at the
+ * place of that loop's first timer on that clock; idle handlers run only when nothing
+ * else is ready.
  *
  * Thread safety: qs_bh_schedule, qs_loop_call, qs_timer_mod/qs_timer_del and the clock
  * functions may be called from any thread.  Creating and freeing sources may be done
