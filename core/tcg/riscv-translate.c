@@ -269,7 +269,8 @@ static void do_system(Ctx *s, unsigned rd, unsigned rs1, unsigned f3)
     uint32_t t = tmp(s);
     emit_call(s, HELPER_CSR, QS_TCG_CALL_MAY_TRAP | QS_TCG_CALL_SIDE_EFF |
               QS_TCG_CALL_END_TB, t, src,
-              cst(s, (insn >> 20) | op << 12 | (unsigned)write << 14));
+              cst(s, (int64_t)((uint64_t)insn << 32 | (insn >> 20) | op << 12 |
+                       (unsigned)write << 14)));
     if (rd) emit2(s, QS_TCG_MOV, rd, t, QS_TCG_NO_ARG);
     /* CSR writes may enable interrupts or change state: end the block. */
     goto_tb(s, 0, s->pc + 4);

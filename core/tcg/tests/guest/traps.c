@@ -44,6 +44,7 @@ int main(u64 hart)
     CHECK("illegal count", t_count, 1);
     CHECK("illegal mcause", t_cause, 2);
     CHECK("illegal mepc", t_epc, (u64)ill_at);
+    CHECK("illegal mtval", t_tval, 0xffffffff);
     t_count = 0;
     __asm__ volatile(".globl ill2_at; ill2_at: .word 0x00000000" ::: "memory");
     CHECK("zero insn mcause", t_cause, 2);
@@ -53,6 +54,7 @@ int main(u64 hart)
     __asm__ volatile(".globl csr_at; csr_at: csrw mhartid, %0" :: "r"(1ul) : "memory");
     CHECK("csr ro mcause", t_cause, 2);
     CHECK("csr ro mepc", t_epc, (u64)csr_at);
+    CHECK("csr ro mtval", t_tval, *(u32 *)csr_at);
     t_count = 0;
     /* reading it is fine, and csrs with x0 does not write */
     u64 id;
