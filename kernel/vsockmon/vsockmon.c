@@ -14,8 +14,11 @@
 #include <uapi/linux/vsockmon.h>
 
 #define VSOCKMON_KIND "vsockmon"
-/* Largest frame: header, virtio header, and a 64 KiB payload. */
-#define VSOCKMON_MTU (sizeof(struct af_vsockmon_hdr) + 64 * 1024 + 256)
+/*
+ * Not a limit (frames reach 32 + 44 + 64 KiB): capture tools size their buffers from the
+ * MTU, so use the same value as the in-tree driver for the same capture behaviour.
+ */
+#define VSOCKMON_MTU (64 * 1024)
 
 struct vsockmon {
 	struct vsock_tap tap;
