@@ -57,6 +57,16 @@ int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len)
     return 0;
 }
 
+int fmt_status_in_file(QsBlock *file, uint64_t map, uint64_t *pnum, int ret)
+{
+    uint64_t n, m;
+    QsBlock *f;
+    int r = qs_block_status(file, map, *pnum, &n, &m, &f);
+    if (r < 0 || r & QS_BS_EOF) return ret;
+    if (n && n < *pnum) *pnum = n;
+    return ret | (r & QS_BS_ZERO);
+}
+
 bool fmt_check_size(const char *fmt, uint64_t size, uint64_t max, GError **errp)
 {
     if (size > max)

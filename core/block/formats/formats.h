@@ -52,6 +52,11 @@ QsBlock *fmt_create_file(const char *filename, GError **errp);
 /* Write len zero bytes at off (in 1 MiB chunks). */
 int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len);
 
+/* Finish a block status answer of DATA|OFFSET_VALID at host offset map in file, as
+ * QEMU's block layer does: holes of the file read as zeros (ZERO is added) and the run is
+ * cut where the file's status changes. */
+int fmt_status_in_file(QsBlock *file, uint64_t map, uint64_t *pnum, int ret);
+
 /* Reject create options a format does not support ("backing_file" etc.) with QEMU's
  * wording; check that the size is a multiple of 512 bytes. */
 bool fmt_check_size(const char *fmt, uint64_t size, uint64_t max, GError **errp);

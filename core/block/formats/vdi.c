@@ -246,7 +246,9 @@ static int vdi_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *p
     if (!is_alloc(e)) return QS_BS_ZERO | QS_BS_ALLOCATED;
     *map = block_host(s, e) + in;
     *file = bs->file;
-    return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
+    int ret = QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
+    /* as QEMU: only static images look at the file's holes */
+    return s->type == VDI_TYPE_STATIC ? fmt_status_in_file(bs->file, *map, pnum, ret) : ret;
 }
 
 static bool vdi_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)

@@ -383,11 +383,11 @@ static int vmdk_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *
         return QS_BS_ZERO | QS_BS_ALLOCATED;
     }
     if (e->kind == EXT_FLAT) {
-        int r = qs_block_status(e->file, e->flat_offset + eoff, len, pnum, map, file);
-        if (r < 0) return r;
+        *pnum = len;
         *map = e->flat_offset + eoff;
         *file = e->file;
-        return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED | (r & QS_BS_ZERO);
+        return fmt_status_in_file(e->file, *map, pnum,
+                                  QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED);
     }
     uint64_t in = eoff % e->grain, host, n = 0;
     int ret = 0, r;

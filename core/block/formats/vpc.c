@@ -314,11 +314,11 @@ static int vpc_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *p
     Vpc *s = bs->opaque;
     if (s->type == VHD_FIXED) {
         /* data at the same offset; holes of the file also read as zeros */
-        int r = qs_block_status(bs->file, off, len, pnum, map, file);
-        if (r < 0) return r;
+        *pnum = len;
         *map = off;
         *file = bs->file;
-        return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED | (r & QS_BS_ZERO);
+        return fmt_status_in_file(bs->file, off, pnum,
+                                  QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED);
     }
     uint32_t idx = (uint32_t)(off / s->block_size);
     uint64_t in = off % s->block_size;
@@ -407,7 +407,7 @@ static void make_footer(uint8_t *f, uint64_t total, uint16_t c, uint8_t h, uint8
 
 static bool vpc_create(const char *filename, const QsOpts *o, GError **errp)
 {
-    uint64_t size = qs_opts_get_uint(o, "size");
+    uint64_t size = align_up(qs_opts_get_uint(o, "size"), 512);
     bool force = qs_opts_get_bool(o, "force_size");
     const char *sub = qs_opts_get_str(o, "subformat");
     bool fixed = false;
@@ -461,7 +461,7 @@ static bool vpc_measure(const QsOpts *o, QsBlock *in, uint64_t size, uint64_t *r
     uint8_t h, sp;
     bool force = o && qs_opts_get_bool(o, "force_size");
     const char *sub = o ? qs_opts_get_str(o, "subformat") : NULL;
-    if (!vpc_geometry_for(in ? in->size : size, force, &total, &c, &h, &sp, errp))
+    if (!vpc_geometry_for(align_up(in ? in->size : size, 512), force, &total, &c, &h, &sp, errp))
         return false;
     uint64_t vsize = total * 512;
     if (sub && !strcmp(sub, "fixed")) {
