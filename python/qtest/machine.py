@@ -67,7 +67,7 @@ class Machine:
 
     # -- launch ---------------------------------------------------------------------
     def command_line(self):
-        a = [self.binary] + self.profile.args(self.workdir)
+        a = [self.binary] + self.profile.args(self.workdir, self.want_qtest)
         for d in self.devices:
             a += ["-device", self.profile.device_args(d)]
         if self.want_qtest:

@@ -40,8 +40,9 @@ class Profile:
     def __init__(self, kind):
         self.kind = kind     # "qemu-slim" or "qemu"
 
-    def args(self, workdir):
-        """Emulator arguments for this machine (without -qtest/-qmp/-device)."""
+    def args(self, workdir, qtest=True):
+        """Emulator arguments for this machine (without -qtest/-qmp/-device); ``qtest``
+        says whether a qtest session will drive it."""
         return list(self.machine_args) + ["-m", "%dM" % (self.ram_size >> 20)]
 
     def device_args(self, dev):
@@ -80,8 +81,12 @@ class VirtProfile(Profile):
         if kind == "qemu-slim":
             self.irq_controller = "/machine/soc/plic"
 
-    def args(self, workdir):
+    def args(self, workdir, qtest=True):
         a = ["-M", "virt", "-nodefaults", "-display", "none"]
+        if self.kind == "qemu-slim" and not qtest:
+            # Without -qtest qemu-slim's harts would run its built-in payload (which ends
+            # the process through the finisher): keep them stopped, as with QEMU below.
+            a += ["-S"]
         if self.kind == "qemu":
             # No qtest accelerator in Debian's QEMU: start stopped, park the hart in a
             # wfi loop (prepare), then run so that the virtual clock moves.
@@ -128,7 +133,7 @@ class Q35Profile(Profile):
     io_is_ports = True
     irq_controller = "ioapic"
 
-    def args(self, workdir):
+    def args(self, workdir, qtest=True):
         stub = os.path.join(workdir, "halt-bios.bin")
         with open(stub, "wb") as f:
             f.write(bytes(0x10000 - 16) + _X86_HALT_STUB + bytes(12))

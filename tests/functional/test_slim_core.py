@@ -53,12 +53,12 @@ def test_oversized_qmp_input_gets_error_and_connection_survives(launch, case):
     reply = m.qmp.read_reply(timeout=10)
     assert reply["error"]["class"] == "GenericError", reply
     assert desc in reply["error"]["desc"], reply
-    assert m.qmp.command("query-status")["running"] is True
+    assert "status" in m.qmp.command("query-status")
 
 
 def test_qmp_server_mode(slim_binary, tmp_path):
     path = str(tmp_path / "qmp.sock")
-    p = subprocess.Popen([slim_binary, "-M", "virt", "-display", "none",
+    p = subprocess.Popen([slim_binary, "-M", "virt", "-display", "none", "-S",
                           "-qmp", "unix:%s,server=on,wait=off" % path],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -74,7 +74,7 @@ def test_qmp_server_mode(slim_binary, tmp_path):
                 time.sleep(0.02)
         q = qtest.QMPClient(qtest.channel.LineChannel(s, "QMP", timeout=10))
         assert "QMP" in q.handshake()
-        assert q.command("query-status")["status"] == "running"
+        assert q.command("query-status")["running"] is False
         q.command("quit")
         assert p.wait(10) == 0
     finally:

@@ -77,8 +77,10 @@ def time_to_greeting(binary, args, timeout=30.0):
 def startup_args(binary, machine):
     """The command line each peer needs to reach its QMP greeting on `machine`."""
     prof = make_profile(binary, machine)
-    args = [a for a in prof.args(WORKDIR) if a != "-S"]   # q35's halt firmware goes there
-    return args + ["-S"] if prof.kind == "qemu" else args
+    # Both stopped (-S), so no guest code competes with start-up; q35's halt firmware
+    # goes in WORKDIR.
+    args = [a for a in prof.args(WORKDIR, qtest=False) if a != "-S"]
+    return args + ["-S"]
 
 
 def mmio_rate(binary, machine, count, args=()):
