@@ -279,6 +279,8 @@ static int64_t write_slice(QsBlock *bs, uint64_t off, uint64_t len, const uint8_
 {
     Qcow2 *s = bs->opaque;
     uint64_t cs = s->cluster_size;
+    uint64_t l2_span = s->l2_entries << s->cluster_bits;
+    len = MIN(len, l2_span - (off & (l2_span - 1)));   /* stay inside one L2 table */
     uint64_t c0 = off >> s->cluster_bits;
     uint64_t c1 = (off + len - 1) >> s->cluster_bits;
     uint64_t max_alloc = MAX(1u, (8u << 20) >> s->cluster_bits);
@@ -455,17 +457,19 @@ int qcow2_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags)
     if (s->version < 3 && bs->backing) return -ENOTSUP;
     uint64_t a = align_up(off, cs), b = end == bs->size ? align_up(end, cs) : align_down(end, cs);
     if (a >= b) {
-        a = b = off;
+        /* inside at most two clusters: real zeros */
+        if (flags & QS_WRITE_NO_FALLBACK) return -ENOTSUP;
+        g_autofree uint8_t *z = g_malloc0(len);
+        return qcow2_pwrite(bs, off, len, z, 0);
     }
-    /* partial clusters at the edges: real zeros */
     if (off < a || b < end) {
         if (flags & QS_WRITE_NO_FALLBACK) return -ENOTSUP;
         g_autofree uint8_t *z = g_malloc0(cs);
         if (off < a) {
-            int r = qcow2_pwrite(bs, off, MIN(a, end) - off, z, 0);
+            int r = qcow2_pwrite(bs, off, a - off, z, 0);
             if (r < 0) return r;
         }
-        if (b < end && b >= a) {
+        if (b < end) {
             int r = qcow2_pwrite(bs, b, end - b, z, 0);
             if (r < 0) return r;
         }
@@ -522,7 +526,7 @@ int qcow2_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
             while (last > 0 && qcow2_get_refcount(s, last - 1, &rc) == 0 && !rc) last--;
             g_mutex_unlock(&s->lock);
             int64_t real = qs_block_allocated_size(bs->file);
-            s->meta_prealloc = real >= 0 && (uint64_t)real / s->cluster_size < last;
+            s->meta_prealloc = real >= 0 && last && (uint64_t)real / s->cluster_size < last - 1;
         }
         if (!s->meta_prealloc) {
             /* plain data */

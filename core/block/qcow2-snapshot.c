@@ -241,6 +241,34 @@ int qcow2_fix_copied(Qcow2 *s)
     return 0;
 }
 
+/* Clear COPIED in the active L2 tables and L1 table (before they become shared). */
+static int clear_copied(Qcow2 *s)
+{
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2 = s->l1[i] & L1E_OFFSET_MASK;
+        if (!l2) continue;
+        int err = 0;
+        uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2, false, &err);
+        if (!t) return err;
+        bool changed = false;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t e = l2_get(s, t, j);
+            if (e & QCOW_OFLAG_COPIED) {
+                l2_set(s, t, j, e & ~QCOW_OFLAG_COPIED, l2_get_bitmap(s, t, j));
+                changed = true;
+            }
+        }
+        int r = changed ? qcow2_meta_write(s, l2, t, s->cluster_size) : 0;
+        if (r < 0) return r;
+        if (s->l1[i] & QCOW_OFLAG_COPIED) {
+            s->l1[i] &= ~QCOW_OFLAG_COPIED;
+            r = qcow2_write_l1_entry(s, i);
+            if (r < 0) return r;
+        }
+    }
+    return 0;
+}
+
 static int find_snapshot(Qcow2 *s, const char *key)
 {
     for (uint32_t i = 0; i < s->nb_snapshots; i++)
@@ -304,10 +332,11 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
         r = qcow2_meta_write(s, (uint64_t)l1_off, be, l1_bytes);
         if (r < 0) goto out;
     }
-    /* 2. the tree is now referenced once more; 3. active flags follow */
-    r = tree_refcount(s, s->l1, s->l1_size, 1);
+    /* 2. drop the COPIED flags first (a crash then only costs extra copies), then the
+     * tree is referenced once more */
+    r = clear_copied(s);
     if (r < 0) goto out;
-    r = qcow2_fix_copied(s);
+    r = tree_refcount(s, s->l1, s->l1_size, 1);
     if (r < 0) goto out;
     /* 4. the table entry */
     s->snaps = g_renew(Qcow2Snapshot, s->snaps, s->nb_snapshots + 1);
