@@ -177,7 +177,7 @@ bool vmdk_sparse_open(QsBlock *bs, VmdkExtent *e, bool rdwr, char **desc, GError
                                          " is beyond the end of the file", gd);
     e->gd_offset = gd * 512;
     uint64_t need = div_up(e->sectors, (uint64_t)e->gtes * (e->grain / 512));
-    if (need > UINT32_MAX) return bad_ext(errp, e, "too many grain tables");
+    if (need > UINT32_MAX) return bad_ext(errp, e, "too many grain tables (%" G_GUINT64_FORMAT ")", need);
     e->gd_entries = (uint32_t)need;
     if (!read_table(e, e->gd_offset, e->gd_entries, &e->gd, errp, "grain directory") ||
         !check_gd(e, e->gd, errp, "grain directory"))
