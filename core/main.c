@@ -118,7 +118,8 @@ static int parse_args(int argc, char **argv, Config *c)
             g_autofree char *head = NULL;
             char *rest = qs_opts_split_head(arg, &head);
             c->machine.name = g_intern_string(head);
-            c->machine.opts = rest;
+            c->machine.opts = g_intern_string(rest);   /* lives to exit, not a leak */
+            g_free(rest);
         }
         else if (!strcmp(opt, "m")) {
             if (parse_ram(arg, &c->machine.ram_size) < 0)
