@@ -69,7 +69,7 @@ static bool do_register(const char *name, const char *const *params, bool any,
     c->handler = handler;
     c->opaque = opaque;
     g_hash_table_insert(commands, c->name, c);
-    if (!builtin_init) qs_module_track(command_undo, g_strdup(name));
+    if (!builtin_init && qs_module_current()) qs_module_track(command_undo, g_strdup(name));
     return true;
 }
 
