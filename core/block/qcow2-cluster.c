@@ -156,7 +156,9 @@ static int map_range(Qcow2 *s, uint64_t off, uint64_t len, ClusterType *type,
         *n = MIN(max, cs - (off & (cs - 1)));
         return 0;
     }
-    if (ty == C_NORMAL || ty == C_ZERO_ALLOC) {
+    bool has_host = ty == C_NORMAL || ty == C_ZERO_ALLOC ||
+                    (ty == C_UNALLOC && s->ext_l2 && (e & L2E_OFFSET_MASK));
+    if (has_host) {
         uint64_t h = e & L2E_OFFSET_MASK;
         if (h & (cs - 1)) {
             qcow2_signal_corruption(s, "Cluster allocation offset %#" G_GINT64_MODIFIER "x "
@@ -176,9 +178,11 @@ static int map_range(Qcow2 *s, uint64_t off, uint64_t len, ClusterType *type,
         unsigned sc2 = s->ext_l2 ? (unsigned)((g & (cs - 1)) / unit) : 0;
         ClusterType t2;
         if (unit_type(s, e2, bm2, sc2, &t2) < 0 || t2 != ty) break;
-        if (ty == C_NORMAL || ty == C_ZERO_ALLOC) {
+        if (has_host) {
             uint64_t h2 = (e2 & L2E_OFFSET_MASK) + (g & (cs - 1));
-            if (h2 != want_host) break;
+            if (!(e2 & L2E_OFFSET_MASK) || h2 != want_host) break;
+        } else if (ty == C_UNALLOC && (e2 & L2E_OFFSET_MASK)) {
+            break;
         }
         uint64_t step = MIN(max - done, unit);
         done += step;
@@ -507,7 +511,13 @@ int qcow2_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
     if (r < 0) return r;
     *pnum = n;
     switch (ty) {
-    case C_UNALLOC: return 0;
+    case C_UNALLOC:
+        if (s->ext_l2 && (entry & L2E_OFFSET_MASK)) {   /* unallocated subclusters */
+            *map = host;
+            *file = bs->file;
+            return QS_BS_OFFSET_VALID;
+        }
+        return 0;
     case C_ZERO_PLAIN: return QS_BS_ZERO | QS_BS_ALLOCATED;
     case C_ZERO_ALLOC:
         *map = host;

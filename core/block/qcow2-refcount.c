@@ -634,6 +634,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
             }
             continue;
         }
+        if (rc) highest = MAX(highest, c + 1);
         if (rc == ref) continue;
         bool leak = rc > ref;
         bool repair = fix & (leak ? QS_CHECK_FIX_LEAKS : QS_CHECK_FIX_ERRORS);

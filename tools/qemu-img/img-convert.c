@@ -29,6 +29,7 @@ typedef struct Conv {
     bool compress, zero_init, target_backing, ordered, progress;
     uint64_t sparse;
     uint64_t chunk, nchunks;
+    GArray *work;           /* chunk indices that need copying */
     GMutex lock;
     GCond cond;
     uint64_t next_write, done;
@@ -55,9 +56,10 @@ static void add_op(GArray *ops, int kind, uint64_t off, uint64_t len)
     g_array_append_val(ops, o);
 }
 
-static int conv_chunk(uint64_t i, void *opaque)
+static int conv_chunk(uint64_t ticket, void *opaque)
 {
     Conv *c = opaque;
+    uint64_t i = g_array_index(c->work, uint64_t, ticket);
     uint64_t off = i * c->chunk, len = MIN(c->chunk, c->total - off);
     g_autofree uint8_t *buf = g_malloc(len);
     g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(Op));
@@ -102,7 +104,7 @@ static int conv_chunk(uint64_t i, void *opaque)
     }
     if (c->ordered) {
         g_mutex_lock(&c->lock);
-        while (c->next_write != i) g_cond_wait(&c->cond, &c->lock);
+        while (c->next_write != ticket) g_cond_wait(&c->cond, &c->lock);
         g_mutex_unlock(&c->lock);
     }
     if (c->compress) {
@@ -128,11 +130,11 @@ static int conv_chunk(uint64_t i, void *opaque)
     if (r < 0) img_error("error while writing at byte %" G_GUINT64_FORMAT ": %s", off, g_strerror(-r));
     g_mutex_lock(&c->lock);
     if (c->ordered) {
-        c->next_write = i + 1;
+        c->next_write = ticket + 1;
         g_cond_broadcast(&c->cond);
     }
     c->done++;
-    if (c->progress) img_progress(true, c->done * 100.0 / c->nchunks);
+    if (c->progress) img_progress(true, c->done * 100.0 / MAX(c->work->len, 1u));
     g_mutex_unlock(&c->lock);
     return r;
 }
@@ -247,7 +249,33 @@ int img_convert(int argc, char **argv)
     g_mutex_init(&cv.lock);
     g_cond_init(&cv.cond);
     img_progress(cv.progress, 0);
-    int r = qs_block_parallel_for((unsigned)m, cv.nchunks, conv_chunk, &cv);
+    /* plan: whole chunks that read as zeros need nothing in a zero-initialised target */
+    cv.work = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    int r = 0;
+    for (uint64_t p = 0, last = UINT64_MAX; p < cv.total && r == 0;) {
+        int k = nsrc - 1;
+        while (k > 0 && cv.start[k] > p) k--;
+        uint64_t local = p - cv.start[k], n;
+        int st = qs_block_status_above(cv.src[k], NULL, local, cv.src[k]->size - local, &n,
+                                       NULL, NULL, NULL);
+        if (st < 0) {
+            img_error("error while reading block status at offset %" G_GUINT64_FORMAT ": %s",
+                      p, g_strerror(-st));
+            r = st;
+            break;
+        }
+        bool skip = (st & QS_BS_ZERO) && cv.zero_init && cv.sparse;
+        if (cv.target_backing && !(st & QS_BS_ALLOCATED)) skip = true;
+        if (!skip) {
+            for (uint64_t ch = p / cv.chunk; ch <= (p + n - 1) / cv.chunk; ch++) {
+                if (ch != last) g_array_append_val(cv.work, ch);
+                last = ch;
+            }
+        }
+        p += n;
+    }
+    if (r == 0) r = qs_block_parallel_for((unsigned)m, cv.work->len, conv_chunk, &cv);
+    g_array_free(cv.work, TRUE);
     if (r == 0 && !(cflags & QS_BLOCK_NO_FLUSH)) r = qs_block_flush(cv.dst);
     img_progress(cv.progress, 100);
     if (cv.progress) printf("\n");

@@ -532,19 +532,19 @@ static void check_json(QsBlock *bs, QsBlockCheckResult *r)
     json_builder_begin_object(b);
 #define INT(k, v) do { json_builder_set_member_name(b, k); json_builder_add_int_value(b, (gint64)(v)); } while (0)
     if (r->image_end_offset) INT("image-end-offset", r->image_end_offset);
-    if (r->corruptions) INT("corruptions", r->corruptions);
-    if (r->leaks) INT("leaks", r->leaks);
-    if (r->corruptions_fixed) INT("corruptions-fixed", r->corruptions_fixed);
+    if (r->has_stats && r->compressed_clusters) INT("compressed-clusters", r->compressed_clusters);
     if (r->has_stats && r->total_clusters) INT("total-clusters", r->total_clusters);
+    if (r->corruptions) INT("corruptions", r->corruptions);
+    if (r->corruptions_fixed) INT("corruptions-fixed", r->corruptions_fixed);
     INT("check-errors", r->check_errors);
+    if (r->leaks) INT("leaks", r->leaks);
+    if (r->leaks_fixed) INT("leaks-fixed", r->leaks_fixed);
     if (r->has_stats && r->allocated_clusters) INT("allocated-clusters", r->allocated_clusters);
     json_builder_set_member_name(b, "filename");
     json_builder_add_string_value(b, bs->filename);
-    if (r->leaks_fixed) INT("leaks-fixed", r->leaks_fixed);
-    if (r->has_stats && r->fragmented_clusters) INT("fragmented-clusters", r->fragmented_clusters);
     json_builder_set_member_name(b, "format");
     json_builder_add_string_value(b, bs->drv->name);
-    if (r->has_stats && r->compressed_clusters) INT("compressed-clusters", r->compressed_clusters);
+    if (r->has_stats && r->fragmented_clusters) INT("fragmented-clusters", r->fragmented_clusters);
 #undef INT
     json_builder_end_object(b);
     JsonNode *n = json_builder_get_root(b);
@@ -914,7 +914,15 @@ int img_measure(int argc, char **argv)
         qs_block_close(in);
         return 1;
     }
-    bool bitmaps = in && !strcmp(ofmt, "qcow2");
+    /* QEMU reports bitmaps when both sides can carry them: a v3 qcow2 into qcow2 */
+    bool bitmaps = false;
+    if (in && !strcmp(ofmt, "qcow2") && !strcmp(in->drv->name, "qcow2")) {
+        JsonNode *n = image_info(in);
+        JsonObject *fs = json_object_get_object_member(json_node_get_object(n), "format-specific");
+        const char *compat = json_object_get_string_member(json_object_get_object_member(fs, "data"), "compat");
+        bitmaps = compat && !strcmp(compat, "1.1");
+        json_node_unref(n);
+    }
     if (json) {
         printf("{\n");
         if (bitmaps) printf("    \"bitmaps\": 0,\n");
