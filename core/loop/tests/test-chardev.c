@@ -320,6 +320,45 @@ static void test_errors(void)
     close(fd);
 }
 
+/* wait=on: open blocks until the first client is there. */
+static gpointer late_dial(gpointer path)
+{
+    g_usleep(100000);
+    int fd = -1;
+    for (int i = 0; i < 100 && fd < 0; i++) {
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        g_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+        if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) { close(fd); fd = -1; g_usleep(10000); }
+    }
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, "early", 5), ==, 5);
+    return GINT_TO_POINTER(fd);
+}
+
+static void test_wait_on(void)
+{
+    GError *err = NULL;
+    g_autofree char *path = g_build_filename(tmpdir, "wait.sock", NULL);
+    g_autofree char *spec = g_strdup_printf("unix:%s,server=on", path);
+    GThread *t = g_thread_new("dial", late_dial, path);
+    gint64 t0 = g_get_monotonic_time();
+    QsChardev *chr = qs_chardev_open(spec, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 90000);
+    g_assert_true(qs_chardev_connected(chr));
+    int fd = GPOINTER_TO_INT(g_thread_join(t));
+    Peer p = { .in = g_byte_array_new() };
+    qs_chardev_set_handlers(chr, NULL, &peer_handlers, &p);
+    g_assert_cmpint(p.opened, ==, 1);
+    wait_peer(&p, 5, 1, 0);      /* bytes sent before handlers were set are not lost */
+    g_assert_cmpint(memcmp(p.in->data, "early", 5), ==, 0);
+    close(fd);
+    wait_peer(&p, 5, 1, 1);
+    qs_chardev_close(chr);
+    g_byte_array_unref(p.in);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -332,6 +371,7 @@ int main(int argc, char **argv)
     g_test_add_func("/chardev/iothread", test_iothread_delivery);
     g_test_add_func("/chardev/file", test_file);
     g_test_add_func("/chardev/errors", test_errors);
+    g_test_add_func("/chardev/wait-on", test_wait_on);
     int r = g_test_run();
     g_rmdir(tmpdir);
     g_free(tmpdir);

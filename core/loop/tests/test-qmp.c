@@ -12,6 +12,8 @@
 #include <glib/gstdio.h>
 #include "qs/module.h"
 #include "qmp-internal.h"
+#include "runtime.h"
+#include "qs/evloop.h"
 
 static const char *qemu_slim;
 static const char *module_dir;
@@ -580,9 +582,112 @@ static void test_client_mode(void)
     g_assert_nonnull(strstr(err, "No such file or directory"));
 }
 
+/* ---- the public API in process: module-style commands, events from another thread ---- */
+
+static JsonNode *cmd_echo(JsonObject *args, void *opaque, GError **errp)
+{
+    if (!json_object_has_member(args, "text")) {
+        g_set_error(errp, QS_QMP_ERROR, QS_QMP_ERROR_DEVICE_NOT_FOUND, "Device '%s' not found",
+                    (const char *)opaque);
+        return NULL;
+    }
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "echo", json_object_get_string_member(args, "text"));
+    JsonNode *n = json_node_init_object(json_node_alloc(), o);
+    json_object_unref(o);
+    return n;
+}
+
+static JsonNode *cmd_any(JsonObject *args, void *opaque, GError **errp)
+{
+    if (!qs_qmp_check_args(args, QS_STRV("a", "b"), errp)) return NULL;
+    return json_node_init_int(json_node_alloc(), json_object_get_size(args));
+}
+
+static gpointer emit_thread(gpointer data)
+{
+    JsonObject *d = json_object_new();
+    json_object_set_int_member(d, "n", 42);
+    qs_qmp_event_emit("TEST_EVENT", d);
+    json_object_unref(d);
+    return NULL;
+}
+
+
+/* Read a line while iterating the in-process main loop. */
+static char *inproc_line(Conn *c)
+{
+    for (int i = 0; i < 5000; i++) {
+        qs_loop_iterate(qs_loop_main(), false);
+        char *line = conn_line(c, 1);
+        if (line) return line;
+    }
+    g_error("no line from the in-process monitor");
+}
+
+static char *inproc_xchg(Conn *c, const char *text)
+{
+    conn_send(c, text);
+    return inproc_line(c);
+}
+
+static void test_inprocess_api(void)
+{
+    GError *err = NULL;
+    g_assert_true(qs_qmp_register_full("x-echo", QS_STRV("text"), cmd_echo, "dev0", &err));
+    g_assert_no_error(err);
+    g_assert_true(qs_qmp_register("x-any", cmd_any, NULL, &err));
+    g_assert_false(qs_qmp_register("x-echo", cmd_any, NULL, &err));
+    g_assert_nonnull(strstr(err->message, "'x-echo' is already registered"));
+    g_clear_error(&err);
+
+    g_autofree char *path = g_build_filename(tmpdir, "inproc.sock", NULL);
+    g_autofree char *spec = g_strdup_printf("unix:%s,server=on,wait=off", path);
+    g_assert_true(qs_qmp_start(spec, &err));
+    g_assert_no_error(err);
+    g_assert_false(qs_qmp_start("unix:/nonexistent-dir/x.sock,server=on,wait=off", &err));
+    g_assert_nonnull(strstr(err->message, "/nonexistent-dir/x.sock"));
+    g_clear_error(&err);
+
+    Conn *c = conn_new(unix_connect_retry(path));
+    g_autofree char *greet = inproc_line(c);
+    g_assert_true(g_str_has_prefix(greet, "{\"QMP\": "));
+    g_autofree char *r0 = inproc_xchg(c, "{\"execute\": \"qmp_capabilities\"}");
+    g_assert_cmpstr(r0, ==, "{\"return\": {}}");
+    g_autofree char *r1 = inproc_xchg(c, "{\"execute\": \"x-echo\", \"arguments\": {\"text\": \"hi\"}}");
+    g_assert_cmpstr(r1, ==, "{\"return\": {\"echo\": \"hi\"}}");
+    g_autofree char *r2 = inproc_xchg(c, "{\"execute\": \"x-echo\", \"arguments\": {\"txt\": 1}}");
+    g_assert_cmpstr(r2, ==, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                            "\"Parameter 'txt' is unexpected\"}}");
+    g_autofree char *r3 = inproc_xchg(c, "{\"execute\": \"x-echo\", \"id\": 1}");
+    g_assert_cmpstr(r3, ==, "{\"id\": 1, \"error\": {\"class\": \"DeviceNotFound\", "
+                            "\"desc\": \"Device 'dev0' not found\"}}");
+    g_autofree char *r4 = inproc_xchg(c, "{\"execute\": \"x-any\", \"arguments\": {\"a\": 1, \"b\": 2}}");
+    g_assert_cmpstr(r4, ==, "{\"return\": 2}");
+    g_autofree char *r5 = inproc_xchg(c, "{\"execute\": \"x-any\", \"arguments\": {\"c\": 1}}");
+    g_assert_cmpstr(r5, ==, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                            "\"Parameter 'c' is unexpected\"}}");
+
+    /* an event emitted from another thread reaches the monitor through the main loop */
+    GThread *t = g_thread_new("emit", emit_thread, NULL);
+    g_thread_join(t);
+    g_autofree char *ev = inproc_line(c);
+    check_event(ev, "TEST_EVENT");
+    g_assert_nonnull(strstr(ev, "\"data\": {\"n\": 42}"));
+
+    qs_qmp_unregister("x-echo");
+    g_autofree char *r6 = inproc_xchg(c, "{\"execute\": \"x-echo\"}");
+    g_assert_cmpstr(r6, ==, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": "
+                            "\"The command x-echo has not been found\"}}");
+    qs_qmp_unregister("x-any");
+    conn_free(c);
+    qs_qmp_shutdown();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    qs_evloop_init();
     qemu_slim = g_getenv("QS_TEST_QEMU_SLIM");
     module_dir = g_getenv("QS_TEST_LOOP_MODULE_DIR");
     g_assert_nonnull(qemu_slim);
@@ -597,6 +702,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qmp/two-monitors", test_two_monitors);
     g_test_add_func("/qmp/prelaunch", test_prelaunch);
     g_test_add_func("/qmp/client-mode", test_client_mode);
+    g_test_add_func("/qmp/in-process-api", test_inprocess_api);
     int r = g_test_run();
     /* leftover sockets of servers that exited */
     GDir *d = g_dir_open(tmpdir, 0, NULL);
