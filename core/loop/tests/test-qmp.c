@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -110,6 +111,12 @@ static int unix_connect_retry(const char *path)
     g_error("cannot connect to %s", path);
 }
 
+/* A failed assertion must not leave qemu-slim running (and meson waiting on its pipes). */
+static void die_with_parent(gpointer unused)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 static GPid spawn(const char *const *extra)
 {
     GPtrArray *argv = g_ptr_array_new();
@@ -123,7 +130,7 @@ static GPid spawn(const char *const *extra)
     GPid pid;
     GError *err = NULL;
     g_assert_true(g_spawn_async(NULL, (char **)argv->pdata, env, G_SPAWN_DO_NOT_REAP_CHILD,
-                                NULL, NULL, &pid, &err));
+                                die_with_parent, NULL, &pid, &err));
     g_assert_no_error(err);
     g_ptr_array_free(argv, TRUE);
     return pid;
