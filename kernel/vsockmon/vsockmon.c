@@ -16,9 +16,9 @@
 #define VSOCKMON_KIND "vsockmon"
 /*
  * Not a limit (frames reach 32 + 44 + 64 KiB): capture tools size their buffers from the
- * MTU, so use the same value as the in-tree driver for the same capture behaviour.
+ * MTU, so use the in-tree driver's value (64 KiB payload + our header).
  */
-#define VSOCKMON_MTU (64 * 1024)
+#define VSOCKMON_MTU (64 * 1024 + sizeof(struct af_vsockmon_hdr))
 
 struct vsockmon {
 	struct vsock_tap tap;
@@ -113,7 +113,7 @@ static void vsockmon_setup(struct net_device *dev)
 			NETIF_F_LLTX;
 	dev->mtu = VSOCKMON_MTU;
 	dev->min_mtu = sizeof(struct af_vsockmon_hdr);
-	dev->max_mtu = ETH_MAX_MTU;
+	dev->max_mtu = 0;	/* no upper bound: the MTU limits nothing here */
 }
 
 /* A monitor has no link-layer address: refuse one rather than ignore it. */
