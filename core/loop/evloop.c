@@ -180,14 +180,18 @@ void qs_evloop_observer_remove(const QsEvloopObserver *obs)
     g_mutex_unlock(&reg_lock);
 }
 
-/* Called with reg_lock held. */
+/* Loop life-cycle callbacks, through a read-side section (no lock held, so a callback
+ * may use qs_loop_foreach). */
 static void obs_loop_event(QsLoop *loop, bool added)
 {
-    for (guint i = 0; obs_list && i < obs_list->n; i++) {
-        const QsEvloopObserver *o = obs_list->e[i].obs;
-        if (added && o->loop_added) o->loop_added(loop, obs_list->e[i].opaque);
-        if (!added && o->loop_removed) o->loop_removed(loop, obs_list->e[i].opaque);
+    Reader *r = reader_get();
+    ObsList *l = obs_enter(r);
+    for (guint i = 0; l && i < l->n; i++) {
+        const QsEvloopObserver *o = l->e[i].obs;
+        if (added && o->loop_added) o->loop_added(loop, l->e[i].opaque);
+        if (!added && o->loop_removed) o->loop_removed(loop, l->e[i].opaque);
     }
+    obs_leave(r);
 }
 
 /* ---- loops ---- */
@@ -285,8 +289,8 @@ QsLoop *qs_iothread_new(const char *name, GError **errp)
     }
     g_mutex_lock(&reg_lock);
     g_ptr_array_add(loops, l);
-    obs_loop_event(l, true);
     g_mutex_unlock(&reg_lock);
+    obs_loop_event(l, true);
     return l;
 }
 
@@ -297,8 +301,8 @@ void qs_iothread_free(QsLoop *l)
     g_main_context_wakeup(l->ctx);
     g_thread_join(l->thread);
     qs_timer_loop_cleanup(l);
-    g_mutex_lock(&reg_lock);
     obs_loop_event(l, false);
+    g_mutex_lock(&reg_lock);
     g_ptr_array_remove(loops, l);
     g_mutex_unlock(&reg_lock);
     g_main_loop_unref(l->ml);

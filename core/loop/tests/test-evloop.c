@@ -319,7 +319,16 @@ static void ob_begin(const QsSourceInfo *src, void *o) { seen_add(o, "begin", sr
 static void ob_end(const QsSourceInfo *src, void *o) { seen_add(o, "end", src); }
 static void ob_poll_begin(QsLoop *l, int timeout, void *o) { g_atomic_int_inc(&((Seen *)o)->polls_begin); }
 static void ob_poll_end(QsLoop *l, void *o) { g_atomic_int_inc(&((Seen *)o)->polls_end); }
-static void ob_added(QsLoop *l, void *o) { ((Seen *)o)->loops_added++; }
+static void count_loop(const QsLoopDesc *d, void *opaque);
+static void ob_added(QsLoop *l, void *o)
+{
+    /* callbacks may enumerate loops (no registry lock is held while they run) */
+    GString *s = g_string_new(NULL);
+    qs_loop_foreach(count_loop, s);
+    g_assert_nonnull(strstr(s->str, qs_loop_name(l)));
+    g_string_free(s, TRUE);
+    ((Seen *)o)->loops_added++;
+}
 static void ob_removed(QsLoop *l, void *o) { ((Seen *)o)->loops_removed++; }
 
 static const QsEvloopObserver test_observer = {
