@@ -34,7 +34,8 @@ cc -shared -fPIC -Wall -Werror $cflags -o "$moddir/hello.so" "$src/hello.c" || d
 
 export QS_MODULE_DIR=$moddir
 "$bin" -plugin help >"$tmp/help.txt" || die "-plugin help failed"
-grep -q "^  hello 0.1 (ABI 1.0, GPL-2.0-or-later)" "$tmp/help.txt" || { cat "$tmp/help.txt"; die "-plugin help does not list hello"; }
+abi="$(pkg-config --variable=abi_major qemu-slim-module).$(pkg-config --variable=abi_minor qemu-slim-module)"
+grep -q "^  hello 0.1 (ABI $abi, GPL-2.0-or-later)" "$tmp/help.txt" || { cat "$tmp/help.txt"; die "-plugin help does not list hello"; }
 grep -q "provides: device:hello-dev" "$tmp/help.txt" || die "-plugin help lacks what hello provides"
 
 # Loading runs init; -machine help then exits before starting a machine.
