@@ -14,11 +14,14 @@ static const QsPropDesc prof_opts[] = {
     { "interval", QS_PROP_UINT, "100", "stuck-check period in ms (10..60000)" },
     { "stuck", QS_PROP_UINT, "1000", "a dispatch running this many ms marks its loop stuck (0: never)" },
     { "clock", QS_PROP_STRING, "auto", "tick source: auto, tsc or monotonic" },
+    { "sample", QS_PROP_UINT, "16", "time 1 in N dispatches of a cheap source (power of 2, "
+                                    "1..1024; 1: all; sources >= 10 us are always timed)" },
     { NULL }
 };
 
 typedef struct Prof {
     ProfClock clk;
+    const char *kinds[QS_SOURCE_OTHER + 1];   /* qs_source_kind_name, looked up once */
     ProfStats *st;
     ProfServer *srv;
     uint64_t stuck_ticks;
@@ -31,26 +34,26 @@ typedef struct Prof {
 static void on_poll_begin(QsLoop *loop, int timeout_ms, void *opaque)
 {
     Prof *p = opaque;
-    prof_stats_poll_begin(p->st, loop, prof_ticks(&p->clk));
+    prof_stats_poll_begin(p->st, loop);
 }
 
 static void on_poll_end(QsLoop *loop, void *opaque)
 {
     Prof *p = opaque;
-    prof_stats_poll_end(p->st, loop, prof_ticks(&p->clk));
+    prof_stats_poll_end(p->st, loop);
 }
 
 static void on_dispatch_begin(const QsSourceInfo *src, void *opaque)
 {
     Prof *p = opaque;
-    prof_stats_dispatch_begin(p->st, src->loop, src->id, src->name,
-                              qs_source_kind_name(src->kind), prof_ticks(&p->clk));
+    unsigned k = (unsigned)src->kind <= QS_SOURCE_OTHER ? (unsigned)src->kind : QS_SOURCE_OTHER;
+    prof_stats_dispatch_begin(p->st, src->loop, src->id, src->name, p->kinds[k]);
 }
 
 static void on_dispatch_end(const QsSourceInfo *src, void *opaque)
 {
     Prof *p = opaque;
-    prof_stats_dispatch_end(p->st, src->loop, prof_ticks(&p->clk));
+    prof_stats_dispatch_end(p->st, src->loop);
 }
 
 static void on_loop_added(QsLoop *loop, void *opaque)
@@ -123,6 +126,7 @@ static bool prof_init(QsModule *mod, const QsOpts *opts, GError **errp)
     uint64_t interval = qs_opts_get_uint(opts, "interval");
     uint64_t stuck_ms = qs_opts_get_uint(opts, "stuck");
     const char *clock = qs_opts_get_str(opts, "clock");
+    uint64_t sample = qs_opts_get_uint(opts, "sample");
     const char *socket = qs_opts_has(opts, "socket") ? qs_opts_get_str(opts, "socket") : NULL;
     if (interval < 10 || interval > 60000) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
@@ -134,11 +138,17 @@ static bool prof_init(QsModule *mod, const QsOpts *opts, GError **errp)
                     "stuck=%" G_GUINT64_FORMAT ": at most 3600000 ms", stuck_ms);
         return false;
     }
+    if (sample < 1 || sample > 1024 || (sample & (sample - 1))) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "sample=%" G_GUINT64_FORMAT ": must be a power of 2 from 1 to 1024", sample);
+        return false;
+    }
     if (socket && !*socket) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "socket=: empty path");
         return false;
     }
     Prof *p = g_new0(Prof, 1);
+    for (unsigned k = 0; k <= QS_SOURCE_OTHER; k++) p->kinds[k] = qs_source_kind_name(k);
     if (!prof_clock_init(&p->clk, clock)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "clock=%s: expected auto, tsc or monotonic (tsc only where the "
@@ -149,7 +159,7 @@ static bool prof_init(QsModule *mod, const QsOpts *opts, GError **errp)
     /* ticks per ms, from ns = ticks * mult >> 32 */
     p->stuck_ticks = (uint64_t)((((unsigned __int128)stuck_ms * 1000000u << 32) +
                                  p->clk.mult - 1) / p->clk.mult);
-    p->st = prof_stats_new(p->clk.mult, describe_loop, prof_ticks(&p->clk));
+    p->st = prof_stats_new(&p->clk, (unsigned)sample, 10000, describe_loop);
     if (!qs_evloop_observer_add(&observer, p, errp)) {
         prof_free(p);
         return false;

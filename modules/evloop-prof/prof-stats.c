@@ -19,20 +19,25 @@
 #define ADD(p, v) STORE((p), LOAD(p) + (v))
 
 typedef struct Rec {
-    uint64_t count, total, max;   /* ticks */
+    uint64_t count;               /* every dispatch */
+    uint64_t timed, total, max;   /* the timed ones; ticks */
     uint64_t hist[PROF_HIST_BUCKETS];
     char *name;                   /* immutable once published */
     const char *kind;
+    bool always;                  /* writer-private: mean >= always_ticks, time them all */
 } Rec;
 
 typedef struct Slot {
     const void *loop;             /* atomic; NULL once the loop is removed */
     uint64_t gen;                 /* atomic; reset generation of the counters */
-    uint64_t iterations, poll, dispatch, dispatches;
-    /* current (innermost) dispatch, published under seq */
+    uint64_t iterations, polls_timed, poll, dispatches;
+    /* current (innermost) dispatch, published under seq; cur_start 0: not timed */
     uint32_t seq;
     Rec *cur_rec;
-    uint64_t cur_start;
+    uint64_t cur_start, cur_dseq;
+    uint64_t dseq;                /* dispatches begun, numbers each one */
+    /* a reader saw dispatch watch_seq running since watch_start: time its end */
+    uint64_t watch_seq, watch_start;
     /* records, published by nrec (release) */
     Rec *chunks[REC_CHUNKS];
     uint32_t nrec;
@@ -41,12 +46,13 @@ typedef struct Slot {
     uint64_t poll_start;
     bool in_poll;
     int depth;
-    struct { Rec *rec; uint64_t start; } stack[NEST_MAX];
+    struct { Rec *rec; uint64_t start, dseq; } stack[NEST_MAX];
     struct { uint64_t id; Rec *rec; } idc[IDC_SIZE];
     GHashTable *by_name;          /* Rec* keyed by (kind, name) */
     /* reader-private (under the lock) */
     uint64_t reported_start;
     Rec *reported_rec;
+    uint64_t seen_dseq, seen_first;   /* an untimed dispatch seen running, since when */
 } Slot;
 
 typedef struct Thread {
@@ -67,7 +73,10 @@ typedef struct LoopInfo {
 struct ProfStats {
     GMutex lock;
     uint64_t serial;              /* tells apart instances at the same address */
+    const ProfClock *clk;
     uint64_t mult;
+    uint64_t sample_mask;         /* time when count & mask == 0 */
+    uint64_t always_ticks;
     ProfDescribeLoop describe;
     pthread_key_t key;
     GPtrArray *threads;           /* Thread* */
@@ -158,6 +167,7 @@ static inline Rec *rec_lookup(Slot *s, uint64_t id, const char *name, const char
 static void rec_zero(Rec *r)
 {
     STORE(&r->count, 0);
+    STORE(&r->timed, 0);
     STORE(&r->total, 0);
     STORE(&r->max, 0);
     for (unsigned i = 0; i < PROF_HIST_BUCKETS; i++) STORE(&r->hist[i], 0);
@@ -189,8 +199,8 @@ static inline void slot_sync_gen(ProfStats *st, Slot *s)
     uint64_t gen = __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE);
     if (G_LIKELY(s->gen == gen)) return;
     STORE(&s->iterations, 0);
+    STORE(&s->polls_timed, 0);
     STORE(&s->poll, 0);
-    STORE(&s->dispatch, 0);
     STORE(&s->dispatches, 0);
     for (uint32_t i = 0; i < s->nrec; i++) rec_zero(slot_rec(s, i));
     rec_zero(&s->overflow);
@@ -314,17 +324,21 @@ static inline Slot *slot_get(ProfStats *st, const void *loop)
 
 /* ---- life cycle ---- */
 
-ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe, uint64_t now)
+ProfStats *prof_stats_new(const ProfClock *clk, unsigned sample, uint64_t always_ns,
+                          ProfDescribeLoop describe)
 {
     ProfStats *st = g_new0(ProfStats, 1);
     g_mutex_init(&st->lock);
     st->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
-    st->mult = ns_mult;
+    st->clk = clk;
+    st->mult = clk->mult;
+    st->sample_mask = sample > 1 ? (uint64_t)sample - 1 : 0;
+    st->always_ticks = (uint64_t)((((unsigned __int128)always_ns) << 32) / clk->mult);
     st->describe = describe;
+    st->reset_at = prof_ticks(clk);
     st->threads = g_ptr_array_new();
     st->loops = g_ptr_array_new();
     st->gen = 1;
-    st->reset_at = now;
     if (pthread_key_create(&st->key, thread_exit) != 0) {
         g_error("evloop-prof: out of thread-specific keys");
     }
@@ -391,64 +405,89 @@ void prof_stats_loop_remove(ProfStats *st, const void *loop)
 
 /* ---- hooks ---- */
 
-void prof_stats_poll_begin(ProfStats *st, const void *loop, uint64_t now)
+void prof_stats_poll_begin(ProfStats *st, const void *loop)
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s)) return;
     slot_sync_gen(st, s);
-    ADD(&s->iterations, 1);
-    s->poll_start = now;
-    s->in_poll = true;
+    uint64_t it = s->iterations + 1;
+    STORE(&s->iterations, it);
+    if ((it & st->sample_mask) == 0) {
+        s->poll_start = prof_ticks(st->clk);
+        s->in_poll = true;
+    }
 }
 
-void prof_stats_poll_end(ProfStats *st, const void *loop, uint64_t now)
+void prof_stats_poll_end(ProfStats *st, const void *loop)
 {
     Slot *s = slot_get(st, loop);
-    if (G_UNLIKELY(!s || !s->in_poll)) return;
+    if (G_UNLIKELY(!s) || !s->in_poll) return;
     s->in_poll = false;
+    uint64_t now = prof_ticks(st->clk);
+    ADD(&s->polls_timed, 1);
     if (now > s->poll_start) ADD(&s->poll, now - s->poll_start);
 }
 
-static inline void publish_current(Slot *s, Rec *rec, uint64_t start)
+static inline void publish_current(Slot *s, Rec *rec, uint64_t start, uint64_t dseq)
 {
     uint32_t q = s->seq;
     STORE(&s->seq, q + 1);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     STORE(&s->cur_rec, rec);
     STORE(&s->cur_start, start);
+    STORE(&s->cur_dseq, dseq);
     __atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
 }
 
 void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
-                               const char *name, const char *kind, uint64_t now)
+                               const char *name, const char *kind)
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s)) return;
     Rec *r = rec_lookup(s, id, name, kind);
     int d = s->depth++;
     if (G_UNLIKELY(d >= NEST_MAX)) return;
+    uint64_t dseq = s->dseq + 1;
+    STORE(&s->dseq, dseq);
+    uint64_t start = 0;
+    if (r->always || (r->count & st->sample_mask) == 0 || s->gen != LOAD(&st->gen)) {
+        start = prof_ticks(st->clk);
+        if (G_UNLIKELY(!start)) start = 1;
+    }
     s->stack[d].rec = r;
-    s->stack[d].start = now;
-    publish_current(s, r, now);
+    s->stack[d].start = start;
+    s->stack[d].dseq = dseq;
+    publish_current(s, r, start, dseq);
 }
 
-void prof_stats_dispatch_end(ProfStats *st, const void *loop, uint64_t now)
+void prof_stats_dispatch_end(ProfStats *st, const void *loop)
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s || s->depth == 0)) return;   /* observer added mid-dispatch */
     int d = --s->depth;
     if (G_UNLIKELY(d >= NEST_MAX)) return;
     Rec *r = s->stack[d].rec;
-    uint64_t t = now > s->stack[d].start ? now - s->stack[d].start : 0;
-    if (d > 0) publish_current(s, s->stack[d - 1].rec, s->stack[d - 1].start);
-    else publish_current(s, NULL, 0);
+    uint64_t start = s->stack[d].start;
+    if (!start && G_UNLIKELY(__atomic_load_n(&s->watch_seq, __ATOMIC_ACQUIRE) ==
+                             s->stack[d].dseq)) {
+        start = LOAD(&s->watch_start);           /* long: a reader saw it running */
+    }
+    uint64_t now = start ? prof_ticks(st->clk) : 0;
+    if (d > 0) publish_current(s, s->stack[d - 1].rec, s->stack[d - 1].start,
+                               s->stack[d - 1].dseq);
+    else publish_current(s, NULL, 0, 0);
     slot_sync_gen(st, s);
     ADD(&r->count, 1);
-    ADD(&r->total, t);
-    if (t > r->max) STORE(&r->max, t);
-    ADD(&r->hist[prof_hist_bucket((uint64_t)(((unsigned __int128)t * st->mult) >> 32))], 1);
     ADD(&s->dispatches, 1);
-    if (d == 0) ADD(&s->dispatch, t);
+    if (!start) return;
+    uint64_t t = now > start ? now - start : 0;
+    uint64_t timed = r->timed + 1, total = r->total + t;
+    STORE(&r->timed, timed);
+    STORE(&r->total, total);
+    if (t > r->max) STORE(&r->max, t);
+    /* slow on average (not once: a preempted cheap dispatch does not count) */
+    r->always = total >= st->always_ticks * timed;
+    ADD(&r->hist[prof_hist_bucket((uint64_t)(((unsigned __int128)t * st->mult) >> 32))], 1);
 }
 
 void prof_stats_reset(ProfStats *st, uint64_t now)
@@ -466,19 +505,33 @@ static inline uint64_t to_ns(const ProfStats *st, uint64_t ticks)
     return (uint64_t)(((unsigned __int128)ticks * st->mult) >> 32);
 }
 
-/* The slot's current dispatch: false if none (or the writer kept changing it). */
-static bool read_current(Slot *s, Rec **rec, uint64_t *start)
+/* The slot's current dispatch and since when: false if none (or the writer kept
+ * changing it).  An untimed dispatch is dated from when a reader first saw it; seen a
+ * second time, it is long, and the writer is asked to time its end from then. */
+static bool read_current(Slot *s, uint64_t now, Rec **rec, uint64_t *start)
 {
     for (int tries = 0; tries < 1000; tries++) {
         uint32_t q1 = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
         if (q1 & 1) continue;
         Rec *r = LOAD(&s->cur_rec);
         uint64_t t = LOAD(&s->cur_start);
+        uint64_t dseq = LOAD(&s->cur_dseq);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (LOAD(&s->seq) != q1) continue;
+        if (!r) return false;
+        if (!t) {
+            if (s->seen_dseq != dseq) {
+                s->seen_dseq = dseq;
+                s->seen_first = now;
+            } else if (LOAD(&s->watch_seq) != dseq) {
+                STORE(&s->watch_start, s->seen_first);
+                __atomic_store_n(&s->watch_seq, dseq, __ATOMIC_RELEASE);
+            }
+            t = s->seen_first;
+        }
         *rec = r;
         *start = t;
-        return r != NULL;
+        return true;
     }
     return false;
 }
@@ -493,9 +546,19 @@ typedef struct Agg {
     LoopInfo *li;
     const char *name;
     const char *kind;
-    uint64_t count, total, max;
+    uint64_t count, timed, total, max;
     uint64_t hist[PROF_HIST_BUCKETS];
 } Agg;
+
+/* count x mean of the timed dispatches (exact when all were timed) */
+static uint64_t scale(uint64_t part, uint64_t n, uint64_t of)
+{
+    if (!of) return 0;
+    if (n == of) return part;
+    return (uint64_t)(((unsigned __int128)part * n) / of);
+}
+
+static uint64_t agg_total(const Agg *a) { return scale(a->total, a->count, a->timed); }
 
 static guint agg_hash(gconstpointer p)
 {
@@ -522,6 +585,7 @@ static void agg_add(GHashTable *t, GPtrArray *order, LoopInfo *li, Rec *r)
         g_ptr_array_add(order, a);
     }
     a->count += count;
+    a->timed += LOAD(&r->timed);
     a->total += LOAD(&r->total);
     uint64_t m = LOAD(&r->max);
     if (m > a->max) a->max = m;
@@ -536,16 +600,34 @@ static void json_u64(GString *out, const char *key, uint64_t v, bool comma)
 void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GString *out)
 {
     g_mutex_lock(&st->lock);
+    /* sources first: the loops' dispatch time is the sum of theirs */
+    GHashTable *agg = g_hash_table_new(agg_hash, agg_equal);
+    GPtrArray *order = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < st->loops->len; i++) {
+        LoopInfo *li = st->loops->pdata[i];
+        for (guint j = 0; j < st->threads->len; j++) {
+            Thread *th = st->threads->pdata[j];
+            for (unsigned k = 0; k < SLOTS_MAX; k++) {
+                Slot *s = th->slots[k];
+                if (!s || LOAD(&s->loop) != li->loop || !slot_fresh(st, s)) continue;
+                uint32_t n = __atomic_load_n(&s->nrec, __ATOMIC_ACQUIRE);
+                for (uint32_t r = 0; r < n; r++) agg_add(agg, order, li, slot_rec(s, r));
+                agg_add(agg, order, li, &s->overflow);
+            }
+        }
+    }
+
     uint64_t since = now > st->reset_at ? now - st->reset_at : 0;
     g_string_append(out, "{");
     json_u64(out, "version", 1, true);
     json_u64(out, "pid", (uint64_t)getpid(), true);
     json_u64(out, "since_reset_ns", to_ns(st, since), true);
     json_u64(out, "stuck_threshold_ns", to_ns(st, stuck_ticks), true);
+    json_u64(out, "sample", st->sample_mask + 1, true);
     g_string_append(out, "\"loops\": [");
     for (guint i = 0; i < st->loops->len; i++) {
         LoopInfo *li = st->loops->pdata[i];
-        uint64_t it = 0, poll = 0, disp = 0, n = 0;
+        uint64_t it = 0, poll = 0, polls = 0, disp = 0, n = 0;
         int tid = li->tid;
         Rec *cur = NULL;
         uint64_t cur_start = 0;
@@ -556,24 +638,30 @@ void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GStr
                 if (!s || LOAD(&s->loop) != li->loop) continue;
                 Rec *r;
                 uint64_t t;
-                if (read_current(s, &r, &t) && (!cur || t < cur_start)) {
+                if (read_current(s, now, &r, &t) && (!cur || t < cur_start)) {
                     cur = r;
                     cur_start = t;
                 }
                 if (!slot_fresh(st, s)) continue;
                 uint64_t sit = LOAD(&s->iterations);
                 if (!tid && sit) tid = th->tid;
+                /* scale each thread's timed polls to its own iterations */
+                poll += scale(LOAD(&s->poll), sit, LOAD(&s->polls_timed));
+                polls += LOAD(&s->polls_timed);
                 it += sit;
-                poll += LOAD(&s->poll);
-                disp += LOAD(&s->dispatch);
                 n += LOAD(&s->dispatches);
             }
+        }
+        for (guint j = 0; j < order->len; j++) {
+            Agg *a = order->pdata[j];
+            if (a->li == li) disp += agg_total(a);
         }
         g_string_append(out, i ? ", {\"name\": " : "{\"name\": ");
         prof_json_string(out, li->name);
         g_string_append_printf(out, ", \"main\": %s, ", li->is_main ? "true" : "false");
         json_u64(out, "tid", (uint64_t)(tid > 0 ? tid : 0), true);
         json_u64(out, "iterations", it, true);
+        json_u64(out, "polls_timed", polls, true);
         json_u64(out, "dispatches", n, true);
         json_u64(out, "poll_ns", to_ns(st, poll), true);
         json_u64(out, "dispatch_ns", to_ns(st, disp), true);
@@ -595,22 +683,6 @@ void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GStr
         g_string_append_printf(out, ", \"stuck\": %s}", stuck ? "true" : "false");
     }
     g_string_append(out, "], \"sources\": [");
-
-    GHashTable *agg = g_hash_table_new(agg_hash, agg_equal);
-    GPtrArray *order = g_ptr_array_new_with_free_func(g_free);
-    for (guint i = 0; i < st->loops->len; i++) {
-        LoopInfo *li = st->loops->pdata[i];
-        for (guint j = 0; j < st->threads->len; j++) {
-            Thread *th = st->threads->pdata[j];
-            for (unsigned k = 0; k < SLOTS_MAX; k++) {
-                Slot *s = th->slots[k];
-                if (!s || LOAD(&s->loop) != li->loop || !slot_fresh(st, s)) continue;
-                uint32_t n = __atomic_load_n(&s->nrec, __ATOMIC_ACQUIRE);
-                for (uint32_t r = 0; r < n; r++) agg_add(agg, order, li, slot_rec(s, r));
-                agg_add(agg, order, li, &s->overflow);
-            }
-        }
-    }
     for (guint i = 0; i < order->len; i++) {
         Agg *a = order->pdata[i];
         g_string_append(out, i ? ", {\"name\": " : "{\"name\": ");
@@ -621,8 +693,9 @@ void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GStr
         prof_json_string(out, a->li->name);
         g_string_append(out, ", ");
         json_u64(out, "count", a->count, true);
-        json_u64(out, "total_ns", to_ns(st, a->total), true);
-        json_u64(out, "mean_ns", to_ns(st, a->total / a->count), true);
+        json_u64(out, "timed", a->timed, true);
+        json_u64(out, "total_ns", to_ns(st, agg_total(a)), true);
+        json_u64(out, "mean_ns", a->timed ? to_ns(st, a->total / a->timed) : 0, true);
         json_u64(out, "max_ns", to_ns(st, a->max), true);
         json_u64(out, "p50_ns", prof_hist_percentile(a->hist, 50), true);
         json_u64(out, "p99_ns", prof_hist_percentile(a->hist, 99), true);
@@ -654,7 +727,7 @@ void prof_stats_stuck_foreach(ProfStats *st, uint64_t now, uint64_t stuck_ticks,
                 Slot *s = th->slots[k];
                 Rec *r;
                 uint64_t t;
-                if (!s || LOAD(&s->loop) != li->loop || !read_current(s, &r, &t)) continue;
+                if (!s || LOAD(&s->loop) != li->loop || !read_current(s, now, &r, &t)) continue;
                 if (now < t || now - t < stuck_ticks) continue;
                 bool first = s->reported_start != t || s->reported_rec != r;
                 s->reported_start = t;

@@ -7,6 +7,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "prof-clock.h"
 
 /* Latency histogram: bucket 0 holds [0, 2) ns, bucket i >= 1 holds [2^i, 2^(i+1)) ns,
  * the last bucket everything from 2^(PROF_HIST_BUCKETS-1) ns (~275 s) up. */
@@ -32,9 +33,17 @@ typedef struct ProfStats ProfStats;
  * not been told about (called on that slow path only, under the stats lock). */
 typedef void (*ProfDescribeLoop)(const void *loop, char **name, bool *is_main, int *tid);
 
-/* ns_mult converts ticks to ns (ns = ticks * ns_mult >> 32; 1 << 32 when ticks are ns).
- * Every `now` below is in ticks. */
-ProfStats *prof_stats_new(uint64_t ns_mult, ProfDescribeLoop describe, uint64_t now);
+/*
+ * Timing.  Every dispatch is counted; its duration is measured (two clock reads) for
+ * the first dispatch of each source, then one in `sample` (a power of two; 1: all) --
+ * and always for a source whose timed dispatches take `always_ns` or more on average,
+ * and for any dispatch a reader saw still running.  So slow sources are timed exactly and the
+ * clock's cost is spread thin over cheap ones; totals are counts x mean of the timed.
+ * Likewise one poll in `sample` is timed.  The clock (borrowed) gives ticks; every
+ * `now` below is in ticks.
+ */
+ProfStats *prof_stats_new(const ProfClock *clk, unsigned sample, uint64_t always_ns,
+                          ProfDescribeLoop describe);
 /* No thread may be inside a hook any more. */
 void prof_stats_free(ProfStats *st);
 
@@ -47,11 +56,11 @@ void prof_stats_loop_remove(ProfStats *st, const void *loop);
 /* The hooks, called by the thread running the loop; lock-free after the first call
  * from a thread for a loop.  name and kind are read only on a source's first dispatch
  * (kind must be a string that lives forever, e.g. "timer"). */
-void prof_stats_poll_begin(ProfStats *st, const void *loop, uint64_t now);
-void prof_stats_poll_end(ProfStats *st, const void *loop, uint64_t now);
+void prof_stats_poll_begin(ProfStats *st, const void *loop);
+void prof_stats_poll_end(ProfStats *st, const void *loop);
 void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
-                               const char *name, const char *kind, uint64_t now);
-void prof_stats_dispatch_end(ProfStats *st, const void *loop, uint64_t now);
+                               const char *name, const char *kind);
+void prof_stats_dispatch_end(ProfStats *st, const void *loop);
 
 /* Zero every counter (each thread drops its counts at its next hook call; snapshots
  * show zeros for it until then). */

@@ -8,7 +8,16 @@
 #include "prof-clock.h"
 #include "prof-stats.h"
 
-#define NS_MULT (1ull << 32)   /* ticks are ns in these tests */
+/* Ticks are ns read from fake_now (single-threaded tests), or the real clock. */
+static uint64_t fake_now;
+static const ProfClock fake_clock = { .tsc = false, .mult = 1ull << 32, .fake = &fake_now };
+static ProfClock real_clock;
+
+static ProfStats *new_stats(ProfDescribeLoop describe, unsigned sample)
+{
+    fake_now = 0;
+    return prof_stats_new(&fake_clock, sample, 1000000, describe);
+}
 
 static int L1, L2;             /* loop identities */
 
@@ -72,20 +81,20 @@ static void test_hist(void)
 
 static void test_counts(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
+    ProfStats *st = new_stats(describe, 1);
     prof_stats_loop_add(st, &L1, "main", true, 42);
     uint64_t t = 1000;
     /* 10 iterations: poll 100 ns, then a timer of 50 ns and a bh of 10*i ns */
     for (int i = 1; i <= 10; i++) {
-        prof_stats_poll_begin(st, &L1, t);
+        (fake_now = (t), prof_stats_poll_begin(st, &L1));
         t += 100;
-        prof_stats_poll_end(st, &L1, t);
-        prof_stats_dispatch_begin(st, &L1, 7, "tick", "timer", t);
+        (fake_now = (t), prof_stats_poll_end(st, &L1));
+        (fake_now = (t), prof_stats_dispatch_begin(st, &L1, 7, "tick", "timer"));
         t += 50;
-        prof_stats_dispatch_end(st, &L1, t);
-        prof_stats_dispatch_begin(st, &L1, 8, "work", "bh", t);
+        (fake_now = (t), prof_stats_dispatch_end(st, &L1));
+        (fake_now = (t), prof_stats_dispatch_begin(st, &L1, 8, "work", "bh"));
         t += 10 * i;
-        prof_stats_dispatch_end(st, &L1, t);
+        (fake_now = (t), prof_stats_dispatch_end(st, &L1));
     }
     JsonParser *p;
     JsonObject *snap = snapshot(st, t, 0, &p);
@@ -129,16 +138,16 @@ static void test_counts(void)
  * new source each time); other kinds or loops are other rows. */
 static void test_grouping(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
+    ProfStats *st = new_stats(describe, 1);
     uint64_t t = 10;
     for (uint64_t id = 100; id < 1100; id++) {
-        prof_stats_dispatch_begin(st, &L1, id, "call", "bh", t);
-        prof_stats_dispatch_end(st, &L1, ++t);
+        (fake_now = (t), prof_stats_dispatch_begin(st, &L1, id, "call", "bh"));
+        (fake_now = (++t), prof_stats_dispatch_end(st, &L1));
     }
-    prof_stats_dispatch_begin(st, &L1, 5000, "call", "timer", t);
-    prof_stats_dispatch_end(st, &L1, ++t);
-    prof_stats_dispatch_begin(st, &L2, 5001, "call", "bh", t);
-    prof_stats_dispatch_end(st, &L2, ++t);
+    (fake_now = (t), prof_stats_dispatch_begin(st, &L1, 5000, "call", "timer"));
+    (fake_now = (++t), prof_stats_dispatch_end(st, &L1));
+    (fake_now = (t), prof_stats_dispatch_begin(st, &L2, 5001, "call", "bh"));
+    (fake_now = (++t), prof_stats_dispatch_end(st, &L2));
     JsonParser *p;
     JsonObject *snap = snapshot(st, t, 0, &p);
     JsonArray *src = json_object_get_array_member(snap, "sources");
@@ -161,15 +170,15 @@ static void test_grouping(void)
 /* Two ids that share an id-cache line still land on their own records. */
 static void test_id_cache_collisions(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
-    uint64_t t = 0;
+    ProfStats *st = new_stats(describe, 1);
+    uint64_t t = 1;      /* 0 would read as "not timed" */
     for (int round = 0; round < 3; round++) {
         for (uint64_t id = 1; id <= 600; id++) {
             char name[32];
             snprintf(name, sizeof(name), "s%" G_GUINT64_FORMAT, id);
-            prof_stats_dispatch_begin(st, &L1, id, name, "fd", t);
+            (fake_now = (t), prof_stats_dispatch_begin(st, &L1, id, name, "fd"));
             t += id;
-            prof_stats_dispatch_end(st, &L1, t);
+            (fake_now = (t), prof_stats_dispatch_end(st, &L1));
         }
     }
     JsonParser *p;
@@ -191,12 +200,12 @@ static void test_id_cache_collisions(void)
 /* More distinct sources than a table holds: the rest are counted in one row. */
 static void test_overflow(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
+    ProfStats *st = new_stats(describe, 1);
     for (uint64_t id = 1; id <= 5000; id++) {
         char name[32];
         snprintf(name, sizeof(name), "n%" G_GUINT64_FORMAT, id);
-        prof_stats_dispatch_begin(st, &L1, id, name, "bh", id);
-        prof_stats_dispatch_end(st, &L1, id + 1);
+        (fake_now = (id), prof_stats_dispatch_begin(st, &L1, id, name, "bh"));
+        (fake_now = (id + 1), prof_stats_dispatch_end(st, &L1));
     }
     JsonParser *p;
     JsonObject *snap = snapshot(st, 6000, 0, &p);
@@ -230,10 +239,10 @@ static void on_stuck(const char *loop, const char *source, const char *kind,
 
 static void test_current_and_stuck(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
+    ProfStats *st = new_stats(describe, 1);
     prof_stats_loop_add(st, &L1, "main", true, 0);
     prof_stats_loop_add(st, &L2, "io1", false, 0);
-    prof_stats_dispatch_begin(st, &L2, 1, "slow\"one", "fd", 1000);
+    (fake_now = (1000), prof_stats_dispatch_begin(st, &L2, 1, "slow\"one", "fd"));
     JsonParser *p;
     JsonObject *snap = snapshot(st, 1500, 1000, &p);
     JsonObject *loop = find_named(snap, "loops", "io1", NULL);
@@ -263,13 +272,13 @@ static void test_current_and_stuck(void)
     g_assert_cmpuint(seen.ns, ==, 1600);
 
     /* nested: the inner source is current, then the outer again, then none */
-    prof_stats_dispatch_begin(st, &L2, 2, "inner", "bh", 2700);
+    (fake_now = (2700), prof_stats_dispatch_begin(st, &L2, 2, "inner", "bh"));
     snap = snapshot(st, 2800, 1000, &p);
     cur = json_object_get_object_member(find_named(snap, "loops", "io1", NULL), "current");
     g_assert_cmpstr(json_object_get_string_member(cur, "source"), ==, "inner");
     g_assert_cmpint(json_object_get_int_member(cur, "running_ns"), ==, 100);
     g_object_unref(p);
-    prof_stats_dispatch_end(st, &L2, 2900);
+    (fake_now = (2900), prof_stats_dispatch_end(st, &L2));
     snap = snapshot(st, 3000, 1000, &p);
     cur = json_object_get_object_member(find_named(snap, "loops", "io1", NULL), "current");
     g_assert_cmpstr(json_object_get_string_member(cur, "source"), ==, "slow\"one");
@@ -278,30 +287,93 @@ static void test_current_and_stuck(void)
     prof_stats_stuck_foreach(st, 3000, 1000, on_stuck, &seen);
     g_assert_cmpint(seen.calls, ==, 3);
     g_assert_cmpint(seen.first, ==, 1);
-    prof_stats_dispatch_end(st, &L2, 3100);
+    (fake_now = (3100), prof_stats_dispatch_end(st, &L2));
     snap = snapshot(st, 3200, 1000, &p);
     loop = find_named(snap, "loops", "io1", NULL);
     g_assert_true(json_object_get_null_member(loop, "current"));
     g_assert_false(json_object_get_boolean_member(loop, "stuck"));
-    /* the outer dispatch counted its whole time, the loop only the outer one */
-    g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), ==, 2100);
+    /* the outer dispatch counted its whole time, the inner its own: the loop's
+     * dispatch time is their sum (nested time counts in both) */
+    g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), ==, 2300);
     g_assert_cmpint(json_object_get_int_member(loop, "dispatches"), ==, 2);
     g_assert_cmpint(json_object_get_int_member(find_named(snap, "sources", "slow\"one", NULL),
                                                "max_ns"), ==, 2100);
     g_object_unref(p);
     /* an end without a begin (observer added mid-dispatch) is ignored */
-    prof_stats_dispatch_end(st, &L1, 4000);
+    (fake_now = (4000), prof_stats_dispatch_end(st, &L1));
     g_free(seen.source);
+    prof_stats_free(st);
+}
+
+/* sample=4: every dispatch counted, one in four timed, totals scaled; a slow source is
+ * timed always; an untimed dispatch a reader sees running twice is timed from then. */
+static void test_sampling(void)
+{
+    fake_now = 0;
+    ProfStats *st = prof_stats_new(&fake_clock, 4, 1000000, describe);
+    uint64_t t = 100;
+    for (int i = 0; i < 100; i++) {
+        (fake_now = (t), prof_stats_poll_begin(st, &L1));
+        (fake_now = (t += 20), prof_stats_poll_end(st, &L1));
+        (fake_now = (t), prof_stats_dispatch_begin(st, &L1, 1, "cheap", "bh"));
+        (fake_now = (t += 10), prof_stats_dispatch_end(st, &L1));
+    }
+    /* slow: its first dispatch is timed, takes >= 1 ms, so all later ones are too */
+    for (int i = 0; i < 10; i++) {
+        (fake_now = (t), prof_stats_dispatch_begin(st, &L1, 2, "slow", "fd"));
+        (fake_now = (t += 2000000), prof_stats_dispatch_end(st, &L1));
+    }
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, t, 0, &p);
+    g_assert_cmpint(json_object_get_int_member(snap, "sample"), ==, 4);
+    JsonObject *c = find_named(snap, "sources", "cheap", NULL);
+    g_assert_cmpint(json_object_get_int_member(c, "count"), ==, 100);
+    g_assert_cmpint(json_object_get_int_member(c, "timed"), ==, 25);
+    g_assert_cmpint(json_object_get_int_member(c, "mean_ns"), ==, 10);
+    g_assert_cmpint(json_object_get_int_member(c, "total_ns"), ==, 1000);
+    JsonObject *sl = find_named(snap, "sources", "slow", NULL);
+    g_assert_cmpint(json_object_get_int_member(sl, "timed"), ==, 10);
+    g_assert_cmpint(json_object_get_int_member(sl, "total_ns"), ==, 20000000);
+    JsonObject *loop = find_named(snap, "loops", "main", NULL);
+    g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, 100);
+    g_assert_cmpint(json_object_get_int_member(loop, "polls_timed"), ==, 25);
+    g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, 2000);
+    g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), ==, 20001000);
+    g_object_unref(p);
+
+    /* the cheap source's next dispatch (count 100: timed) then an untimed one that blocks */
+    (fake_now = (t), prof_stats_dispatch_begin(st, &L1, 1, "cheap", "bh"));
+    (fake_now = (t += 10), prof_stats_dispatch_end(st, &L1));
+    (fake_now = (t), prof_stats_dispatch_begin(st, &L1, 1, "cheap", "bh"));
+    uint64_t began = t;
+    snap = snapshot(st, began + 500, 1000, &p);          /* first seen: dated from now */
+    JsonObject *cur = json_object_get_object_member(find_named(snap, "loops", "main", NULL),
+                                                    "current");
+    g_assert_cmpint(json_object_get_int_member(cur, "running_ns"), ==, 0);
+    g_object_unref(p);
+    snap = snapshot(st, began + 1700, 1000, &p);         /* seen again: 1.2 us, stuck */
+    loop = find_named(snap, "loops", "main", NULL);
+    cur = json_object_get_object_member(loop, "current");
+    g_assert_cmpint(json_object_get_int_member(cur, "running_ns"), ==, 1200);
+    g_assert_true(json_object_get_boolean_member(loop, "stuck"));
+    g_object_unref(p);
+    (fake_now = (began + 3000), prof_stats_dispatch_end(st, &L1));
+    snap = snapshot(st, began + 3000, 1000, &p);
+    c = find_named(snap, "sources", "cheap", NULL);
+    g_assert_cmpint(json_object_get_int_member(c, "count"), ==, 102);
+    g_assert_cmpint(json_object_get_int_member(c, "timed"), ==, 27);
+    g_assert_cmpint(json_object_get_int_member(c, "max_ns"), ==, 2500);  /* from first seen */
+    g_object_unref(p);
     prof_stats_free(st);
 }
 
 static void test_reset(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
-    prof_stats_poll_begin(st, &L1, 0);
-    prof_stats_poll_end(st, &L1, 10);
-    prof_stats_dispatch_begin(st, &L1, 1, "a", "bh", 10);
-    prof_stats_dispatch_end(st, &L1, 1010);
+    ProfStats *st = new_stats(describe, 1);
+    (fake_now = (0), prof_stats_poll_begin(st, &L1));
+    (fake_now = (10), prof_stats_poll_end(st, &L1));
+    (fake_now = (10), prof_stats_dispatch_begin(st, &L1, 1, "a", "bh"));
+    (fake_now = (1010), prof_stats_dispatch_end(st, &L1));
     prof_stats_reset(st, 2000);
     JsonParser *p;
     JsonObject *snap = snapshot(st, 2500, 0, &p);
@@ -311,10 +383,10 @@ static void test_reset(void)
     g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, 0);
     g_assert_cmpuint(json_array_get_length(json_object_get_array_member(snap, "sources")), ==, 0);
     g_object_unref(p);
-    prof_stats_poll_begin(st, &L1, 3000);
-    prof_stats_poll_end(st, &L1, 3005);
-    prof_stats_dispatch_begin(st, &L1, 1, "a", "bh", 3005);
-    prof_stats_dispatch_end(st, &L1, 3012);
+    (fake_now = (3000), prof_stats_poll_begin(st, &L1));
+    (fake_now = (3005), prof_stats_poll_end(st, &L1));
+    (fake_now = (3005), prof_stats_dispatch_begin(st, &L1, 1, "a", "bh"));
+    (fake_now = (3012), prof_stats_dispatch_end(st, &L1));
     snap = snapshot(st, 4000, 0, &p);
     loop = find_named(snap, "loops", "main", NULL);
     g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, 1);
@@ -328,11 +400,11 @@ static void test_reset(void)
 
 static void test_loop_remove(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, describe, 0);
+    ProfStats *st = new_stats(describe, 1);
     prof_stats_loop_add(st, &L1, "main", true, 0);
     prof_stats_loop_add(st, &L2, "io1", false, 0);
-    prof_stats_dispatch_begin(st, &L2, 1, "x", "bh", 0);
-    prof_stats_dispatch_end(st, &L2, 5);
+    (fake_now = (0), prof_stats_dispatch_begin(st, &L2, 1, "x", "bh"));
+    (fake_now = (5), prof_stats_dispatch_end(st, &L2));
     prof_stats_loop_remove(st, &L2);
     JsonParser *p;
     JsonObject *snap = snapshot(st, 10, 0, &p);
@@ -341,8 +413,8 @@ static void test_loop_remove(void)
     g_object_unref(p);
     /* a loop with the same identity later is a new loop */
     prof_stats_loop_add(st, &L2, "io2", false, 0);
-    prof_stats_dispatch_begin(st, &L2, 2, "y", "bh", 20);
-    prof_stats_dispatch_end(st, &L2, 25);
+    (fake_now = (20), prof_stats_dispatch_begin(st, &L2, 2, "y", "bh"));
+    (fake_now = (25), prof_stats_dispatch_end(st, &L2));
     snap = snapshot(st, 30, 0, &p);
     g_assert_null(find_named(snap, "sources", "x", NULL));
     g_assert_nonnull(find_named(snap, "sources", "y", "io2"));
@@ -383,20 +455,18 @@ static gpointer writer_main(gpointer opaque)
 {
     Writer *w = opaque;
     const void *loop = &w->loop;
-    uint64_t t = 0;
     for (int i = 0; i < PER_WRITER; i++) {
-        prof_stats_poll_begin(w->st, loop, t);
-        prof_stats_poll_end(w->st, loop, ++t);
-        prof_stats_dispatch_begin(w->st, loop, (uint64_t)(i % 3), i % 3 ? "b" : "a", "bh", t);
-        t += 2;
-        prof_stats_dispatch_end(w->st, loop, t);
+        prof_stats_poll_begin(w->st, loop);
+        prof_stats_poll_end(w->st, loop);
+        prof_stats_dispatch_begin(w->st, loop, (uint64_t)(i % 3), i % 3 ? "b" : "a", "bh");
+        prof_stats_dispatch_end(w->st, loop);
     }
     return NULL;
 }
 
 static void test_threads(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, NULL, 0);
+    ProfStats *st = prof_stats_new(&real_clock, 1, 1000000, NULL);
     Writer w[WRITERS];
     GThread *th[WRITERS];
     for (int i = 0; i < WRITERS; i++) {
@@ -434,11 +504,12 @@ static void test_threads(void)
         JsonObject *b = find_named(snap, "sources", "b", name);
         g_assert_cmpint(json_object_get_int_member(a, "count"), ==, (PER_WRITER + 2) / 3);
         g_assert_cmpint(json_object_get_int_member(b, "count"), ==, PER_WRITER - (PER_WRITER + 2) / 3);
-        g_assert_cmpint(json_object_get_int_member(a, "total_ns"), ==, 2 * ((PER_WRITER + 2) / 3));
+        g_assert_cmpint(json_object_get_int_member(a, "timed"), ==, (PER_WRITER + 2) / 3);
         JsonObject *loop = find_named(snap, "loops", name, NULL);
         g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, PER_WRITER);
-        g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, PER_WRITER);
-        g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), ==, 2 * PER_WRITER);
+        g_assert_cmpint(json_object_get_int_member(loop, "polls_timed"), ==, PER_WRITER);
+        g_assert_cmpint(json_object_get_int_member(loop, "dispatches"), ==, PER_WRITER);
+        g_assert_cmpint(json_object_get_int_member(loop, "dispatch_ns"), >, 0);
     }
     g_object_unref(p);
     for (int i = 0; i < WRITERS; i++) prof_stats_loop_remove(st, &w[i].loop);
@@ -462,8 +533,8 @@ static gpointer parked_main(gpointer opaque)
 {
     Parked *w = opaque;
     for (int i = 0; i < 1000; i++) {
-        prof_stats_dispatch_begin(w->st, &w->loop, 9, "p", "timer", (uint64_t)i * 10);
-        prof_stats_dispatch_end(w->st, &w->loop, (uint64_t)i * 10 + 3);
+        prof_stats_dispatch_begin(w->st, &w->loop, 9, "p", "timer");
+        prof_stats_dispatch_end(w->st, &w->loop);
     }
     g_mutex_lock(&w->m);
     while (!w->go) g_cond_wait(&w->c, &w->m);
@@ -473,7 +544,7 @@ static gpointer parked_main(gpointer opaque)
 
 static void test_thread_tables(void)
 {
-    ProfStats *st = prof_stats_new(NS_MULT, NULL, 0);
+    ProfStats *st = prof_stats_new(&real_clock, 1, 1000000, NULL);
     Parked w = { .st = st };
     g_mutex_init(&w.m);
     g_cond_init(&w.c);
@@ -489,7 +560,7 @@ static void test_thread_tables(void)
         if (!src) g_usleep(1000);
     }
     g_assert_nonnull(src);
-    g_assert_cmpint(json_object_get_int_member(src, "total_ns"), ==, 3000);
+    g_assert_cmpint(json_object_get_int_member(src, "timed"), ==, 1000);
     g_object_unref(p);
     g_mutex_lock(&w.m);
     w.go = true;
@@ -520,12 +591,14 @@ static void test_clock(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_assert_true(prof_clock_init(&real_clock, "auto"));
     g_test_add_func("/evloop-prof/stats/hist", test_hist);
     g_test_add_func("/evloop-prof/stats/counts", test_counts);
     g_test_add_func("/evloop-prof/stats/grouping", test_grouping);
     g_test_add_func("/evloop-prof/stats/id-cache", test_id_cache_collisions);
     g_test_add_func("/evloop-prof/stats/overflow", test_overflow);
     g_test_add_func("/evloop-prof/stats/current-stuck", test_current_and_stuck);
+    g_test_add_func("/evloop-prof/stats/sampling", test_sampling);
     g_test_add_func("/evloop-prof/stats/reset", test_reset);
     g_test_add_func("/evloop-prof/stats/loop-remove", test_loop_remove);
     g_test_add_func("/evloop-prof/stats/json-string", test_json_string);

@@ -175,8 +175,8 @@ def test_known_loads(tmp):
         # held close; the totals are checked against the module's own clock below)
         assert b["mean_ns"] >= 1_000_000, b
         assert b["max_ns"] >= 1_000_000
-        # 1 ms and a little: histogram bucket [0.52, 1.05) ms or [1.05, 2.1) ms
-        assert b["p50_ns"] in (1 << 20, 1 << 21), b
+        # at least 1 ms: histogram bucket [0.52, 1.05) ms or above
+        assert b["p50_ns"] >= 1 << 20, b
         assert sum(n for _, n in b["hist"]) == b["count"]
         assert abs(b["total_ns"] - b["mean_ns"] * b["count"]) <= b["count"]
         # the profiler's time brackets the module's own measurement of its callbacks:
@@ -188,15 +188,12 @@ def test_known_loads(tmp):
         f = src(snap, "load-fd")
         assert f["kind"] == "fd" and f["loop"] == "load-io"
         between(f["count"], "fd-reads")
+        # cheap (~2 us): one dispatch in 16 is timed; the 1 ms bh is timed every time
+        assert f["timed"] < f["count"] / 4 and b["timed"] == b["count"], (f, b)
         # the main loop dispatches ~10% of the time (100 x 1 ms per second), blocks most
         # of the rest in poll
         busy = m["dispatch_ns"] / snap["since_reset_ns"]
         assert 0.09 < busy < 0.6, busy
-        main_total = sum(x["total_ns"] for x in snap["sources"] if x["loop"] == "main")
-        # no nesting here: the same time (up to rounding, and one dispatch the loop may
-        # be counting while the snapshot is read)
-        slack = max(x["max_ns"] for x in snap["sources"] if x["loop"] == "main") + 10
-        assert abs(m["dispatch_ns"] - main_total) <= slack, (m, main_total)
         assert m["poll_ns"] / snap["since_reset_ns"] > 0.5
         assert m["iterations"] >= t["count"]
         assert m["dispatches"] >= t["count"] + b["count"]
