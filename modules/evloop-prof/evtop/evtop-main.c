@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "evtop.h"
 #include "evtop-text.h"
 
@@ -51,6 +52,8 @@ static void usage(FILE *f)
         f);
 }
 
+static EvTop *cleanup_on_fail;   /* freed by fail(): every usage error returns through it */
+static void evtop_free(EvTop *t);
 static int fail(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 static int fail(const char *fmt, ...)
 {
@@ -60,6 +63,7 @@ static int fail(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    if (cleanup_on_fail) evtop_free(cleanup_on_fail);
     return 2;
 }
 
@@ -189,6 +193,7 @@ static int run_batch(EvTop *t)
 int main(int argc, char **argv)
 {
     EvTop t = { .delay_s = 1.0, .iterations = -1, .sort = EV_SORT_CPU, .timeout_ms = 3000 };
+    cleanup_on_fail = &t;
     bool reset = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -243,13 +248,19 @@ int main(int argc, char **argv)
     }
     if (!t.path) return fail("no socket given (usage: qemu-evtop [options] SOCKET; see --help)");
     t.conn = evconn_new(t.path, t.timeout_ms);
+    cleanup_on_fail = NULL;
     if (reset && !evtop_reset(&t)) {
         fprintf(stderr, "qemu-evtop: %s\n", t.problem);
+        evtop_free(&t);
         return 1;
     }
     int rc;
     if (t.batch) {
         rc = run_batch(&t);
+    } else if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "qemu-evtop: the interactive screen needs a terminal on stdin and "
+                "stdout; use -b (or --json) for output to pipes and files\n");
+        rc = 2;
     } else {
         /* fail plainly, before taking over the screen, if the socket is wrong */
         if (!evtop_fetch(&t)) {
@@ -259,12 +270,18 @@ int main(int argc, char **argv)
             rc = evtop_tui_run(&t);
         }
     }
-    evconn_free(t.conn);
-    evsnap_free(t.snap);
-    evsnap_free(t.prev);
-    if (t.snap_json) json_node_unref(t.snap_json);
-    g_free(t.problem);
-    g_free(t.filter);
-    g_free(t.path);
+    evtop_free(&t);
     return rc;
+}
+
+static void evtop_free(EvTop *t)
+{
+    evconn_free(t->conn);
+    evsnap_free(t->snap);
+    evsnap_free(t->prev);
+    if (t->snap_json) json_node_unref(t->snap_json);
+    g_free(t->problem);
+    g_free(t->filter);
+    g_free(t->path);
+    memset(t, 0, sizeof(*t));
 }

@@ -149,9 +149,22 @@ def test_bad_paths(tmp):
     s.close()
     r = evtop("-b", dead)
     assert r.returncode == 1 and "Connection refused (nobody is listening there)" in r.stderr
-    # the TUI refuses plainly too, before taking the screen
+    # the screen needs a terminal: without one, a pointer to -b
     r = evtop(os.path.join(tmp, "absent.sock"))
-    assert r.returncode == 1 and "cannot connect" in r.stderr
+    assert r.returncode == 2 and "use -b (or --json)" in r.stderr
+
+
+def test_tui_bad_path(tmp):
+    # on a terminal, a bad socket is refused plainly before the screen is taken
+    err = os.path.join(tmp, "err")
+    t = Tmux(tmp, "%s %s 2>%s" % (require(EVTOP, "qemu-evtop"),
+                                  os.path.join(tmp, "absent.sock"), err))
+    try:
+        assert t.exit_status() == 1
+        with open(err) as f:
+            assert "cannot connect to '%s'" % os.path.join(tmp, "absent.sock") in f.read()
+    finally:
+        t.kill()
 
 
 @pytest.mark.parametrize("greeting,expect", [
