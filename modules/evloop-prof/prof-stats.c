@@ -18,37 +18,38 @@
 /* Single writer: a relaxed load-add-store is enough, and no locked instruction. */
 #define ADD(p, v) STORE((p), LOAD(p) + (v))
 
+/* Field order: what the dispatch path touches first, together. */
 typedef struct Rec {
     uint64_t count;               /* every dispatch */
+    bool always;                  /* writer-private: mean >= always_ticks, time them all */
     uint64_t timed, total, max;   /* the timed ones; ticks */
     uint64_t hist[PROF_HIST_BUCKETS];
     char *name;                   /* immutable once published */
     const char *kind;
-    bool always;                  /* writer-private: mean >= always_ticks, time them all */
 } Rec;
 
 typedef struct Slot {
+    /* hot, writer side */
     const void *loop;             /* atomic; NULL once the loop is removed */
     uint64_t gen;                 /* atomic; reset generation of the counters */
     uint64_t iterations, polls_timed, poll, dispatches;
+    uint64_t dseq;                /* dispatches begun, numbers each one */
+    int depth;                    /* writer-private */
+    bool in_poll;
+    uint64_t poll_start;
     /* current (innermost) dispatch, published under seq; cur_start 0: not timed */
     uint32_t seq;
     Rec *cur_rec;
     uint64_t cur_start, cur_dseq;
-    uint64_t dseq;                /* dispatches begun, numbers each one */
     /* a reader saw dispatch watch_seq running since watch_start: time its end */
     uint64_t watch_seq, watch_start;
-    /* records, published by nrec (release) */
-    Rec *chunks[REC_CHUNKS];
-    uint32_t nrec;
-    Rec overflow;
-    /* writer-private */
-    uint64_t poll_start;
-    bool in_poll;
-    int depth;
     struct { Rec *rec; uint64_t start, dseq; } stack[NEST_MAX];
     struct { uint64_t id; Rec *rec; } idc[IDC_SIZE];
-    GHashTable *by_name;          /* Rec* keyed by (kind, name) */
+    /* records, published by nrec (release) */
+    uint32_t nrec;
+    Rec *chunks[REC_CHUNKS];
+    Rec overflow;
+    GHashTable *by_name;          /* Rec* keyed by (kind, name); writer-private */
     /* reader-private (under the lock) */
     uint64_t reported_start;
     Rec *reported_rec;
