@@ -1,0 +1,518 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The parallels driver: Parallels expandable images ("WithoutFreeSpace" and
+ * "WithouFreSpacExt", version 2) with a validated header and BAT, in_use, check/repair. */
+#include "parallels.h"
+
+#define PRL_DEFAULT_CLUSTER (1u << 20)
+/* QEMU's limit on the cluster size in sectors, so that images stay portable. */
+#define PRL_MAX_TRACKS   (INT32_MAX / 513)
+#define PRL_MAX_ENTRIES  (INT32_MAX / 4)
+
+enum {
+    H_MAGIC = 0, H_VERSION = 16, H_HEADS = 20, H_CYLINDERS = 24, H_TRACKS = 28,
+    H_BAT_ENTRIES = 32, H_NB_SECTORS = 36, H_INUSE = 44, H_DATA_OFF = 48, H_FLAGS = 52,
+    H_EXT_OFF = 56,
+};
+
+static const char MAGIC_OLD[16] = "WithoutFreeSpace";
+static const char MAGIC_EXT[16] = "WithouFreSpacExt";
+
+static int prl_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    if (len < PRL_HEADER_SIZE) return 0;
+    if (memcmp(buf, MAGIC_OLD, 16) && memcmp(buf, MAGIC_EXT, 16)) return 0;
+    return le32_at(buf + H_VERSION) == 2 ? 100 : 0;
+}
+
+bool prl_cluster_ok(const Prl *s, uint64_t off, uint64_t file_size, const char **why)
+{
+    if (off < s->data_off) {
+        *why = "points into the header or BAT";
+        return false;
+    }
+    if ((off - s->data_off) % s->cluster) {
+        *why = "is not aligned to a cluster from data_off";
+        return false;
+    }
+    if (off >= file_size) {
+        *why = "is beyond the end of the file";
+        return false;
+    }
+    return true;
+}
+
+static bool write_inuse(QsBlock *bs, uint32_t v)
+{
+    uint8_t le[4];
+    put_le32(le, v);
+    if (qs_block_pwrite(bs->file, H_INUSE, 4, le, 0) < 0) return false;
+    return qs_block_flush(bs->file) == 0;
+}
+
+static bool prl_open(QsBlock *bs, const QsOpts *opts, GError **errp)
+{
+    Prl *s = bs->opaque;
+    const char *fn = bs->filename;
+    g_mutex_init(&s->lock);
+    s->inited = true;
+    uint64_t fsize = bs->file->size;
+    uint8_t h[PRL_HEADER_SIZE];
+    if (fsize < PRL_HEADER_SIZE)
+        return fmt_err(errp, "parallels: '%s' is too short for a header (%" G_GUINT64_FORMAT
+                       " bytes)", fn, fsize);
+    int r = qs_block_pread(bs->file, 0, sizeof(h), h);
+    if (r < 0) return fmt_errno(errp, r, "parallels: could not read the header of '%s'", fn);
+    if (!memcmp(h, MAGIC_EXT, 16)) {
+        s->ext_magic = true;
+    } else if (memcmp(h, MAGIC_OLD, 16)) {
+        g_autofree char *m = g_strndup((const char *)h, 16);
+        g_autofree char *e = g_strescape(m, NULL);
+        return fmt_err(errp, "parallels: '%s' is not a Parallels image (magic '%s')", fn, e);
+    }
+    uint32_t version = le32_at(h + H_VERSION);
+    if (version != 2)
+        return fmt_err(errp, "parallels: unsupported version %u (only 2)", version);
+    s->tracks = le32_at(h + H_TRACKS);
+    if (s->tracks == 0)
+        return fmt_err(errp, "parallels: invalid image: tracks (cluster size in sectors) is 0");
+    if (s->tracks > PRL_MAX_TRACKS)
+        return fmt_err(errp, "parallels: invalid image: tracks %u is too big a cluster (at "
+                       "most %u sectors)", s->tracks, PRL_MAX_TRACKS);
+    s->cluster = (uint64_t)s->tracks * 512;
+    s->off_mult = s->ext_magic ? s->cluster : 512;
+    s->bat_entries = le32_at(h + H_BAT_ENTRIES);
+    if (s->bat_entries > PRL_MAX_ENTRIES)
+        return fmt_err(errp, "parallels: catalog too large (bat_entries %u, at most %u)",
+                       s->bat_entries, PRL_MAX_ENTRIES);
+    uint64_t bat_end = PRL_HEADER_SIZE + (uint64_t)s->bat_entries * 4;
+    if (bat_end > fsize)
+        return fmt_err(errp, "parallels: BAT of %u entries extends beyond the end of the file "
+                       "(%" G_GUINT64_FORMAT " bytes)", s->bat_entries, fsize);
+    uint64_t nb_sectors = le64_at(h + H_NB_SECTORS);
+    if (!s->ext_magic) nb_sectors &= 0xffffffffu;
+    if (nb_sectors > (uint64_t)s->bat_entries * s->tracks)
+        return fmt_err(errp, "parallels: nb_sectors %" G_GUINT64_FORMAT " exceeds the BAT's "
+                       "capacity (%u entries of %u sectors)", nb_sectors, s->bat_entries,
+                       s->tracks);
+    if (nb_sectors > QS_BLOCK_MAX_SIZE / 512)
+        return fmt_err(errp, "parallels: nb_sectors %" G_GUINT64_FORMAT " is too large",
+                       nb_sectors);
+    uint32_t inuse = le32_at(h + H_INUSE);
+    if (inuse != 0 && inuse != PRL_INUSE_OPEN && inuse != PRL_INUSE_CLOSED)
+        return fmt_err(errp, "parallels: invalid in_use value %#x", inuse);
+    s->unclean = inuse == PRL_INUSE_OPEN;
+    uint32_t data_off = le32_at(h + H_DATA_OFF);
+    if (data_off == 0) {
+        if (s->ext_magic)
+            return fmt_err(errp, "parallels: data_off 0 is invalid in a WithouFreSpacExt image");
+        s->data_off = align_up(bat_end, 512);
+    } else {
+        s->data_off = (uint64_t)data_off * 512;
+        if (s->ext_magic && data_off % s->tracks)
+            return fmt_err(errp, "parallels: data_off %u is not aligned to the cluster size "
+                           "(%u sectors)", data_off, s->tracks);
+    }
+    if (s->data_off < bat_end)
+        return fmt_err(errp, "parallels: data_off %" G_GUINT64_FORMAT " overlaps the BAT "
+                       "(which ends at %" G_GUINT64_FORMAT ")", s->data_off, bat_end);
+    if (s->data_off > fsize)
+        return fmt_err(errp, "parallels: data_off %" G_GUINT64_FORMAT " lies beyond the end of "
+                       "the file (%" G_GUINT64_FORMAT " bytes)", s->data_off, fsize);
+    s->bat = g_try_malloc(MAX((size_t)s->bat_entries * 4, 4u));
+    if (!s->bat) return fmt_err(errp, "parallels: cannot allocate a BAT of %u entries",
+                                s->bat_entries);
+    if (s->bat_entries) {
+        r = qs_block_pread(bs->file, PRL_HEADER_SIZE, (size_t)s->bat_entries * 4, s->bat);
+        if (r < 0) return fmt_errno(errp, r, "parallels: could not read the BAT of '%s'", fn);
+    }
+    bool check = bs->flags & QS_BLOCK_CHECK, rw = bs->flags & QS_BLOCK_RDWR;
+    s->data_end = s->data_off;
+    for (uint32_t i = 0; i < s->bat_entries; i++) {
+        s->bat[i] = GUINT32_FROM_LE(s->bat[i]);
+        if (!s->bat[i]) continue;
+        uint64_t off = prl_host(s, s->bat[i]);
+        const char *why;
+        if (!prl_cluster_ok(s, off, fsize, &why) && !check) {
+            /* beyond the end: readable (as zeros) as QEMU does, but not writable */
+            if (off < fsize || rw)
+                return fmt_err(errp, "parallels: BAT entry %u (%u, offset %" G_GUINT64_FORMAT
+                               ") %s; run 'qemu-img check -r all'", i, s->bat[i], off, why);
+        }
+        s->data_end = MAX(s->data_end, off + s->cluster);
+    }
+    uint64_t ext = le64_at(h + H_EXT_OFF);
+    if (ext) {
+        if (ext > UINT64_MAX / 512)
+            return fmt_err(errp, "parallels: ext_off %" G_GUINT64_FORMAT " is too large", ext);
+        s->ext_off = ext * 512;
+        const char *why;
+        if (!prl_cluster_ok(s, s->ext_off, fsize, &why) || s->ext_off + s->cluster > fsize)
+            return fmt_err(errp, "parallels: ext_off %" G_GUINT64_FORMAT " (offset %"
+                           G_GUINT64_FORMAT ") %s", ext, s->ext_off,
+                           s->ext_off + s->cluster > fsize ? "is beyond the end of the file"
+                                                          : why);
+        if (!prl_ext_load(bs, errp)) return false;
+        s->data_end = MAX(s->data_end, s->ext_off + s->cluster);
+        for (guint b = 0; b < s->bitmaps->len; b++) {
+            PrlBitmap *bm = s->bitmaps->pdata[b];
+            for (uint32_t j = 0; j < bm->l1_size; j++)
+                if (bm->l1[j] > 1) s->data_end = MAX(s->data_end, bm->l1[j] * 512 + s->cluster);
+        }
+    }
+    if (rw && s->readonly_features)
+        return fmt_err(errp, "parallels: '%s' has a necessary Format Extension feature this "
+                       "driver does not know; it can only be opened read-only", fn);
+    if (rw && s->unclean && !check)
+        return fmt_err(errp, "parallels: Image was not closed correctly; cannot be opened "
+                       "read/write");
+    bs->size = nb_sectors * 512;
+    if (rw && !write_inuse(bs, PRL_INUSE_OPEN))
+        return fmt_err(errp, "parallels: could not mark '%s' in use", fn);
+    return true;
+}
+
+static void prl_close(QsBlock *bs)
+{
+    Prl *s = bs->opaque;
+    if (!s->inited) return;
+    if ((bs->flags & QS_BLOCK_RDWR) && s->bat && !s->unclean) {
+        /* 0, not "closed": our writes did not update the extension's dirty bitmaps, and 0
+         * tells extension-aware software exactly that. */
+        write_inuse(bs, 0);
+        if (s->data_end < bs->file->size)
+            qs_block_truncate(bs->file, s->data_end, true, QS_PREALLOC_OFF, NULL);
+    }
+    g_free(s->bat);
+    if (s->bitmaps) g_ptr_array_unref(s->bitmaps);
+    g_mutex_clear(&s->lock);
+}
+
+static int prl_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
+{
+    Prl *s = bs->opaque;
+    uint8_t *p = buf;
+    while (len) {
+        uint32_t idx = (uint32_t)(off / s->cluster);
+        uint64_t in = off % s->cluster;
+        size_t n = (size_t)MIN((uint64_t)len, s->cluster - in);
+        g_mutex_lock(&s->lock);
+        uint32_t e = s->bat[idx];
+        g_mutex_unlock(&s->lock);
+        if (e) {
+            int r = qs_block_pread(bs->file, prl_host(s, e) + in, n, p);
+            if (r < 0) return r;
+        } else {
+            memset(p, 0, n);
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int set_bat(QsBlock *bs, uint32_t idx, uint32_t e)
+{
+    Prl *s = bs->opaque;
+    uint8_t le[4];
+    put_le32(le, e);
+    int r = qs_block_pwrite(bs->file, PRL_HEADER_SIZE + (uint64_t)idx * 4, 4, le, 0);
+    if (r == 0) s->bat[idx] = e;
+    return r;
+}
+
+/* Under the lock: give cluster idx a host cluster holding buf at in (zeros elsewhere, or
+ * the data of `copy_from` when nonzero). */
+static int allocate(QsBlock *bs, uint32_t idx, uint64_t in, size_t n, const void *buf,
+                    uint64_t copy_from)
+{
+    Prl *s = bs->opaque;
+    uint64_t host = s->data_end;
+    if (host / s->off_mult > UINT32_MAX) return -ENOSPC;
+    int r = 0;
+    if (copy_from) {
+        g_autofree uint8_t *tmp = g_try_malloc(s->cluster);
+        if (!tmp) return -ENOMEM;
+        r = qs_block_pread(bs->file, copy_from, s->cluster, tmp);
+        if (!r) r = qs_block_pwrite(bs->file, host, s->cluster, tmp, 0);
+    } else {
+        if (in) r = fmt_write_zeros(bs->file, host, in);
+        if (!r) r = qs_block_pwrite(bs->file, host + in, n, buf, 0);
+        if (!r && in + n < s->cluster)
+            r = fmt_write_zeros(bs->file, host + in + n, s->cluster - in - n);
+    }
+    if (r < 0) return r;
+    r = set_bat(bs, idx, (uint32_t)(host / s->off_mult));
+    if (r == 0) s->data_end = host + s->cluster;
+    return r;
+}
+
+static int prl_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, int flags)
+{
+    Prl *s = bs->opaque;
+    const uint8_t *p = buf;
+    while (len) {
+        uint32_t idx = (uint32_t)(off / s->cluster);
+        uint64_t in = off % s->cluster;
+        size_t n = (size_t)MIN((uint64_t)len, s->cluster - in);
+        g_mutex_lock(&s->lock);
+        uint32_t e = s->bat[idx];
+        int r = 0;
+        if (!e) r = allocate(bs, idx, in, n, p, 0);
+        g_mutex_unlock(&s->lock);
+        if (e) r = qs_block_pwrite(bs->file, prl_host(s, e) + in, n, p, 0);
+        if (r < 0) return r;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int prl_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags)
+{
+    Prl *s = bs->opaque;
+    while (len) {
+        uint32_t idx = (uint32_t)(off / s->cluster);
+        uint64_t in = off % s->cluster;
+        uint64_t n = MIN(len, s->cluster - in);
+        g_mutex_lock(&s->lock);
+        uint32_t e = s->bat[idx];
+        g_mutex_unlock(&s->lock);
+        if (e) {   /* unallocated clusters read as zeros already */
+            int r = fmt_write_zeros(bs->file, prl_host(s, e) + in, n);
+            if (r < 0) return r;
+        }
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int prl_flush(QsBlock *bs)
+{
+    return qs_block_flush(bs->file);
+}
+
+static int prl_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                            uint64_t *map, QsBlock **file)
+{
+    Prl *s = bs->opaque;
+    uint32_t idx = (uint32_t)(off / s->cluster);
+    uint64_t in = off % s->cluster;
+    g_mutex_lock(&s->lock);
+    uint32_t e = s->bat[idx];
+    uint64_t n = s->cluster - in;
+    for (uint32_t i = idx + 1; n < len && i < s->bat_entries; i++) {
+        uint32_t f = s->bat[i];
+        if (e ? prl_host(s, f) != prl_host(s, e) + (uint64_t)(i - idx) * s->cluster || !f
+              : f != 0)
+            break;
+        n += s->cluster;
+    }
+    g_mutex_unlock(&s->lock);
+    *pnum = MIN(n, len);
+    if (!e) return 0;
+    *map = prl_host(s, e) + in;
+    *file = bs->file;
+    return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
+}
+
+typedef struct HostRef {
+    uint64_t off;
+    uint32_t idx;
+} HostRef;
+
+static int cmp_ref(const void *a, const void *b)
+{
+    const HostRef *x = a, *y = b;
+    if (x->off != y->off) return x->off < y->off ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
+{
+    Prl *s = bs->opaque;
+    bool fix_err = fix & QS_CHECK_FIX_ERRORS, fix_leaks = fix & QS_CHECK_FIX_LEAKS;
+    const char *verb_err = fix_err ? "Repairing" : "ERROR";
+    memset(res, 0, sizeof(*res));
+    g_mutex_lock(&s->lock);
+    uint64_t fsize = bs->file->size;
+    int r = 0;
+    if (s->unclean) {
+        fprintf(stderr, "%s image was not closed correctly\n", verb_err);
+        res->corruptions++;
+        if (fix_err) {
+            res->corruptions_fixed++;
+            s->unclean = false;   /* in_use is rewritten at close */
+        }
+    }
+    /* entries pointing outside the data area */
+    for (uint32_t i = 0; i < s->bat_entries && r == 0; i++) {
+        if (!s->bat[i]) continue;
+        const char *why;
+        if (prl_cluster_ok(s, prl_host(s, s->bat[i]), fsize, &why)) continue;
+        fprintf(stderr, "%s cluster %u %s\n", verb_err, i,
+                !strcmp(why, "is beyond the end of the file") ? "is outside image" : why);
+        res->corruptions++;
+        if (fix_err) {
+            r = set_bat(bs, i, 0);
+            if (r == 0) res->corruptions_fixed++;
+        }
+    }
+    /* clusters shared by two entries: the later ones get a copy */
+    g_autofree HostRef *refs = g_new(HostRef, MAX(s->bat_entries, 1u));
+    uint32_t nref = 0;
+    for (uint32_t i = 0; i < s->bat_entries; i++) {
+        if (!s->bat[i]) continue;
+        refs[nref].off = prl_host(s, s->bat[i]);
+        refs[nref++].idx = i;
+    }
+    qsort(refs, nref, sizeof(*refs), cmp_ref);
+    for (uint32_t k = 1; k < nref && r == 0; k++) {
+        if (refs[k].off != refs[k - 1].off) continue;
+        uint32_t first = refs[k - 1].idx;
+        uint32_t j = k;
+        while (j < nref && refs[j].off == refs[k - 1].off) {
+            fprintf(stderr, "%s cluster %u shares its host cluster (offset %" G_GUINT64_FORMAT
+                    ") with cluster %u\n", verb_err, refs[j].idx, refs[j].off, first);
+            res->corruptions++;
+            if (fix_err) {
+                if (!(bs->flags & QS_BLOCK_RDWR)) { r = -EACCES; break; }
+                r = allocate(bs, refs[j].idx, 0, 0, NULL, refs[j].off);
+                if (r == 0) res->corruptions_fixed++;
+            }
+            j++;
+        }
+        k = j;
+    }
+    if (r == 0 && res->corruptions_fixed) r = qs_block_flush(bs->file);
+    /* statistics, the end of the used area and leaks after it */
+    uint64_t high = 0, prev = 0;
+    res->has_stats = true;
+    res->total_clusters = s->bat_entries;
+    for (uint32_t i = 0; i < s->bat_entries; i++) {
+        uint64_t off = prl_host(s, s->bat[i]);
+        if (!s->bat[i]) { prev = 0; continue; }
+        res->allocated_clusters++;
+        const char *why;
+        if (prl_cluster_ok(s, off, fsize, &why)) high = MAX(high, off + s->cluster);
+        if (prev && prev + s->cluster != off) res->fragmented_clusters++;
+        prev = off;
+    }
+    uint64_t end = MAX(high, s->data_off);
+    if (s->ext_off) {
+        end = MAX(end, s->ext_off + s->cluster);
+        for (guint b = 0; b < s->bitmaps->len; b++) {
+            PrlBitmap *bm = s->bitmaps->pdata[b];
+            for (uint32_t j = 0; j < bm->l1_size; j++)
+                if (bm->l1[j] > 1) end = MAX(end, bm->l1[j] * 512 + s->cluster);
+        }
+    }
+    res->image_end_offset = (int64_t)end;
+    if (fsize > end) {
+        uint64_t count = div_up(fsize - end, s->cluster);
+        fprintf(stderr, "%s space leaked at the end of the image %" G_GUINT64_FORMAT "\n",
+                fix_leaks ? "Repairing" : "ERROR", fsize - end);
+        res->leaks += (int)count;
+        if (fix_leaks && r == 0) {
+            GError *e = NULL;
+            if (qs_block_truncate(bs->file, end, true, QS_PREALLOC_OFF, &e)) {
+                res->leaks_fixed += (int)count;
+            } else {
+                g_propagate_error(errp, e);
+                g_mutex_unlock(&s->lock);
+                return false;
+            }
+        }
+    }
+    s->data_end = MAX(end, s->data_off);
+    g_mutex_unlock(&s->lock);
+    if (r < 0) return fmt_errno(errp, r, "parallels: could not repair '%s'", bs->filename);
+    return true;
+}
+
+static void prl_info(QsBlock *bs, JsonBuilder *b)
+{
+    Prl *s = bs->opaque;
+    char uuid[37];
+    json_builder_set_member_name(b, "bitmaps");
+    json_builder_begin_array(b);
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        PrlBitmap *bm = s->bitmaps->pdata[i];
+        const uint8_t *u = bm->id;
+        g_snprintf(uuid, sizeof(uuid), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                   "%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3], u[4], u[5], u[6],
+                   u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, uuid);
+        json_builder_set_member_name(b, "granularity");
+        json_builder_add_int_value(b, (gint64)bm->granularity * 512);
+        json_builder_set_member_name(b, "dirty-bytes");
+        json_builder_add_int_value(b, (gint64)MIN(bm->dirty * bm->granularity * 512, bs->size));
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+}
+
+static const QsPropDesc prl_create_opts[] = {
+    { "size", QS_PROP_SIZE, NULL, "Virtual disk size" },
+    { "cluster_size", QS_PROP_SIZE, "1M", "Parallels image cluster size" },
+    { NULL },
+};
+
+static bool prl_create(const char *filename, const QsOpts *o, GError **errp)
+{
+    uint64_t size = align_up(qs_opts_get_uint(o, "size"), 512);
+    uint64_t cl = align_up(qs_opts_get_uint(o, "cluster_size"), 512);
+    if (cl == 0 || size / cl >= (1ull << 32))
+        return fmt_err(errp, "Image size is too large for this cluster size");
+    if (cl / 512 > PRL_MAX_TRACKS)
+        return fmt_err(errp, "parallels: cluster_size %" G_GUINT64_FORMAT " is too large (at "
+                       "most %" G_GUINT64_FORMAT ")", cl, (uint64_t)PRL_MAX_TRACKS * 512);
+    uint64_t entries = div_up(size, cl);
+    if (entries > PRL_MAX_ENTRIES)
+        return fmt_err(errp, "Image size is too large for this cluster size");
+    uint64_t data_off = div_up(PRL_HEADER_SIZE + entries * 4, cl) * cl;
+    uint8_t h[PRL_HEADER_SIZE] = { 0 };
+    memcpy(h, MAGIC_EXT, 16);
+    put_le32(h + H_VERSION, 2);
+    put_le32(h + H_HEADS, 16);
+    put_le32(h + H_CYLINDERS, (uint32_t)(size / 512 / 16 / 32));
+    put_le32(h + H_TRACKS, (uint32_t)(cl / 512));
+    put_le32(h + H_BAT_ENTRIES, (uint32_t)entries);
+    put_le64(h + H_NB_SECTORS, size / 512);
+    put_le32(h + H_DATA_OFF, (uint32_t)(data_off / 512));
+    QsBlock *f = fmt_create_file(filename, errp);
+    if (!f) return false;
+    int r = qs_block_pwrite(f, 0, sizeof(h), h, 0);
+    GError *e = NULL;
+    if (r == 0 && !qs_block_truncate(f, data_off, false, QS_PREALLOC_OFF, &e)) {
+        qs_block_close(f);
+        g_propagate_error(errp, e);
+        return false;
+    }
+    if (r == 0) r = qs_block_flush(f);
+    qs_block_close(f);
+    if (r < 0) return fmt_errno(errp, r, "parallels: could not write '%s'", filename);
+    return true;
+}
+
+const QsBlockDriver qs_block_drv_parallels = {
+    .name = "parallels",
+    .desc = "Parallels expandable image (version 2)",
+    .instance_size = sizeof(Prl),
+    .probe = prl_probe,
+    .create_opts = prl_create_opts,
+    .create = prl_create,
+    .open = prl_open,
+    .close = prl_close,
+    .pread = prl_pread,
+    .pwrite = prl_pwrite,
+    .pwrite_zeroes = prl_pwrite_zeroes,
+    .flush = prl_flush,
+    .block_status = prl_block_status,
+    .check = prl_check,
+    .info_specific = prl_info,
+};
