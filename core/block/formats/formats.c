@@ -78,7 +78,7 @@ bool fmt_check_size(const char *fmt, uint64_t size, uint64_t max, GError **errp)
 __attribute__((constructor)) static void formats_register(void)
 {
     static const QsBlockDriver *const all[] = {
-        &qs_block_drv_vdi, &qs_block_drv_vpc, &qs_block_drv_vmdk,
+        &qs_block_drv_vdi, &qs_block_drv_vpc, &qs_block_drv_vmdk, &qs_block_drv_parallels,
     };
     for (unsigned i = 0; i < G_N_ELEMENTS(all); i++) {
         GError *err = NULL;
