@@ -178,7 +178,7 @@ def test_known_loads(tmp):
         # at least 1 ms: histogram bucket [0.52, 1.05) ms or above
         assert b["p50_ns"] >= 1 << 20, b
         assert sum(n for _, n in b["hist"]) == b["count"]
-        assert abs(b["total_ns"] - b["mean_ns"] * b["count"]) <= b["count"]
+        assert abs(b["total_ns"] - b["mean_ns"] * b["count"]) <= 2 * b["count"]  # rounding
         # the profiler's time brackets the module's own measurement of its callbacks:
         # at least what ran inside the window, at most what ran around it plus a
         # little per dispatch (the callback's entry and exit)
