@@ -501,7 +501,14 @@ static const QsPropDesc qcow2_create_opts[] = {
     { "compression_type", QS_PROP_STRING, NULL, "Compression method used for image cluster compression" },
     { "data_file", QS_PROP_STRING, NULL, "File name of an external data file" },
     { "data_file_raw", QS_PROP_BOOL, NULL, "The external data file must stay valid as a raw image" },
+    { "encrypt.cipher-alg", QS_PROP_STRING, NULL, "Name of encryption cipher algorithm" },
+    { "encrypt.cipher-mode", QS_PROP_STRING, NULL, "Name of encryption cipher mode" },
     { "encrypt.format", QS_PROP_STRING, NULL, "Encrypt the image, format choices: 'aes', 'luks'" },
+    { "encrypt.hash-alg", QS_PROP_STRING, NULL, "Name of encryption hash algorithm" },
+    { "encrypt.iter-time", QS_PROP_UINT, NULL, "Time to spend in PBKDF in milliseconds" },
+    { "encrypt.ivgen-alg", QS_PROP_STRING, NULL, "Name of IV generator algorithm" },
+    { "encrypt.ivgen-hash-alg", QS_PROP_STRING, NULL, "Name of IV generator hash algorithm" },
+    { "encrypt.key-secret", QS_PROP_STRING, NULL, "ID of secret providing qcow AES key or LUKS passphrase" },
     { "encryption", QS_PROP_BOOL, NULL, "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)" },
     { "extended_l2", QS_PROP_BOOL, NULL, "Extended L2 tables" },
     { "extent_size_hint", QS_PROP_SIZE, NULL, "Extent size hint for the image file, 0 to disable" },
@@ -571,7 +578,8 @@ static bool parse_params(const QsOpts *o, CreateParams *p, GError **errp)
         return bad(errp, "Invalid parameter '%s'", pa);
     if (qs_opts_get_str(o, "data_file") || qs_opts_get_bool(o, "data_file_raw"))
         return bad(errp, "External data files are not supported by this qemu-img");
-    if (qs_opts_get_str(o, "encrypt.format") || qs_opts_get_bool(o, "encryption"))
+    if (qs_opts_get_str(o, "encrypt.format") || qs_opts_get_bool(o, "encryption") ||
+        qs_opts_get_str(o, "encrypt.key-secret"))
         return bad(errp, "Encrypted qcow2 images are not supported by this qemu-img");
     return true;
 }

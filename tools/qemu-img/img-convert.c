@@ -244,7 +244,7 @@ int img_convert(int argc, char **argv)
     cv.chunk = MAX((uint64_t)(2u << 20), (uint64_t)cs);
     if (cs) cv.chunk = align_up(cv.chunk, cs);
     cv.nchunks = div_up(cv.total, cv.chunk);
-    cv.ordered = !wr_ooo && !compress && cs;   /* raw targets: order does not matter */
+    cv.ordered = !wr_ooo && !compress;   /* in-order writes are also faster on files */
     cv.progress = progress && !quiet;
     g_mutex_init(&cv.lock);
     g_cond_init(&cv.cond);

@@ -302,8 +302,10 @@ static JsonNode *snapshot_json(QsBlockSnapshot *sn)
 {
     JsonBuilder *b = json_builder_new();
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "icount");
-    json_builder_add_int_value(b, sn->has_icount ? (gint64)sn->icount : 0);
+    if (sn->has_icount) {
+        json_builder_set_member_name(b, "icount");
+        json_builder_add_int_value(b, (gint64)sn->icount);
+    }
     json_builder_set_member_name(b, "vm-clock-nsec");
     json_builder_add_int_value(b, (gint64)(sn->vm_clock_nsec % 1000000000ull));
     json_builder_set_member_name(b, "name");
@@ -398,7 +400,7 @@ static void print_snapshot_table(GPtrArray *snaps)
         g_autofree char *vs = img_size_to_str(sn->vm_state_size);
         g_autofree char *ic = sn->has_icount ? g_strdup_printf("%" G_GUINT64_FORMAT, sn->icount)
                                              : g_strdup("");
-        printf("%-9s %-17s %8s%20s%13s%11s\n", sn->id, sn->name, vs, date, clk, ic);
+        printf("%-9s %-17s %7s%20s%13s%11s\n", sn->id, sn->name, vs, date, clk, ic);
     }
 }
 
