@@ -120,7 +120,7 @@ def test_op_dumps():
 
 
 def test_ztso_and_default_payload():
-    r = run("-smp", "4", "-cpu", "rv64,ztso=on", "-kernel", os.path.join(GUEST, "smp.elf"))
+    r = run("-smp", "4", "-cpu", "rv64,ztso=on", "-kernel", os.path.join(GUEST, "smp-4.elf"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "smp: 4 harts" in r.stdout and ": ok" in r.stdout
     r = run("-smp", "2")
