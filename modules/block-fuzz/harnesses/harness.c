@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The shared image harness: writes an input to a private tmpfs directory and drives it
+ * through the public block API the way qemu-img info/map/check/convert/write would. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <glib/gstdio.h>
+#include "qs/block.h"
+#include "harness.h"
+
+static char *sandbox;     /* private directory the images live in */
+static char *img_path;    /* the input, read-only phases */
+static char *rw_path;     /* a copy of the input for the write phase */
+static bool verbose;
+static pid_t creator;     /* only the process that made the sandbox removes it (the AFL
+                           * fork server's children share it) */
+
+/* A broken invariant of the block API: report it and abort, so every engine sees a crash. */
+#define BF_BUG(...) do { fprintf(stderr, "block-fuzz: BUG: " __VA_ARGS__); \
+                         fputc('\n', stderr); abort(); } while (0)
+
+static void cleanup(void)
+{
+    if (!sandbox || getpid() != creator) return;
+    g_unlink(img_path);
+    g_unlink(rw_path);
+    g_rmdir(sandbox);
+}
+
+void bf_init(void)
+{
+    if (sandbox) return;
+    /* g_critical means a GLib API was misused on some input: treat it as a crash. */
+    g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_ERROR);
+    verbose = getenv("BF_VERBOSE") != NULL;
+    qs_block_init();
+    /* BF_SANDBOX_BASE: where campaign scripts want it; else tmpfs when there is one */
+    const char *base = getenv("BF_SANDBOX_BASE");
+    if (!base) base = g_file_test("/dev/shm", G_FILE_TEST_IS_DIR) ? "/dev/shm" : g_get_tmp_dir();
+    g_autofree char *tmpl = g_build_filename(base, "qs-block-fuzz-XXXXXX", NULL);
+    sandbox = g_mkdtemp(g_steal_pointer(&tmpl));
+    if (!sandbox) BF_BUG("cannot create a directory under %s: %s", base, g_strerror(errno));
+    img_path = g_build_filename(sandbox, "img", NULL);
+    rw_path = g_build_filename(sandbox, "rw", NULL);
+    creator = getpid();
+    atexit(cleanup);
+    /* Writes to a hostile image may try to allocate far past its end: cap file growth
+     * (the write then fails with EFBIG instead of filling the disk). */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = { BF_MAX_FILE_GROWTH, BF_MAX_FILE_GROWTH };
+    setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+static void put_file(const char *path, const uint8_t *data, size_t size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) BF_BUG("cannot create %s: %s", path, g_strerror(errno));
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = write(fd, data + done, size - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) BF_BUG("cannot write %s: %s", path, g_strerror(errno));
+        done += (size_t)n;
+    }
+    close(fd);
+}
+
+/* A failed operation must say why (qemu-img prints err->message). */
+static void expect_error(GError *err, const char *what)
+{
+    if (!err || !err->message || !*err->message)
+        BF_BUG("%s failed without an error message", what);
+    if (verbose) fprintf(stderr, "block-fuzz: %s: %s\n", what, err->message);
+    g_error_free(err);
+}
+
+/* ---- info, as qemu-img info --output=json builds it ---- */
+
+static void info(QsBlock *bs)
+{
+    JsonBuilder *b = json_builder_new();
+    json_builder_begin_object(b);
+    GPtrArray *snaps = bs->drv->snapshot_list ? bs->drv->snapshot_list(bs) : NULL;
+    if (snaps) {
+        json_builder_set_member_name(b, "snapshots");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < snaps->len; i++) {
+            QsBlockSnapshot *sn = snaps->pdata[i];
+            json_builder_add_string_value(b, sn->id ? sn->id : "");
+            json_builder_add_string_value(b, sn->name ? sn->name : "");
+        }
+        json_builder_end_array(b);
+        g_ptr_array_unref(snaps);
+    }
+    json_builder_set_member_name(b, "virtual-size");
+    json_builder_add_int_value(b, (gint64)bs->size);
+    json_builder_set_member_name(b, "cluster-size");
+    json_builder_add_int_value(b, qs_block_cluster_size(bs));
+    json_builder_set_member_name(b, "actual-size");
+    json_builder_add_int_value(b, qs_block_allocated_size(bs));
+    if (bs->backing_file) {
+        g_autofree char *full = qs_block_backing_path(bs, bs->backing_file);
+        json_builder_set_member_name(b, "full-backing-filename");
+        json_builder_add_string_value(b, full);
+    }
+    if (bs->drv->is_dirty) {
+        json_builder_set_member_name(b, "dirty-flag");
+        json_builder_add_boolean_value(b, bs->drv->is_dirty(bs));
+    }
+    if (bs->drv->info_specific) {
+        json_builder_set_member_name(b, "data");
+        json_builder_begin_object(b);
+        bs->drv->info_specific(bs, b);
+        json_builder_end_object(b);
+    }
+    json_builder_end_object(b);
+    JsonNode *root = json_builder_get_root(b);
+    JsonGenerator *g = json_generator_new();
+    json_generator_set_root(g, root);
+    g_free(json_generator_to_data(g, NULL));
+    g_object_unref(g);
+    json_node_unref(root);
+    g_object_unref(b);
+}
+
+/* Every "filename" in the format-specific info (vmdk extents) is inside the sandbox:
+ * only then may the write phase open the image read-write. */
+static bool names_inside(JsonNode *n, const char *dir)
+{
+    if (JSON_NODE_HOLDS_ARRAY(n)) {
+        JsonArray *a = json_node_get_array(n);
+        for (guint i = 0; i < json_array_get_length(a); i++)
+            if (!names_inside(json_array_get_element(a, i), dir)) return false;
+    } else if (JSON_NODE_HOLDS_OBJECT(n)) {
+        JsonObject *o = json_node_get_object(n);
+        GList *members = json_object_get_members(o);
+        bool ok = true;
+        for (GList *l = members; l && ok; l = l->next) {
+            JsonNode *v = json_object_get_member(o, l->data);
+            if (!strcmp(l->data, "filename") && JSON_NODE_HOLDS_VALUE(v)) {
+                const char *s = json_node_get_string(v);
+                size_t dl = strlen(dir);
+                ok = s && !strncmp(s, dir, dl) && s[dl] == '/' && !strchr(s + dl + 1, '/');
+            } else {
+                ok = names_inside(v, dir);
+            }
+        }
+        g_list_free(members);
+        return ok;
+    }
+    return true;
+}
+
+static bool files_inside_sandbox(QsBlock *bs)
+{
+    if (!bs->drv->info_specific) return true;
+    JsonBuilder *b = json_builder_new();
+    json_builder_begin_object(b);
+    bs->drv->info_specific(bs, b);
+    json_builder_end_object(b);
+    JsonNode *root = json_builder_get_root(b);
+    bool ok = names_inside(root, sandbox);
+    json_node_unref(root);
+    g_object_unref(b);
+    return ok;
+}
+
+/* ---- map, reads ---- */
+
+/* Block status over the whole disk (bounded), as qemu-img map does; returns up to
+ * `max` starts of runs to read from. */
+static unsigned map_disk(QsBlock *bs, uint64_t *starts, unsigned max)
+{
+    unsigned found = 0;
+    uint64_t off = 0;
+    for (unsigned i = 0; i < BF_MAX_STATUS_CALLS && off < bs->size; i++) {
+        uint64_t n = 0, map = 0;
+        QsBlock *file = NULL;
+        int depth = 0;
+        int r = qs_block_status_above(bs, NULL, off, bs->size - off, &n, &map, &file, &depth);
+        if (r < 0) return found;
+        if (n == 0 || n > bs->size - off)
+            BF_BUG("block status at %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                   " answered %" G_GUINT64_FORMAT " bytes", off, bs->size, n);
+        if ((r & QS_BS_OFFSET_VALID) && !file)
+            BF_BUG("block status at %" G_GUINT64_FORMAT ": offset valid but no file", off);
+        if ((r & QS_BS_DATA) && found < max) starts[found++] = off;
+        off += n;
+    }
+    return found;
+}
+
+static void read_at(QsBlock *bs, uint64_t off, size_t len)
+{
+    if (off >= bs->size) return;
+    len = (size_t)MIN((uint64_t)len, bs->size - off);
+    if (!len) return;
+    /* exactly len bytes, so that ASan sees any overrun */
+    uint8_t *buf = g_malloc(len);
+    (void)qs_block_pread(bs, off, len, buf);
+    g_free(buf);
+}
+
+static void read_disk(QsBlock *bs, const uint64_t *starts, unsigned n)
+{
+    for (unsigned i = 0; i < BF_READ_POINTS; i++) {
+        uint64_t off = bs->size / BF_READ_POINTS * i;
+        read_at(bs, off & ~511ull, 4096);
+    }
+    read_at(bs, 1, 3);                                  /* unaligned head */
+    if (bs->size > 4096) read_at(bs, bs->size - 4096 + 7, 4089);    /* unaligned tail */
+    for (unsigned i = 0; i < n; i++) read_at(bs, starts[i], BF_MAX_READ);
+}
+
+/* ---- phases ---- */
+
+static void phase_probe(const uint8_t *data, size_t size)
+{
+    GPtrArray *all = qs_block_driver_list();
+    for (guint i = 0; i < all->len; i++) {
+        const QsBlockDriver *d = all->pdata[i];
+        if (!d->probe) continue;
+        /* exactly the input, on the heap: probes must not read past len */
+        uint8_t *copy = g_memdup2(data, size);
+        int s = d->probe(copy, size, img_path);
+        g_free(copy);
+        if (s < 0 || s > 100) BF_BUG("probe of '%s' scored %d (0..100)", d->name, s);
+    }
+    g_ptr_array_unref(all);
+    GError *err = NULL;
+    if (!qs_block_probe(img_path, &err)) expect_error(err, "probe");
+}
+
+static void phase_read(const char *fmt)
+{
+    GError *err = NULL;
+    QsBlock *bs = qs_block_open(img_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
+    if (!bs) {
+        expect_error(err, "open");
+        return;
+    }
+    if (bs->size > (uint64_t)QS_BLOCK_MAX_SIZE)
+        BF_BUG("'%s' opened with virtual size %" G_GUINT64_FORMAT, bs->drv->name, bs->size);
+    info(bs);
+    uint64_t starts[8];
+    unsigned n = map_disk(bs, starts, G_N_ELEMENTS(starts));
+    read_disk(bs, starts, n);
+    qs_block_close(bs);
+}
+
+static void phase_check(const char *path, const char *fmt, int fix)
+{
+    GError *err = NULL;
+    int flags = QS_BLOCK_NO_BACKING | QS_BLOCK_CHECK | (fix ? QS_BLOCK_RDWR : 0);
+    QsBlock *bs = qs_block_open(path, fmt, flags, NULL, &err);
+    if (!bs) {
+        expect_error(err, "open for check");
+        return;
+    }
+    QsBlockCheckResult res;
+    if (!qs_block_check(bs, &res, fix, &err)) expect_error(err, "check");
+    if (fix && (res.leaks_fixed || res.corruptions_fixed)) {
+        /* qemu-img checks a repaired image again */
+        if (!qs_block_check(bs, &res, 0, &err)) expect_error(err, "check after repair");
+    }
+    qs_block_close(bs);
+}
+
+/* On a copy: a few writes (head, middle, tail, zeroes, discard), flush, then the image
+ * must still open, and `check -r all` runs on it. */
+static void phase_write(const uint8_t *data, size_t size, const char *fmt)
+{
+    put_file(rw_path, data, size);
+    GError *err = NULL;
+    QsBlock *bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING | QS_BLOCK_NO_FLUSH,
+                                NULL, &err);
+    if (!bs) {
+        expect_error(err, "open read-only before writing");
+        return;
+    }
+    bool inside = files_inside_sandbox(bs);
+    qs_block_close(bs);
+    if (!inside) return;   /* an extent names a host file: never open that read-write */
+    bs = qs_block_open(rw_path, fmt, QS_BLOCK_RDWR | QS_BLOCK_NO_BACKING | QS_BLOCK_NO_FLUSH,
+                       NULL, &err);
+    if (!bs) {
+        expect_error(err, "open read-write");
+        return;
+    }
+    uint8_t pattern[4096];
+    memset(pattern, 0xa5, sizeof(pattern));
+    uint64_t sz = bs->size;
+    if (sz) {
+        (void)qs_block_pwrite(bs, 0, MIN(sz, (uint64_t)sizeof(pattern)), pattern, 0);
+        uint64_t mid = sz / 2 & ~511ull;
+        (void)qs_block_pwrite(bs, mid, (size_t)MIN(sz - mid, (uint64_t)1536), pattern, 0);
+        if (sz >= 1024) (void)qs_block_pwrite(bs, sz - 1000, 1000, pattern, 0);
+        uint64_t q = sz / 4 & ~511ull;
+        (void)qs_block_pwrite_zeroes(bs, q, MIN(sz - q, (uint64_t)65536), QS_WRITE_MAY_UNMAP);
+        (void)qs_block_pdiscard(bs, 0, MIN(sz, (uint64_t)65536));
+        uint8_t back[4096];
+        (void)qs_block_pread(bs, mid, (size_t)MIN(sz - mid, (uint64_t)sizeof(back)), back);
+    }
+    (void)qs_block_flush(bs);
+    qs_block_close(bs);
+    phase_check(rw_path, fmt, QS_CHECK_FIX_LEAKS | QS_CHECK_FIX_ERRORS);
+    bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
+    if (!bs) {
+        expect_error(err, "reopen after writes");
+        return;
+    }
+    uint64_t starts[4];
+    unsigned n = map_disk(bs, starts, G_N_ELEMENTS(starts));
+    read_disk(bs, starts, n);
+    qs_block_close(bs);
+}
+
+int bf_run_image(const uint8_t *data, size_t size, const char *fmt)
+{
+    bf_init();
+    if (size > BF_MAX_INPUT) return 0;
+    put_file(img_path, data, size);
+    phase_probe(data, size);
+    phase_read(fmt);
+    phase_check(img_path, fmt, 0);
+    phase_write(data, size, fmt);
+    return 0;
+}
