@@ -235,9 +235,11 @@ QsBlock *qs_block_open(const char *filename, const char *fmt, int flags,
             return NULL;
         }
     } else {
-        if (protocol_for(filename) != &qs_block_drv_file) {
-            drv = protocol_for(filename);
+        const QsBlockDriver *proto = protocol_for(filename);
+        if (proto != &qs_block_drv_file && !proto->is_filter) {
+            drv = proto;
         } else {
+            /* a host file, or a filter over one: probe the format through it */
             drv = qs_block_probe(filename, errp);
             if (!drv) return NULL;
         }
