@@ -93,6 +93,13 @@ static void irq_recheck(QsCpu *cpu)
 
 enum { CSR_OK, CSR_ILLEGAL };
 
+/* The PMP CSRs of 16 entries, as QEMU 7.2's virt harts: pmpcfg0 and pmpcfg2 (odd pmpcfg
+ * do not exist on RV64) and pmpaddr0..15. */
+static bool pmp_csr(unsigned csr)
+{
+    return csr == 0x3a0 || csr == 0x3a2 || (csr >= 0x3b0 && csr <= 0x3bf);
+}
+
 static int csr_read(QsCpu *cpu, unsigned csr, uint64_t *v)
 {
     switch (csr) {
@@ -115,7 +122,7 @@ static int csr_read(QsCpu *cpu, unsigned csr, uint64_t *v)
         *v = time_fn(time_opaque);
         return CSR_OK;
     }
-    if ((csr >= 0x3a0 && csr <= 0x3af) || (csr >= 0x3b0 && csr <= 0x3ef)) {
+    if (pmp_csr(csr)) {
         *v = 0;   /* PMP: no entries implemented (WARL zero) */
         return CSR_OK;
     }
@@ -145,7 +152,7 @@ static int csr_write(QsCpu *cpu, unsigned csr, uint64_t v)
     case 0x301: case 0x302: case 0x303: case 0x344: return CSR_OK;   /* WARL, read-only bits */
     case 0xb00: case 0xb02: return CSR_OK;   /* counters: writes ignored */
     }
-    if ((csr >= 0x3a0 && csr <= 0x3af) || (csr >= 0x3b0 && csr <= 0x3ef)) return CSR_OK;
+    if (pmp_csr(csr)) return CSR_OK;
     return CSR_ILLEGAL;
 }
 

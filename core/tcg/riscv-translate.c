@@ -403,7 +403,11 @@ static void translate_insn(Ctx *s)
         uint32_t a = reg(s, rs1), b = reg(s, rs2);
         if (f7 == 0 && f3 == 0) { arith(s, QS_TCG_ADD, rd, a, b, true); return; }
         if (f7 == 0x20 && f3 == 0) { arith(s, QS_TCG_SUB, rd, a, b, true); return; }
-        if (!rd && (f7 == 0 || f7 == 0x20 || f7 == 1 || f7 == 4 || f7 == 0x10)) return;
+        bool valid = (f7 == 0 && (f3 == 1 || f3 == 5)) || (f7 == 0x20 && f3 == 5) ||
+                     (f7 == 1 && (f3 == 0 || f3 >= 4)) || (f7 == 4 && f3 == 0) ||
+                     (f7 == 0x10 && (f3 == 2 || f3 == 4 || f3 == 6));
+        if (!valid) break;      /* an illegal encoding, even when rd is x0 */
+        if (!rd) return;        /* no side effects: writing x0 is a no-op */
         if (f7 == 0 && f3 == 1) {
             uint32_t sh = tmp(s);
             emit2(s, QS_TCG_AND, sh, b, cst(s, 31));

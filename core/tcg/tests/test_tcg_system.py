@@ -138,3 +138,46 @@ def test_bad_options():
         assert r.returncode == 1
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("qemu-slim: ") and want in lines[0], r.stderr
+
+
+def hang_states(q):
+    return {h["cpu-index"]: h for h in q.cmd("x-query-harts")["return"]}
+
+
+def check_hang(accel):
+    """Four harts that never stop, each its own way: stop/cont/quit still work."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p, q = start(tmp, "-smp", "4", "-accel", accel,
+                     "-kernel", os.path.join(GUEST, "hang.elf"))
+        assert len(q.cmd("query-cpus-fast")["return"]) == 4
+        for _ in range(200):
+            h = hang_states(q)
+            if h[1]["state"] == "wfi" and h[2]["mcause"] == 2 and h[3]["x"][8] > 0:
+                break
+            time.sleep(0.02)
+        assert h[1]["state"] == "wfi", h[1]             # asleep with interrupts off
+        assert h[2]["mcause"] == 2 and h[2]["pc"] == h[2]["mepc"], h[2]   # trap storm
+        assert q.cmd("stop") == {"return": {}}
+        a = hang_states(q)
+        time.sleep(0.05)
+        assert hang_states(q) == a                      # nothing moves while stopped
+        assert q.cmd("cont") == {"return": {}}
+        for _ in range(200):
+            b = hang_states(q)
+            if b[3]["x"][8] > a[3]["x"][8]:
+                break
+            time.sleep(0.02)
+        assert b[3]["x"][8] > a[3]["x"][8]              # the self-modifying loop goes on
+        assert b[0]["state"] == "running" and b[0]["pc"] == a[0]["pc"]
+        assert q.cmd("query-status")["return"]["status"] == "running"
+        q.cmd("quit")
+        assert p.wait(timeout=10) == 0
+        assert p.stderr.read() == ""
+
+
+def test_hanging_guests_multi_thread():
+    check_hang("tcg,thread=multi")
+
+
+def test_hanging_guests_round_robin():
+    check_hang("tcg,thread=single")
