@@ -65,7 +65,8 @@ def main():
     cmd = "modules/evloop-prof/bench/bench_evloop_prof.py %s -n %d -r %d" % (
         a.build, a.dispatches, a.rounds)
     text = "\n".join([
-        "Command: `%s` (%s, %d CPUs, shared host)." % (cmd, platform.machine(), os.cpu_count()),
+        "Command: `%s` (%s, %d CPUs, shared host, load average %.1f at the end)." % (
+            cmd, platform.machine(), os.cpu_count(), os.getloadavg()[0]),
         "",
         "%d dispatches per run, medians of %d alternating rounds of **thread CPU time** per "
         "dispatch (wall time on this shared host mostly measures the other tenants); the "
