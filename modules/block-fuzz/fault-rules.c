@@ -59,6 +59,9 @@ static bool parse_key(FaultRule *r, const char *word, GError **errp)
     } else if (!strcmp(key, "nth")) {
         if (!qs_parse_uint(v, &r->nth) || !r->nth)
             return bad(errp, r, "nth '%s' is not a request number (1, 2, ...)", v);
+    } else if (!strcmp(key, "from")) {
+        if (!qs_parse_uint(v, &r->from) || !r->from)
+            return bad(errp, r, "from '%s' is not a request number (1, 2, ...)", v);
     } else if (!strcmp(key, "count")) {
         if (!qs_parse_uint(v, &r->count)) return bad(errp, r, "count '%s' is not a number", v);
     } else if (!strcmp(key, "errno")) {
@@ -78,8 +81,8 @@ static bool parse_key(FaultRule *r, const char *word, GError **errp)
         g_free(r->image);
         r->image = g_strdup(v);
     } else {
-        return bad(errp, r, "unknown key '%s' (offset, nth, count, errno, keep, bit, crash, "
-                   "image)", key);
+        return bad(errp, r, "unknown key '%s' (offset, nth, from, count, errno, keep, bit, "
+                   "crash, image)", key);
     }
     return true;
 }
@@ -168,7 +171,9 @@ bool fault_rule_matches(const FaultRule *r, FaultOp op, uint64_t off, uint64_t l
                         uint64_t seq, uint64_t seq_any, const char *filename)
 {
     if (r->op != FOP_ANY && r->op != op) return false;
-    if (r->nth && r->nth != (r->op == FOP_ANY ? seq_any : seq)) return false;
+    uint64_t n = r->op == FOP_ANY ? seq_any : seq;
+    if (r->nth && r->nth != n) return false;
+    if (r->from && n < r->from) return false;
     if (r->has_offset) {
         if (op == FOP_FLUSH) return false;
         if (r->offset < off || r->offset - off >= len) return false;

@@ -26,6 +26,7 @@ typedef struct FaultRule {
     bool has_offset;
     uint64_t offset;    /* the request must cover this byte of the file */
     uint64_t nth;       /* 0: any request; else only the nth request of op (1-based) */
+    uint64_t from;      /* 0: any request; else the from-th request of op and later ones */
     uint64_t count;     /* fire at most this many times per image; 0: no limit */
     int err;            /* positive errno */
     bool has_keep;
@@ -37,7 +38,10 @@ typedef struct FaultRule {
 } FaultRule;
 
 /* Parse one rule ("write torn offset=65536 keep=512 crash=on"); the message names the
- * word at fault. */
+ * word at fault.  Keys: offset= (the request covers this byte), nth= (only the nth
+ * request of OP), from= (the from-th request and later), count= (fire at most this
+ * often; 1 with nth=), errno=, keep= (short/torn: bytes transferred), bit= (flip),
+ * crash=on (later writes and flushes fail), image= (file names containing this). */
 FaultRule *fault_rule_parse(const char *text, GError **errp);
 void fault_rule_free(FaultRule *r);
 

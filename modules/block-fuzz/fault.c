@@ -13,8 +13,7 @@ static GPtrArray *module_rules;
 static bool log_faults;
 
 typedef struct FaultState {
-    GPtrArray *rules;              /* the module's, or this open's own (rule= open option) */
-    bool own_rules;
+    GPtrArray *rules;              /* the module's (a reference) */
     uint64_t seq[FOP__COUNT];      /* requests seen per operation */
     uint64_t seq_any;
     uint64_t *fired;               /* per rule: times it fired on this image */
@@ -171,12 +170,6 @@ static int64_t fault_allocated_size(QsBlock *bs)
     return qs_block_allocated_size(bs->file);
 }
 
-static const QsPropDesc fault_open_opts[] = {
-    { "rule", QS_PROP_STRING, NULL, "rules for this image only, separated by ';'" },
-    { "rules", QS_PROP_STRING, NULL, "a file of rules for this image only" },
-    { NULL },
-};
-
 static bool fault_open(QsBlock *bs, const QsOpts *opts, GError **errp)
 {
     FaultState *s = bs->opaque;
@@ -187,20 +180,7 @@ static bool fault_open(QsBlock *bs, const QsOpts *opts, GError **errp)
         return false;
     }
     child += 6;
-    const char *rule = opts ? qs_opts_get_str(opts, "rule") : NULL;
-    const char *rules = opts ? qs_opts_get_str(opts, "rules") : NULL;
-    if (rule || rules) {
-        s->rules = g_ptr_array_new_with_free_func((GDestroyNotify)fault_rule_free);
-        s->own_rules = true;
-        if ((rule && !fault_rules_parse_text(s->rules, rule, "rule=", errp)) ||
-            (rules && !fault_rules_parse_file(s->rules, rules, errp))) {
-            g_ptr_array_unref(s->rules);
-            s->rules = NULL;
-            return false;
-        }
-    } else {
-        s->rules = g_ptr_array_ref(module_rules);
-    }
+    s->rules = g_ptr_array_ref(module_rules);
     bs->file = qs_block_open_file(child, bs->flags, errp);
     if (!bs->file) {
         g_ptr_array_unref(s->rules);
@@ -230,7 +210,6 @@ static const QsBlockDriver fault_driver = {
     .is_filter = true,
     .instance_size = sizeof(FaultState),
     .open = fault_open,
-    .open_opts = fault_open_opts,
     .close = fault_close,
     .pread = fault_pread,
     .pwrite = fault_pwrite,
@@ -245,7 +224,7 @@ static const QsBlockDriver fault_driver = {
 static const QsPropDesc module_opts[] = {
     { "rule", QS_PROP_STRING, NULL,
       "fault rules, separated by ';': OP ACTION [key=value ...] with OP read|write|zeroes|"
-      "discard|flush|any, ACTION error|short|torn|flip, keys offset nth count errno keep "
+      "discard|flush|any, ACTION error|short|torn|flip, keys offset nth from count errno keep "
       "bit crash image" },
     { "rules", QS_PROP_STRING, NULL, "a file with one rule per line ('#' comments)" },
     { "log", QS_PROP_BOOL, "off", "print each injected fault on stderr" },
