@@ -1,0 +1,875 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The vhdx driver: Hyper-V VHDX 1.00 images, dynamic, fixed and differencing (read), with
+ * checksummed headers, region and metadata tables, the BAT, and metadata writes journaled. */
+#include "vhdx.h"
+
+#define GUID_BAT        "2dc27766-f623-4200-9d64-115e9bfd4a08"
+#define GUID_METADATA   "8b7ca206-4790-4b9a-b8fe-575f050f886e"
+#define GUID_FILE_PARAM "caa16737-fa36-4d43-b3b6-33f0aa44e76b"
+#define GUID_DISK_SIZE  "2fa54224-cd1b-4876-b211-5dbed83bf4b8"
+#define GUID_PAGE83     "beca12ab-b2e6-4523-93ef-c309e000c746"
+#define GUID_LOGICAL    "8141bf1d-a96f-4709-ba47-f233a8faab5f"
+#define GUID_PHYSICAL   "cda348c7-445d-4471-9cc9-e9885251c556"
+#define GUID_PARENT_LOC "a8d35f2d-b30b-454d-abf7-d3d84834ab0c"
+#define GUID_PARENT_VHDX "b04aefb7-d19e-4a81-b789-25b8e9445913"
+
+#define SIG_HEAD 0x64616568u   /* "head" */
+#define SIG_REGI 0x69676572u   /* "regi" */
+
+enum { H_SIG = 0, H_CHECKSUM = 4, H_SEQ = 8, H_FILE_GUID = 16, H_DATA_GUID = 32,
+       H_LOG_GUID = 48, H_LOG_VERSION = 64, H_VERSION = 66, H_LOG_LENGTH = 68,
+       H_LOG_OFFSET = 72 };
+
+/* ---- GUIDs (stored as Microsoft GUIDs: the first three fields little-endian) ---- */
+
+static void guid_str(const uint8_t *g, char out[37])
+{
+    g_snprintf(out, 37, "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", le32_at(g),
+               le16_at(g + 4), le16_at(g + 6), g[8], g[9], g[10], g[11], g[12], g[13], g[14],
+               g[15]);
+}
+
+static bool guid_is(const uint8_t *g, const char *s)
+{
+    char b[37];
+    guid_str(g, b);
+    return !g_ascii_strcasecmp(b, s);
+}
+
+static void guid_from(const char *s, uint8_t out[16])
+{
+    unsigned v[11];
+    sscanf(s, "%8x-%4x-%4x-%2x%2x-%2x%2x%2x%2x%2x%2x", &v[0], &v[1], &v[2], &v[3], &v[4],
+           &v[5], &v[6], &v[7], &v[8], &v[9], &v[10]);
+    put_le32(out, v[0]);
+    put_le16(out + 4, (uint16_t)v[1]);
+    put_le16(out + 6, (uint16_t)v[2]);
+    for (int i = 0; i < 8; i++) out[8 + i] = (uint8_t)v[3 + i];
+}
+
+static int vhdx_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    return len >= 8 && !memcmp(buf, "vhdxfile", 8) ? 100 : 0;
+}
+
+/* ---- headers ---- */
+
+int vhdx_update_headers(QsBlock *bs, const uint8_t *file_guid, const uint8_t *data_guid,
+                        const uint8_t *log_guid)
+{
+    Vhdx *s = bs->opaque;
+    for (int k = 0; k < 2; k++) {
+        int other = 1 - s->cur;
+        uint8_t *h = s->hdr[other];
+        memcpy(h, s->hdr[s->cur], VHDX_HEADER_SIZE);
+        put_le64(h + H_SEQ, s->seq + 1);
+        if (file_guid) memcpy(h + H_FILE_GUID, file_guid, 16);
+        if (data_guid) memcpy(h + H_DATA_GUID, data_guid, 16);
+        if (log_guid) memcpy(h + H_LOG_GUID, log_guid, 16);
+        put_le32(h + H_CHECKSUM, vhdx_checksum(h, VHDX_HEADER_SIZE, H_CHECKSUM));
+        int r = qs_block_pwrite(bs->file, other ? VHDX_HEADER2 : VHDX_HEADER1,
+                                VHDX_HEADER_SIZE, h, 0);
+        if (r == 0) r = qs_block_flush(bs->file);
+        if (r < 0) return r;
+        s->cur = other;
+        s->seq++;
+    }
+    return 0;
+}
+
+static bool read_headers(QsBlock *bs, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    bool ok[2];
+    char why[2][160];
+    for (int i = 0; i < 2; i++) {
+        uint8_t *h = s->hdr[i];
+        int r = qs_block_pread(bs->file, i ? VHDX_HEADER2 : VHDX_HEADER1, VHDX_HEADER_SIZE, h);
+        if (r < 0) return fmt_errno(errp, r, "vhdx: could not read header %d", i + 1);
+        ok[i] = false;
+        uint32_t sum = vhdx_checksum(h, VHDX_HEADER_SIZE, H_CHECKSUM);
+        if (le32_at(h + H_SIG) != SIG_HEAD)
+            g_snprintf(why[i], 160, "signature %#x", le32_at(h + H_SIG));
+        else if (sum != le32_at(h + H_CHECKSUM))
+            g_snprintf(why[i], 160, "checksum %#x, computed %#x", le32_at(h + H_CHECKSUM), sum);
+        else if (le16_at(h + H_VERSION) != 1)
+            g_snprintf(why[i], 160, "version %u", le16_at(h + H_VERSION));
+        else
+            ok[i] = true;
+    }
+    if (!ok[0] && !ok[1])
+        return fmt_err(errp, "vhdx: '%s' has no valid header (header 1: %s; header 2: %s)",
+                       bs->filename, why[0], why[1]);
+    uint64_t q0 = le64_at(s->hdr[0] + H_SEQ), q1 = le64_at(s->hdr[1] + H_SEQ);
+    if (ok[0] && ok[1] && q0 == q1 && memcmp(s->hdr[0], s->hdr[1], VHDX_HEADER_SIZE))
+        return fmt_err(errp, "vhdx: both headers of '%s' have sequence number %"
+                       G_GUINT64_FORMAT " but differ", bs->filename, q0);
+    s->cur = ok[0] && ok[1] ? (q1 > q0) : ok[1];
+    s->seq = s->cur ? q1 : q0;
+    const uint8_t *h = s->hdr[s->cur];
+    if (le16_at(h + H_LOG_VERSION) != 0)
+        return fmt_err(errp, "vhdx: unsupported log version %u", le16_at(h + H_LOG_VERSION));
+    s->log_length = le32_at(h + H_LOG_LENGTH);
+    s->log_offset = le64_at(h + H_LOG_OFFSET);
+    if (s->log_length < VHDX_MiB || s->log_length % VHDX_MiB)
+        return fmt_err(errp, "vhdx: log length %u is not a nonzero multiple of 1 MiB",
+                       s->log_length);
+    if (s->log_offset < VHDX_HEADER_SECTION || s->log_offset % VHDX_MiB ||
+        s->log_offset > (uint64_t)QS_BLOCK_MAX_SIZE - s->log_length)
+        return fmt_err(errp, "vhdx: log offset %#" G_GINT64_MODIFIER "x is not a multiple of "
+                       "1 MiB after the header section", s->log_offset);
+    if (s->log_offset + s->log_length > bs->file->size)
+        return fmt_err(errp, "vhdx: log at %#" G_GINT64_MODIFIER "x of %u bytes extends beyond "
+                       "the end of the file (%" G_GUINT64_FORMAT " bytes)", s->log_offset,
+                       s->log_length, bs->file->size);
+    return true;
+}
+
+/* ---- region table ---- */
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+static bool parse_regions(QsBlock *bs, const uint8_t *t, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    uint32_t n = le32_at(t + 8);
+    if (n > VHDX_MAX_ENTRIES)
+        return fmt_err(errp, "vhdx: region table entry count %u (at most %u)", n,
+                       VHDX_MAX_ENTRIES);
+    uint64_t offs[VHDX_MAX_ENTRIES], lens[VHDX_MAX_ENTRIES];
+    s->bat_offset = s->meta_offset = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *e = t + 16 + (size_t)i * 32;
+        char g[37];
+        guid_str(e, g);
+        uint64_t off = le64_at(e + 16);
+        uint32_t len = le32_at(e + 24);
+        bool required = le32_at(e + 28) & 1;
+        if (off % VHDX_MiB || off < VHDX_HEADER_SECTION || len % VHDX_MiB || !len ||
+            off > (uint64_t)QS_BLOCK_MAX_SIZE - len)
+            return fmt_err(errp, "vhdx: region %s: offset %#" G_GINT64_MODIFIER "x, length %u "
+                           "are not nonzero multiples of 1 MiB after the header section", g,
+                           off, len);
+        if (off + len > bs->file->size)
+            return fmt_err(errp, "vhdx: region %s at %#" G_GINT64_MODIFIER "x of %u bytes "
+                           "extends beyond the end of the file (%" G_GUINT64_FORMAT " bytes)",
+                           g, off, len, bs->file->size);
+        if (overlaps(off, len, s->log_offset, s->log_length))
+            return fmt_err(errp, "vhdx: region %s at %#" G_GINT64_MODIFIER "x overlaps the log",
+                           g, off);
+        for (uint32_t j = 0; j < i; j++)
+            if (overlaps(off, len, offs[j], lens[j]))
+                return fmt_err(errp, "vhdx: region %s at %#" G_GINT64_MODIFIER "x overlaps "
+                               "region %u", g, off, j);
+        offs[i] = off;
+        lens[i] = len;
+        if (!strcmp(g, GUID_BAT) || !strcmp(g, GUID_METADATA)) {
+            bool bat = !strcmp(g, GUID_BAT);
+            if (bat ? s->bat_offset : s->meta_offset)
+                return fmt_err(errp, "vhdx: region %s appears twice", g);
+            if (bat) { s->bat_offset = off; s->bat_length = len; }
+            else { s->meta_offset = off; s->meta_length = len; }
+        } else if (required) {
+            return fmt_err(errp, "vhdx: unknown required region %s", g);
+        }
+    }
+    if (!s->bat_offset) return fmt_err(errp, "vhdx: the region table has no BAT region");
+    if (!s->meta_offset) return fmt_err(errp, "vhdx: the region table has no metadata region");
+    return true;
+}
+
+static bool read_regions(QsBlock *bs, GError **errp)
+{
+    g_autofree uint8_t *t = g_malloc(VHDX_TABLE_SIZE);
+    GError *first = NULL;
+    for (int i = 0; i < 2; i++) {
+        int r = qs_block_pread(bs->file, i ? VHDX_REGION2 : VHDX_REGION1, VHDX_TABLE_SIZE, t);
+        if (r < 0) return fmt_errno(errp, r, "vhdx: could not read region table %d", i + 1);
+        GError *e = NULL;
+        uint32_t sum = vhdx_checksum(t, VHDX_TABLE_SIZE, 4);
+        if (le32_at(t) != SIG_REGI)
+            fmt_err(&e, "vhdx: region table %d: signature %#x", i + 1, le32_at(t));
+        else if (sum != le32_at(t + 4))
+            fmt_err(&e, "vhdx: region table %d: checksum %#x, computed %#x", i + 1,
+                    le32_at(t + 4), sum);
+        else if (parse_regions(bs, t, &e)) {
+            g_clear_error(&first);
+            return true;
+        }
+        if (!first) first = e;
+        else g_error_free(e);
+    }
+    g_propagate_error(errp, first);
+    return false;
+}
+
+/* ---- metadata ---- */
+
+static char *utf16_at(const uint8_t *p, uint32_t bytes)
+{
+    g_autofree gunichar2 *w = g_new0(gunichar2, bytes / 2 + 1);
+    for (uint32_t i = 0; i < bytes / 2; i++) w[i] = le16_at(p + 2 * i);
+    return g_utf16_to_utf8(w, bytes / 2, NULL, NULL, NULL);
+}
+
+static bool parse_parent_locator(QsBlock *bs, const uint8_t *d, uint32_t len, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    if (len < 20) return fmt_err(errp, "vhdx: parent locator length %u is too short", len);
+    if (!guid_is(d, GUID_PARENT_VHDX)) {
+        char g[37];
+        guid_str(d, g);
+        return fmt_err(errp, "vhdx: parent locator type %s is not a VHDX parent", g);
+    }
+    uint16_t n = le16_at(d + 18);
+    if (20 + (uint32_t)n * 12 > len)
+        return fmt_err(errp, "vhdx: parent locator key_value_count %u does not fit in %u bytes",
+                       n, len);
+    g_autofree char *rel = NULL, *abs = NULL;
+    for (uint16_t i = 0; i < n; i++) {
+        const uint8_t *e = d + 20 + (size_t)i * 12;
+        uint32_t ko = le32_at(e), vo = le32_at(e + 4);
+        uint16_t kl = le16_at(e + 8), vl = le16_at(e + 10);
+        if (!kl || !vl || kl % 2 || vl % 2 || ko > len || kl > len - ko || vo > len ||
+            vl > len - vo)
+            return fmt_err(errp, "vhdx: parent locator entry %u (key at %u of %u bytes, value at "
+                           "%u of %u bytes) lies outside the locator (%u bytes)", i, ko, kl, vo,
+                           vl, len);
+        g_autofree char *k = utf16_at(d + ko, kl), *v = utf16_at(d + vo, vl);
+        if (!k || !v)
+            return fmt_err(errp, "vhdx: parent locator entry %u is not valid UTF-16", i);
+        if (!strcmp(k, "relative_path") && !rel) rel = g_steal_pointer(&v);
+        else if (!strcmp(k, "absolute_win32_path") && !abs) abs = g_steal_pointer(&v);
+        else if (!strcmp(k, "parent_linkage") && !s->parent_linkage)
+            s->parent_linkage = g_steal_pointer(&v);
+    }
+    char *path = rel ? g_steal_pointer(&rel) : abs && abs[0] == '/' ? g_steal_pointer(&abs)
+                                                                     : NULL;
+    if (!path)
+        return fmt_err(errp, "vhdx: differencing image '%s' names no usable parent path "
+                       "(relative_path or a POSIX absolute_win32_path)", bs->filename);
+    for (char *c = path; *c; c++) if (*c == '\\') *c = '/';
+    bs->backing_file = path;
+    bs->backing_fmt = g_strdup("vhdx");
+    return true;
+}
+
+static bool read_metadata(QsBlock *bs, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    if (s->meta_length < VHDX_TABLE_SIZE)
+        return fmt_err(errp, "vhdx: metadata region of %u bytes is too small", s->meta_length);
+    g_autofree uint8_t *t = g_malloc(VHDX_TABLE_SIZE);
+    int r = qs_block_pread(bs->file, s->meta_offset, VHDX_TABLE_SIZE, t);
+    if (r < 0) return fmt_errno(errp, r, "vhdx: could not read the metadata table");
+    if (memcmp(t, "metadata", 8))
+        return fmt_err(errp, "vhdx: metadata table signature %#" G_GINT64_MODIFIER "x",
+                       le64_at(t));
+    uint16_t n = le16_at(t + 10);
+    if (n > VHDX_MAX_ENTRIES)
+        return fmt_err(errp, "vhdx: metadata entry count %u (at most %u)", n, VHDX_MAX_ENTRIES);
+    unsigned seen = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        const uint8_t *e = t + 32 + (size_t)i * 32;
+        char g[37];
+        guid_str(e, g);
+        uint32_t off = le32_at(e + 16), len = le32_at(e + 20), flags = le32_at(e + 24);
+        if (len == 0 ? off != 0 : off < VHDX_TABLE_SIZE || off > s->meta_length ||
+                                  len > s->meta_length - off)
+            return fmt_err(errp, "vhdx: metadata item %s at offset %u of %u bytes lies outside "
+                           "the metadata region (%u bytes)", g, off, len, s->meta_length);
+        for (uint16_t j = 0; j < i; j++)
+            if (!memcmp(e, t + 32 + (size_t)j * 32, 16) &&
+                (flags & 1) == (le32_at(t + 32 + (size_t)j * 32 + 24) & 1))
+                return fmt_err(errp, "vhdx: metadata item %s appears twice", g);
+        static const struct { const char *guid; uint32_t len; } known[] = {
+            { GUID_FILE_PARAM, 8 }, { GUID_DISK_SIZE, 8 }, { GUID_PAGE83, 16 },
+            { GUID_LOGICAL, 4 }, { GUID_PHYSICAL, 4 }, { GUID_PARENT_LOC, 0 },
+        };
+        int k = -1;
+        for (unsigned q = 0; q < G_N_ELEMENTS(known) && !(flags & 1); q++)
+            if (!strcmp(g, known[q].guid)) k = (int)q;
+        if (k < 0) {
+            if ((flags & 4) && !(flags & 1))
+                return fmt_err(errp, "vhdx: unknown required metadata item %s", g);
+            continue;
+        }
+        if (known[k].len && len != known[k].len)
+            return fmt_err(errp, "vhdx: metadata item %s has length %u (expected %u)", g, len,
+                           known[k].len);
+        if (!len) continue;
+        g_autofree uint8_t *d = g_try_malloc(len);
+        if (!d) return fmt_err(errp, "vhdx: cannot allocate metadata item %s", g);
+        r = qs_block_pread(bs->file, s->meta_offset + off, len, d);
+        if (r < 0) return fmt_errno(errp, r, "vhdx: could not read metadata item %s", g);
+        seen |= 1u << k;
+        switch (k) {
+        case 0: {
+            s->block_size = le32_at(d);
+            uint32_t bits = le32_at(d + 4);
+            s->leave_allocated = bits & 1;
+            s->has_parent = bits & 2;
+            if (!is_pow2(s->block_size) || s->block_size < VHDX_BLOCK_MIN ||
+                s->block_size > VHDX_BLOCK_MAX)
+                return fmt_err(errp, "vhdx: block size %u is not a power of two between 1 MiB "
+                               "and 256 MiB", s->block_size);
+            break;
+        }
+        case 1: s->disk_size = le64_at(d); break;
+        case 2: memcpy(s->page83, d, 16); break;
+        case 3: case 4: {
+            uint32_t v = le32_at(d);
+            if (v != 512 && v != 4096)
+                return fmt_err(errp, "vhdx: %s sector size %u is not 512 or 4096",
+                               k == 3 ? "logical" : "physical", v);
+            if (k == 3) s->logical_sector = v;
+            else s->physical_sector = v;
+            break;
+        }
+        case 5:
+            if (!parse_parent_locator(bs, d, len, errp)) return false;
+            break;
+        }
+    }
+    static const char *const names[] = { "file parameters", "virtual disk size", "page 83 data",
+                                         "logical sector size", "physical sector size" };
+    for (int k = 0; k < 5; k++)
+        if (!(seen & (1u << k)))
+            return fmt_err(errp, "vhdx: required metadata item '%s' is missing", names[k]);
+    if (s->has_parent && !(seen & (1u << 5)))
+        return fmt_err(errp, "vhdx: differencing image without a parent locator");
+    if (s->disk_size > VHDX_MAX_SIZE || s->disk_size % s->logical_sector)
+        return fmt_err(errp, "vhdx: virtual disk size %" G_GUINT64_FORMAT " is not a multiple "
+                       "of the logical sector size %u up to 64 TiB", s->disk_size,
+                       s->logical_sector);
+    return true;
+}
+
+/* ---- BAT ---- */
+
+static uint64_t bat_index(const Vhdx *s, uint64_t block)
+{
+    return block + block / s->chunk_ratio;
+}
+
+static uint64_t bitmap_index(const Vhdx *s, uint64_t block)
+{
+    return (block / s->chunk_ratio) * (s->chunk_ratio + 1) + s->chunk_ratio;
+}
+
+typedef struct Span {
+    uint64_t off, len, idx;
+} Span;
+
+static int cmp_span(const void *a, const void *b)
+{
+    const Span *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Check every BAT entry; with `report` print each problem (check), else fail on the first.
+ * Returns the number of problems, or -1 with errp set. */
+static int64_t validate_bat(QsBlock *bs, bool report, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t fsize = bs->file->size;
+    int64_t bad = 0;
+    g_autofree Span *sp = g_new(Span, s->bat_entries + 3);
+    uint64_t nsp = 0;
+#define PROBLEM(...) do { if (!report) { fmt_err(errp, __VA_ARGS__); return -1; } \
+        g_autofree char *m_ = g_strdup_printf(__VA_ARGS__); \
+        fprintf(stderr, "ERROR: %s\n", m_ + 6); bad++; } while (0)
+    for (uint64_t i = 0; i < s->bat_entries; i++) {
+        uint64_t e = s->bat[i];
+        bool is_bitmap = i % (s->chunk_ratio + 1) == s->chunk_ratio;
+        unsigned st = BAT_STATE(e);
+        uint64_t len = is_bitmap ? VHDX_MiB : s->block_size;
+        bool present;
+        if (is_bitmap) {
+            if (st != SB_NOT_PRESENT && st != SB_PRESENT)
+                PROBLEM("vhdx: sector bitmap BAT entry %" G_GUINT64_FORMAT " has state %u", i, st);
+            present = st == SB_PRESENT;
+        } else {
+            if (st == 4 || st == 5 || (st == PAYLOAD_PARTIALLY_PRESENT && !s->has_parent))
+                PROBLEM("vhdx: BAT entry %" G_GUINT64_FORMAT " has invalid state %u", i, st);
+            present = st == PAYLOAD_FULLY_PRESENT || st == PAYLOAD_PARTIALLY_PRESENT;
+            if (st == PAYLOAD_PARTIALLY_PRESENT) {
+                uint64_t b = i - i / (s->chunk_ratio + 1);
+                uint64_t bi = bitmap_index(s, b);
+                if (bi >= s->bat_entries || BAT_STATE(s->bat[bi]) != SB_PRESENT)
+                    PROBLEM("vhdx: BAT entry %" G_GUINT64_FORMAT " is partially present but its "
+                            "sector bitmap (entry %" G_GUINT64_FORMAT ") is not", i, bi);
+            }
+        }
+        if (!present) continue;
+        uint64_t off = BAT_OFFSET(e);
+        if (off < VHDX_HEADER_SECTION)
+            PROBLEM("vhdx: BAT entry %" G_GUINT64_FORMAT " offset %#" G_GINT64_MODIFIER "x "
+                    "points into the header section", i, off);
+        else if (off + len > fsize)
+            PROBLEM("vhdx: BAT entry %" G_GUINT64_FORMAT " end offset %" G_GUINT64_FORMAT
+                    " points after end of file (%" G_GUINT64_FORMAT "). Image has probably "
+                    "been truncated", i, off + len, fsize);
+        else
+            sp[nsp++] = (Span){ off, len, i };
+    }
+    sp[nsp++] = (Span){ s->log_offset, s->log_length, UINT64_MAX };
+    sp[nsp++] = (Span){ s->bat_offset, s->bat_length, UINT64_MAX - 1 };
+    sp[nsp++] = (Span){ s->meta_offset, s->meta_length, UINT64_MAX - 2 };
+    qsort(sp, nsp, sizeof(*sp), cmp_span);
+    for (uint64_t k = 1; k < nsp; k++) {
+        if (sp[k].off >= sp[k - 1].off + sp[k - 1].len) continue;
+        uint64_t a = MIN(sp[k].idx, sp[k - 1].idx), b = MAX(sp[k].idx, sp[k - 1].idx);
+        if (b >= UINT64_MAX - 2 && a >= UINT64_MAX - 2) continue;   /* checked already */
+        const char *what = b == UINT64_MAX ? "the log" : b == UINT64_MAX - 1 ? "the BAT region"
+                         : b == UINT64_MAX - 2 ? "the metadata region" : "another block";
+        PROBLEM("vhdx: BAT entry %" G_GUINT64_FORMAT " (offset %#" G_GINT64_MODIFIER "x) "
+                "overlaps %s", a, BAT_OFFSET(s->bat[a]), what);
+    }
+#undef PROBLEM
+    return bad;
+}
+
+static bool read_bat(QsBlock *bs, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    s->chunk_ratio = VHDX_SECTORS_PER_BITMAP * s->logical_sector / s->block_size;
+    s->data_blocks = div_up(s->disk_size, s->block_size);
+    if (s->has_parent)
+        s->bat_entries = div_up(s->data_blocks, s->chunk_ratio) * (s->chunk_ratio + 1);
+    else
+        s->bat_entries = s->data_blocks ? s->data_blocks + (s->data_blocks - 1) / s->chunk_ratio
+                                        : 0;
+    uint64_t bytes = s->bat_entries * 8;
+    if (bytes > s->bat_length)
+        return fmt_err(errp, "vhdx: BAT region of %u bytes is too small for %" G_GUINT64_FORMAT
+                       " entries (virtual size %" G_GUINT64_FORMAT ", block size %u)",
+                       s->bat_length, s->bat_entries, s->disk_size, s->block_size);
+    /* whole 4 KiB sectors, as they are journaled */
+    uint64_t cap = align_up(bytes, VHDX_LOG_SECTOR);
+    s->bat = g_try_malloc(MAX(cap, 8));
+    if (!s->bat) return fmt_err(errp, "vhdx: cannot allocate a BAT of %" G_GUINT64_FORMAT
+                                " entries", s->bat_entries);
+    int r = cap ? qs_block_pread(bs->file, s->bat_offset, cap, s->bat) : 0;
+    if (r < 0) return fmt_errno(errp, r, "vhdx: could not read the BAT of '%s'", bs->filename);
+    for (uint64_t i = 0; i < cap / 8; i++) s->bat[i] = GUINT64_FROM_LE(s->bat[i]);
+    return true;
+}
+
+static bool vhdx_open(QsBlock *bs, const QsOpts *opts, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    g_mutex_init(&s->lock);
+    s->inited = true;
+    bool rw = bs->flags & QS_BLOCK_RDWR, check = bs->flags & QS_BLOCK_CHECK;
+    uint8_t sig[8];
+    if (bs->file->size < VHDX_HEADER_SECTION)
+        return fmt_err(errp, "vhdx: '%s' is too short for the header section (%"
+                       G_GUINT64_FORMAT " bytes)", bs->filename, bs->file->size);
+    int r = qs_block_pread(bs->file, 0, 8, sig);
+    if (r < 0) return fmt_errno(errp, r, "vhdx: could not read '%s'", bs->filename);
+    if (memcmp(sig, "vhdxfile", 8))
+        return fmt_err(errp, "vhdx: '%s' is not a VHDX image (signature %#" G_GINT64_MODIFIER
+                       "x)", bs->filename, le64_at(sig));
+    if (!read_headers(bs, errp)) return false;
+    uint64_t pending;
+    if (!vhdx_log_open(bs, rw, &pending, errp)) return false;
+    if (pending && !rw)
+        return fmt_err(errp, "vhdx: image '%s' has a log with %" G_GUINT64_FORMAT " entries to "
+                       "replay but was opened read-only; replay it with 'qemu-img check -r "
+                       "all %s'", bs->filename, pending, bs->filename);
+    if (!read_regions(bs, errp) || !read_metadata(bs, errp) || !read_bat(bs, errp))
+        return false;
+    if (!check && validate_bat(bs, false, errp) < 0) return false;
+    if (rw && s->has_parent)
+        return fmt_err(errp, "vhdx: writing differencing images is not supported; open '%s' "
+                       "read-only", bs->filename);
+    bs->size = s->disk_size;
+    s->data_end = align_up(bs->file->size, VHDX_MiB);
+    return true;
+}
+
+static void vhdx_close(QsBlock *bs)
+{
+    Vhdx *s = bs->opaque;
+    if (!s->inited) return;
+    if (s->session_started) {
+        static const uint8_t nil[16];
+        qs_block_flush(bs->file);
+        vhdx_update_headers(bs, NULL, NULL, nil);
+    }
+    g_free(s->bat);
+    g_free(s->parent_linkage);
+    g_mutex_clear(&s->lock);
+}
+
+/* ---- I/O ---- */
+
+/* Read [off, off+n) of payload block `block` whose BAT entry is e. */
+static int read_block(QsBlock *bs, uint64_t block, uint64_t e, uint64_t off, size_t n,
+                      uint8_t *p)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t in = off - block * s->block_size;
+    switch (BAT_STATE(e)) {
+    case PAYLOAD_FULLY_PRESENT:
+        return qs_block_pread(bs->file, BAT_OFFSET(e) + in, n, p);
+    case PAYLOAD_NOT_PRESENT:
+        if (s->has_parent) return qs_block_read_backing(bs, off, n, p);
+        /* fall through */
+    case PAYLOAD_ZERO: case PAYLOAD_UNMAPPED: case PAYLOAD_UNDEFINED:
+        memset(p, 0, n);
+        return 0;
+    case PAYLOAD_PARTIALLY_PRESENT: break;
+    default:
+        return -EIO;
+    }
+    /* per logical sector: the chunk's sector bitmap says this file or the parent */
+    g_mutex_lock(&s->lock);
+    uint64_t sb = s->bat[bitmap_index(s, block)];
+    g_mutex_unlock(&s->lock);
+    if (BAT_STATE(sb) != SB_PRESENT) return -EIO;
+    uint32_t ls = s->logical_sector;
+    uint64_t first = off / ls, last = (off + n - 1) / ls;
+    uint64_t bit0 = first % VHDX_SECTORS_PER_BITMAP;
+    uint64_t nbytes = (bit0 + (last - first)) / 8 - bit0 / 8 + 1;
+    g_autofree uint8_t *bm = g_try_malloc(nbytes);
+    if (!bm) return -ENOMEM;
+    int r = qs_block_pread(bs->file, BAT_OFFSET(sb) + bit0 / 8, nbytes, bm);
+    if (r < 0) return r;
+    uint64_t pos = off;
+    while (pos < off + n) {
+        uint64_t sec = pos / ls;
+        uint64_t bit = sec % VHDX_SECTORS_PER_BITMAP - (bit0 & ~7ull);
+        bool set = bm[bit / 8] >> (bit % 8) & 1;
+        uint64_t end = MIN((sec + 1) * ls, off + n);
+        /* extend the run while the bits agree */
+        while (end < off + n) {
+            uint64_t b2 = (end / ls) % VHDX_SECTORS_PER_BITMAP - (bit0 & ~7ull);
+            if ((bool)(bm[b2 / 8] >> (b2 % 8) & 1) != set) break;
+            end = MIN(end + ls, off + n);
+        }
+        size_t len = (size_t)(end - pos);
+        uint8_t *dst = p + (pos - off);
+        r = set ? qs_block_pread(bs->file, BAT_OFFSET(e) + (pos - block * s->block_size), len,
+                                 dst)
+                : qs_block_read_backing(bs, pos, len, dst);
+        if (r < 0) return r;
+        pos = end;
+    }
+    return 0;
+}
+
+static int vhdx_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
+{
+    Vhdx *s = bs->opaque;
+    uint8_t *p = buf;
+    while (len) {
+        uint64_t block = off / s->block_size;
+        size_t n = (size_t)MIN((uint64_t)len, (block + 1) * s->block_size - off);
+        g_mutex_lock(&s->lock);
+        uint64_t e = s->bat[bat_index(s, block)];
+        g_mutex_unlock(&s->lock);
+        int r = read_block(bs, block, e, off, n, p);
+        if (r < 0) return r;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Under the lock: the first write of this session stamps new file/data write GUIDs and a
+ * log GUID into both headers (the specification's order: before any other write). */
+static int start_session(QsBlock *bs)
+{
+    Vhdx *s = bs->opaque;
+    if (s->session_started) return 0;
+    uint8_t fg[16], dg[16];
+    fmt_uuid_random(fg);
+    fmt_uuid_random(dg);
+    fmt_uuid_random(s->log_guid);
+    s->log_seq = 1;
+    s->log_pos = 0;
+    int r = vhdx_update_headers(bs, fg, dg, s->log_guid);
+    if (r == 0) s->session_started = true;
+    return r;
+}
+
+/* Under the lock: set BAT entry i to v through the log. */
+static int set_bat(QsBlock *bs, uint64_t i, uint64_t v)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t first = align_down(i * 8, VHDX_LOG_SECTOR) / 8;
+    uint64_t old = s->bat[i];
+    s->bat[i] = v;
+    uint8_t sec[VHDX_LOG_SECTOR];
+    for (unsigned k = 0; k < VHDX_LOG_SECTOR / 8; k++) put_le64(sec + k * 8, s->bat[first + k]);
+    uint64_t at = s->bat_offset + first * 8;
+    int r = vhdx_log_write(bs, &at, sec, 1);
+    if (r < 0) s->bat[i] = old;
+    return r;
+}
+
+/* Under the lock: give block `block` (not present) space at the end of the file holding
+ * buf at in, zeros elsewhere, then journal its BAT entry. */
+static int allocate(QsBlock *bs, uint64_t block, uint64_t in, size_t n, const void *buf)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t host = align_up(MAX(s->data_end, bs->file->size), VHDX_MiB);
+    if (host > (uint64_t)QS_BLOCK_MAX_SIZE - s->block_size) return -ENOSPC;
+    GError *err = NULL;
+    if (!qs_block_truncate(bs->file, host + s->block_size, false, QS_PREALLOC_OFF, &err)) {
+        int code = err->code ? -err->code : -EIO;
+        g_error_free(err);
+        return code;
+    }
+    int r = qs_block_pwrite(bs->file, host + in, n, buf, 0);
+    if (r == 0) r = qs_block_flush(bs->file);   /* the data before the BAT points at it */
+    if (r < 0) return r;
+    s->data_end = host + s->block_size;
+    return set_bat(bs, bat_index(s, block), host | PAYLOAD_FULLY_PRESENT);
+}
+
+static int vhdx_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, int flags)
+{
+    Vhdx *s = bs->opaque;
+    const uint8_t *p = buf;
+    g_mutex_lock(&s->lock);
+    int r = start_session(bs);
+    g_mutex_unlock(&s->lock);
+    while (r == 0 && len) {
+        uint64_t block = off / s->block_size;
+        uint64_t in = off - block * s->block_size;
+        size_t n = (size_t)MIN((uint64_t)len, s->block_size - in);
+        g_mutex_lock(&s->lock);
+        uint64_t e = s->bat[bat_index(s, block)];
+        bool present = BAT_STATE(e) == PAYLOAD_FULLY_PRESENT;
+        if (!present) r = allocate(bs, block, in, n, p);
+        g_mutex_unlock(&s->lock);
+        if (present) r = qs_block_pwrite(bs->file, BAT_OFFSET(e) + in, n, p, 0);
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return r;
+}
+
+static int vhdx_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags)
+{
+    Vhdx *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    int r = start_session(bs);
+    g_mutex_unlock(&s->lock);
+    while (r == 0 && len) {
+        uint64_t block = off / s->block_size;
+        uint64_t in = off - block * s->block_size;
+        uint64_t n = MIN(len, s->block_size - in);
+        g_mutex_lock(&s->lock);
+        uint64_t e = s->bat[bat_index(s, block)];
+        g_mutex_unlock(&s->lock);
+        if (BAT_STATE(e) == PAYLOAD_FULLY_PRESENT)   /* other states read as zeros */
+            r = fmt_write_zeros(bs->file, BAT_OFFSET(e) + in, n);
+        off += n;
+        len -= n;
+    }
+    return r;
+}
+
+static int vhdx_flush(QsBlock *bs)
+{
+    return qs_block_flush(bs->file);
+}
+
+static bool vhdx_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    memset(res, 0, sizeof(*res));
+    if (s->replayed) res->corruptions_fixed++;
+    g_mutex_lock(&s->lock);
+    int64_t bad = validate_bat(bs, true, errp);
+    int r = 0;
+    if (bad > 0 && (fix & QS_CHECK_FIX_ERRORS) && (bs->flags & QS_BLOCK_RDWR)) {
+        /* blocks whose data is past the end of the file are gone: they read as zeros */
+        r = start_session(bs);
+        for (uint64_t i = 0; r == 0 && i < s->bat_entries; i++) {
+            bool is_bitmap = i % (s->chunk_ratio + 1) == s->chunk_ratio;
+            uint64_t e = s->bat[i];
+            if (is_bitmap || BAT_STATE(e) != PAYLOAD_FULLY_PRESENT ||
+                BAT_OFFSET(e) + s->block_size <= bs->file->size)
+                continue;
+            fprintf(stderr, "Repairing BAT entry %" G_GUINT64_FORMAT ": the block reads as "
+                    "zeros now\n", i);
+            r = set_bat(bs, i, s->has_parent ? PAYLOAD_NOT_PRESENT : PAYLOAD_ZERO);
+            if (r == 0) res->corruptions_fixed++;
+        }
+        bad = validate_bat(bs, false, NULL) < 0 ? 1 : 0;
+    }
+    g_mutex_unlock(&s->lock);
+    if (r < 0) return fmt_errno(errp, r, "vhdx: could not repair '%s'", bs->filename);
+    res->corruptions = (int)bad;
+    return true;
+}
+
+static uint32_t vhdx_cluster_size(QsBlock *bs)
+{
+    return ((Vhdx *)bs->opaque)->block_size;
+}
+
+/* ---- create ---- */
+
+static const QsPropDesc vhdx_create_opts[] = {
+    { "block_size", QS_PROP_SIZE, "0", "Block Size; min 1MB, max 256MB. 0 means "
+      "auto-calculate based on image size." },
+    { "block_state_zero", QS_PROP_BOOL, "on", "Force use of payload blocks of type 'ZERO'." },
+    { "log_size", QS_PROP_SIZE, "1M", "Log size; min 1MB." },
+    { "size", QS_PROP_SIZE, NULL, "Virtual disk size; max of 64TB." },
+    { "subformat", QS_PROP_STRING, NULL, "VHDX format type, can be either 'dynamic' or "
+      "'fixed'. Default is 'dynamic'." },
+    { NULL },
+};
+
+static void put_meta_entry(uint8_t *e, const char *guid, uint32_t off, uint32_t len,
+                           uint32_t flags)
+{
+    guid_from(guid, e);
+    put_le32(e + 16, off);
+    put_le32(e + 20, len);
+    put_le32(e + 24, flags);
+}
+
+static bool vhdx_create(const char *filename, const QsOpts *o, GError **errp)
+{
+    uint64_t size = align_up(qs_opts_get_uint(o, "size"), 512);
+    uint64_t log_size = align_up(qs_opts_get_uint(o, "log_size"), VHDX_MiB);
+    uint64_t bsz = qs_opts_get_uint(o, "block_size");
+    bool zero = qs_opts_get_bool(o, "block_state_zero");
+    const char *sub = qs_opts_get_str(o, "subformat");
+    bool fixed = false;
+    if (sub && !strcmp(sub, "fixed")) fixed = true;
+    else if (sub && strcmp(sub, "dynamic"))
+        return fmt_err(errp, "Parameter 'subformat' does not accept value '%s'", sub);
+    if (size > VHDX_MAX_SIZE) return fmt_err(errp, "Image size too large; max of 64TB");
+    if (log_size < VHDX_MiB || log_size > UINT32_MAX - VHDX_MiB + 1)
+        return fmt_err(errp, "Log size must be a multiple of 1 MB");
+    if (bsz == 0) {
+        bsz = size > (32ull << 40) ? 64 * VHDX_MiB : size > (100ull << 30) ? 32 * VHDX_MiB
+            : size > (1ull << 30) ? 16 * VHDX_MiB : 8 * VHDX_MiB;
+    }
+    bsz = MIN(align_up(bsz, VHDX_MiB), (uint64_t)VHDX_BLOCK_MAX);
+    if (!is_pow2(bsz)) return fmt_err(errp, "Block size must be a power of two");
+    uint64_t chunk = VHDX_SECTORS_PER_BITMAP * 512 / bsz;
+    uint64_t blocks = div_up(size, bsz);
+    uint64_t entries = blocks ? blocks + (blocks - 1) / chunk : 0;
+    uint64_t bat_off = align_up(VHDX_HEADER_SECTION + log_size, VHDX_MiB);
+    uint64_t bat_len = MAX(align_up(entries * 8, VHDX_MiB), VHDX_MiB);
+    uint64_t meta_off = bat_off + bat_len;
+    uint64_t data_off = bat_off + bat_len + 5 * VHDX_MiB;   /* as QEMU: room to grow */
+    if (bat_len > UINT32_MAX) return fmt_err(errp, "vhdx: the BAT would be too large");
+
+    QsBlock *f = fmt_create_file(filename, errp);
+    if (!f) return false;
+    g_autofree uint8_t *buf = g_malloc0(VHDX_TABLE_SIZE);
+    int r;
+    /* file identifier */
+    memcpy(buf, "vhdxfile", 8);
+    static const char creator[] = "qemu-slim";
+    for (unsigned i = 0; i < sizeof(creator) - 1; i++) put_le16(buf + 8 + 2 * i, creator[i]);
+    r = qs_block_pwrite(f, 0, VHDX_TABLE_SIZE, buf, 0);
+    /* headers */
+    memset(buf, 0, VHDX_TABLE_SIZE);
+    put_le32(buf + H_SIG, SIG_HEAD);
+    put_le64(buf + H_SEQ, g_random_int());
+    fmt_uuid_random(buf + H_FILE_GUID);
+    fmt_uuid_random(buf + H_DATA_GUID);
+    put_le16(buf + H_VERSION, 1);
+    put_le32(buf + H_LOG_LENGTH, (uint32_t)log_size);
+    put_le64(buf + H_LOG_OFFSET, VHDX_HEADER_SECTION);
+    for (int i = 0; i < 2 && r == 0; i++) {
+        if (i) put_le64(buf + H_SEQ, le64_at(buf + H_SEQ) + 1);
+        put_le32(buf + H_CHECKSUM, vhdx_checksum(buf, VHDX_HEADER_SIZE, H_CHECKSUM));
+        r = qs_block_pwrite(f, i ? VHDX_HEADER2 : VHDX_HEADER1, VHDX_TABLE_SIZE, buf, 0);
+    }
+    /* region tables */
+    memset(buf, 0, VHDX_TABLE_SIZE);
+    put_le32(buf, SIG_REGI);
+    put_le32(buf + 8, 2);
+    guid_from(GUID_BAT, buf + 16);
+    put_le64(buf + 32, bat_off);
+    put_le32(buf + 40, (uint32_t)bat_len);
+    put_le32(buf + 44, 1);
+    guid_from(GUID_METADATA, buf + 48);
+    put_le64(buf + 64, meta_off);
+    put_le32(buf + 72, VHDX_MiB);
+    put_le32(buf + 76, 1);
+    put_le32(buf + 4, vhdx_checksum(buf, VHDX_TABLE_SIZE, 4));
+    if (r == 0) r = qs_block_pwrite(f, VHDX_REGION1, VHDX_TABLE_SIZE, buf, 0);
+    if (r == 0) r = qs_block_pwrite(f, VHDX_REGION2, VHDX_TABLE_SIZE, buf, 0);
+    /* metadata table and items */
+    memset(buf, 0, VHDX_TABLE_SIZE);
+    memcpy(buf, "metadata", 8);
+    put_le16(buf + 10, 5);
+    uint32_t t = VHDX_TABLE_SIZE;
+    put_meta_entry(buf + 32, GUID_FILE_PARAM, t, 8, 4);
+    put_meta_entry(buf + 64, GUID_DISK_SIZE, t + 8, 8, 6);
+    put_meta_entry(buf + 96, GUID_PAGE83, t + 16, 16, 6);
+    put_meta_entry(buf + 128, GUID_LOGICAL, t + 32, 4, 6);
+    put_meta_entry(buf + 160, GUID_PHYSICAL, t + 36, 4, 6);
+    if (r == 0) r = qs_block_pwrite(f, meta_off, VHDX_TABLE_SIZE, buf, 0);
+    uint8_t items[40] = { 0 };
+    put_le32(items, (uint32_t)bsz);
+    put_le32(items + 4, fixed ? 1 : 0);
+    put_le64(items + 8, size);
+    fmt_uuid_random(items + 16);
+    put_le32(items + 32, 512);
+    put_le32(items + 36, 512);
+    if (r == 0) r = qs_block_pwrite(f, meta_off + VHDX_TABLE_SIZE, sizeof(items), items, 0);
+    /* BAT: fixed images have every block present and preallocated (zeros) */
+    uint64_t end = data_off + (fixed ? blocks * bsz : 0);
+    GError *err = NULL;
+    if (r == 0 && !qs_block_truncate(f, end, false, QS_PREALLOC_OFF, &err)) {
+        qs_block_close(f);
+        g_propagate_error(errp, err);
+        return false;
+    }
+    if (fixed || zero) {
+        size_t chunk_entries = 1u << 16;
+        g_autofree uint64_t *c = g_new(uint64_t, chunk_entries);
+        for (uint64_t i = 0; r == 0 && i < entries; i += chunk_entries) {
+            size_t n = (size_t)MIN((uint64_t)chunk_entries, entries - i);
+            for (size_t j = 0; j < n; j++) {
+                uint64_t k = i + j, v = 0;
+                if (k % (chunk + 1) != chunk) {
+                    uint64_t b = k - k / (chunk + 1);
+                    v = fixed ? (data_off + b * bsz) | PAYLOAD_FULLY_PRESENT : PAYLOAD_ZERO;
+                }
+                c[j] = GUINT64_TO_LE(v);
+            }
+            r = qs_block_pwrite(f, bat_off + i * 8, n * 8, c, 0);
+        }
+    }
+    if (r == 0) r = qs_block_flush(f);
+    qs_block_close(f);
+    if (r < 0) return fmt_errno(errp, r, "vhdx: could not write '%s'", filename);
+    return true;
+}
+
+const QsBlockDriver qs_block_drv_vhdx = {
+    .name = "vhdx",
+    .desc = "Hyper-V VHDX 1.00 (dynamic, fixed; differencing read-only)",
+    .instance_size = sizeof(Vhdx),
+    .probe = vhdx_probe,
+    .create_opts = vhdx_create_opts,
+    .create = vhdx_create,
+    .open = vhdx_open,
+    .close = vhdx_close,
+    .pread = vhdx_pread,
+    .pwrite = vhdx_pwrite,
+    .pwrite_zeroes = vhdx_pwrite_zeroes,
+    .flush = vhdx_flush,
+    .check = vhdx_check,
+    .cluster_size = vhdx_cluster_size,
+};
