@@ -79,6 +79,7 @@ __attribute__((constructor)) static void formats_register(void)
 {
     static const QsBlockDriver *const all[] = {
         &qs_block_drv_vdi, &qs_block_drv_vpc, &qs_block_drv_vmdk, &qs_block_drv_parallels,
+        &qs_block_drv_vhdx,
     };
     for (unsigned i = 0; i < G_N_ELEMENTS(all); i++) {
         GError *err = NULL;
