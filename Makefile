@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MESON_OPTS ?=
 
-.PHONY: all deps run check check-quick install clean
+.PHONY: all deps run check check-quick install clean fuzz
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -38,3 +38,11 @@ install: all
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# One fuzzing campaign on an image format (modules/block-fuzz): niced, findings in
+# /tmp/qs-fuzz-FORMAT-ENGINE.  make fuzz FORMAT=vmdk SECONDS=600 [ENGINE=libfuzzer|afl]
+FORMAT ?= qcow2
+SECONDS ?= 600
+ENGINE ?= libfuzzer
+fuzz: deps
+	bash modules/block-fuzz/scripts/fuzz.sh $(FORMAT) $(SECONDS) $(ENGINE)
