@@ -51,7 +51,6 @@ void bf_init(void)
     atexit(cleanup);
     /* Writes to a hostile image may try to allocate far past its end: cap file growth
      * (the write then fails with EFBIG instead of filling the disk). */
-    signal(SIGXFSZ, SIG_IGN);
     struct rlimit rl = { BF_MAX_FILE_GROWTH, BF_MAX_FILE_GROWTH };
     setrlimit(RLIMIT_FSIZE, &rl);
 }
@@ -323,6 +322,12 @@ static void phase_write(const uint8_t *data, size_t size, const char *fmt)
 int bf_run_image(const uint8_t *data, size_t size, const char *fmt)
 {
     bf_init();
+    static bool xfsz_ignored;
+    if (!xfsz_ignored) {
+        /* here, not in bf_init: libFuzzer installs its own handler after initialising */
+        signal(SIGXFSZ, SIG_IGN);
+        xfsz_ignored = true;
+    }
     if (size > BF_MAX_INPUT) return 0;
     put_file(img_path, data, size);
     phase_probe(data, size);

@@ -3,11 +3,15 @@
  * without a fuzzing engine; CI runs the regression corpus through it under ASan+UBSan. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <glib.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static unsigned repeat = 1;   /* BF_REPEAT=N: run each input N times (timing) */
+static double busy;           /* seconds spent in the target */
 
 static int run_file(const char *path)
 {
@@ -22,7 +26,12 @@ static int run_file(const char *path)
     /* a heap copy of exactly len bytes, as the engines pass it */
     uint8_t *copy = g_memdup2(data, len);
     g_free(data);
-    LLVMFuzzerTestOneInput(copy, len);
+    gint64 t0 = g_get_monotonic_time();
+    for (unsigned i = 0; i < repeat; i++) LLVMFuzzerTestOneInput(copy, len);
+    double dt = (double)(g_get_monotonic_time() - t0) / 1e6;
+    busy += dt;
+    if (getenv("BF_TIMES"))
+        fprintf(stderr, "replay: %s: %.1f us/exec\n", path, dt * 1e6 / repeat);
     g_free(copy);
     return 0;
 }
@@ -65,10 +74,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s FILE|DIR...\n", argv[0]);
         return 2;
     }
+    const char *rep = getenv("BF_REPEAT");
+    if (rep && atoi(rep) > 0) repeat = (unsigned)atoi(rep);
     LLVMFuzzerInitialize(&argc, &argv);
     unsigned count = 0;
     int ret = 0;
     for (int i = 1; i < argc; i++) ret |= run_path(argv[i], &count);
-    printf("replayed %u inputs%s\n", count, ret ? " (some could not be read)" : "");
+    printf("replayed %u inputs%s", count, ret ? " (some could not be read)" : "");
+    if (busy > 0) printf(", %.0f execs/s", count * repeat / busy);
+    printf("\n");
     return ret;
 }
