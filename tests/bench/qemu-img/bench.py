@@ -97,7 +97,8 @@ def main():
                          capture_output=True, text=True).stdout.strip()
     lines = [f"Produced by `tests/bench/qemu-img/bench.py` ({a.runs} runs each, medians; ratio = "
              f"ours/theirs, below 1 is faster; {os.cpu_count()} CPUs, {cpu}). Peers: QEMU 7.2's "
-             "qemu-img from Debian's qemu-utils, GNU dd for the dd row.", "",
+             "qemu-img from Debian's qemu-utils, GNU dd for the dd row. Rows above 1.00 are "
+             "discussed in docs/qemu-img.md (Performance).", "",
              "| operation | ours (s) | theirs (s) | ratio |", "| --- | --- | --- | --- |"]
     for name, mo, mp in results:
         lines.append(f"| {name} | {mo:.3f} | {mp:.3f} | {mo / mp:.2f} |")
