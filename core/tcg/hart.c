@@ -123,7 +123,10 @@ static gpointer vcpu_thread(gpointer data)
 {
     VcpuThread *t = data;
     unsigned next = 0;
-    t->tid = (int)syscall(SYS_gettid);
+    g_mutex_lock(&hmutex);
+    t->tid = (int)syscall(SYS_gettid);   /* qs_tcg_start waits for it (query-cpus-fast) */
+    g_cond_broadcast(&hcond);
+    g_mutex_unlock(&hmutex);
     for (;;) {
         QsCpu *cpu = NULL;
         g_mutex_lock(&hmutex);
@@ -421,5 +424,10 @@ bool qs_tcg_start(const QsMachineConfig *cfg, GError **errp)
         threads[t].thread = g_thread_new(name, vcpu_thread, &threads[t]);
     }
     if (!multi && mach.nharts > 1) kicker = g_thread_new("tcg-rr-kick", kicker_thread, NULL);
+    g_mutex_lock(&hmutex);
+    for (unsigned t = 0; t < nthreads; t++) {
+        while (!threads[t].tid) g_cond_wait(&hcond, &hmutex);
+    }
+    g_mutex_unlock(&hmutex);
     return true;
 }
