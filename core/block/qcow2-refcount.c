@@ -615,7 +615,9 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         if ((s->reftable[i] & REFT_OFFSET_MASK) && !(s->reftable[i] & 511))
             limit = MAX(limit, (i + 1) * E);
     }
-    limit = MIN(limit, CHECK_MAX_CLUSTERS);
+    /* Refcounts past the end of the file: only a bounded tail, as inc_refs counts (a few
+     * refcount table entries could otherwise make this walk 2^28 clusters). */
+    limit = MIN(limit, MIN(CHECK_MAX_CLUSTERS, MAX(ck.nb, file_clusters(s)) + (1u << 16)));
     uint64_t highest = 0;
     int64_t bad_block = -1;
     for (uint64_t c = 0; c < limit; c++) {
