@@ -49,6 +49,31 @@ static bool write_inuse(QsBlock *bs, uint32_t v)
     return qs_block_flush(bs->file) == 0;
 }
 
+/* Where the next cluster goes: after data_off, every valid cluster, the extension. */
+static uint64_t used_end(const Prl *s, uint64_t fsize)
+{
+    uint64_t end = s->data_off;
+    const char *why;
+    for (uint32_t i = 0; i < s->bat_entries; i++)
+        if (s->bat[i] && prl_cluster_ok(s, prl_host(s, s->bat[i]), fsize, &why))
+            end = MAX(end, prl_host(s, s->bat[i]) + s->cluster);
+    if (s->ext_off) {
+        end = MAX(end, s->ext_off + s->cluster);
+        for (guint b = 0; s->bitmaps && b < s->bitmaps->len; b++) {
+            PrlBitmap *bm = s->bitmaps->pdata[b];
+            for (uint32_t j = 0; j < bm->l1_size; j++)
+                if (bm->l1[j] > 1) end = MAX(end, bm->l1[j] * 512 + s->cluster);
+        }
+    }
+    return end;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static bool prl_open(QsBlock *bs, const QsOpts *opts, GError **errp)
 {
     Prl *s = bs->opaque;
@@ -126,7 +151,6 @@ static bool prl_open(QsBlock *bs, const QsOpts *opts, GError **errp)
         if (r < 0) return fmt_errno(errp, r, "parallels: could not read the BAT of '%s'", fn);
     }
     bool check = bs->flags & QS_BLOCK_CHECK, rw = bs->flags & QS_BLOCK_RDWR;
-    s->data_end = s->data_off;
     for (uint32_t i = 0; i < s->bat_entries; i++) {
         s->bat[i] = GUINT32_FROM_LE(s->bat[i]);
         if (!s->bat[i]) continue;
@@ -138,8 +162,17 @@ static bool prl_open(QsBlock *bs, const QsOpts *opts, GError **errp)
                 return fmt_err(errp, "parallels: BAT entry %u (%u, offset %" G_GUINT64_FORMAT
                                ") %s; run 'qemu-img check -r all'", i, s->bat[i], off, why);
         }
-        s->data_end = MAX(s->data_end, off + s->cluster);
     }
+    if (rw && !check) {   /* two entries sharing a cluster: writes would hit both */
+        g_autofree uint32_t *v = g_memdup2(s->bat, MAX((size_t)s->bat_entries * 4, 4u));
+        qsort(v, s->bat_entries, 4, cmp_u32);
+        for (uint32_t i = 1; i < s->bat_entries; i++)
+            if (v[i] && v[i] == v[i - 1])
+                return fmt_err(errp, "parallels: two BAT entries share the cluster at offset %"
+                               G_GUINT64_FORMAT "; run 'qemu-img check -r all'",
+                               prl_host(s, v[i]));
+    }
+    bs->size = nb_sectors * 512;
     uint64_t ext = le64_at(h + H_EXT_OFF);
     if (ext) {
         if (ext > UINT64_MAX / 512)
@@ -152,20 +185,14 @@ static bool prl_open(QsBlock *bs, const QsOpts *opts, GError **errp)
                            s->ext_off + s->cluster > fsize ? "is beyond the end of the file"
                                                           : why);
         if (!prl_ext_load(bs, errp)) return false;
-        s->data_end = MAX(s->data_end, s->ext_off + s->cluster);
-        for (guint b = 0; b < s->bitmaps->len; b++) {
-            PrlBitmap *bm = s->bitmaps->pdata[b];
-            for (uint32_t j = 0; j < bm->l1_size; j++)
-                if (bm->l1[j] > 1) s->data_end = MAX(s->data_end, bm->l1[j] * 512 + s->cluster);
-        }
     }
+    s->data_end = used_end(s, fsize);
     if (rw && s->readonly_features)
         return fmt_err(errp, "parallels: '%s' has a necessary Format Extension feature this "
                        "driver does not know; it can only be opened read-only", fn);
     if (rw && s->unclean && !check)
         return fmt_err(errp, "parallels: Image was not closed correctly; cannot be opened "
                        "read/write");
-    bs->size = nb_sectors * 512;
     if (rw && !write_inuse(bs, PRL_INUSE_OPEN))
         return fmt_err(errp, "parallels: could not mark '%s' in use", fn);
     return true;
@@ -360,6 +387,7 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
             if (r == 0) res->corruptions_fixed++;
         }
     }
+    s->data_end = used_end(s, fsize);
     /* clusters shared by two entries: the later ones get a copy */
     g_autofree HostRef *refs = g_new(HostRef, MAX(s->bat_entries, 1u));
     uint32_t nref = 0;
@@ -400,15 +428,7 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
         if (prev && prev + s->cluster != off) res->fragmented_clusters++;
         prev = off;
     }
-    uint64_t end = MAX(high, s->data_off);
-    if (s->ext_off) {
-        end = MAX(end, s->ext_off + s->cluster);
-        for (guint b = 0; b < s->bitmaps->len; b++) {
-            PrlBitmap *bm = s->bitmaps->pdata[b];
-            for (uint32_t j = 0; j < bm->l1_size; j++)
-                if (bm->l1[j] > 1) end = MAX(end, bm->l1[j] * 512 + s->cluster);
-        }
-    }
+    uint64_t end = MAX(high, used_end(s, fsize));
     res->image_end_offset = (int64_t)end;
     if (fsize > end) {
         uint64_t count = div_up(fsize - end, s->cluster);

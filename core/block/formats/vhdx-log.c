@@ -258,7 +258,8 @@ bool vhdx_log_open(QsBlock *bs, bool replay, uint64_t *pending, GError **errp)
     /* the active sequence: the valid chain tail..head with the highest head sequence */
     const Entry *head = NULL, *tail = NULL;
     uint64_t steps = 4ull * all->len + 1024;
-    GPtrArray *sorted = g_ptr_array_copy(all, NULL, NULL);
+    GPtrArray *sorted = g_ptr_array_sized_new(all->len);
+    for (guint i = 0; i < all->len; i++) g_ptr_array_add(sorted, all->pdata[i]);
     g_ptr_array_sort(sorted, by_seq_desc);
     for (guint i = 0; i < sorted->len && !head; i++) {
         const Entry *cand = sorted->pdata[i];
