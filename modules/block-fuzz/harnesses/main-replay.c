@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Replay driver: runs a fuzz target on every file given (directories are walked, sorted),
  * without a fuzzing engine; CI runs the regression corpus through it under ASan+UBSan. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <glib.h>
+#include <gio/gio.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -13,14 +14,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static unsigned repeat = 1;   /* BF_REPEAT=N: run each input N times (timing) */
 static double busy;           /* seconds spent in the target */
 
+/* Seeds of formats whose images cannot be small (vhdx aligns its regions to 1 MiB) are
+ * stored gzip-compressed as NAME.gz: inflate them. */
+static bool gunzip(gchar **data, gsize *len, GError **errp)
+{
+    GZlibDecompressor *z = g_zlib_decompressor_new(G_ZLIB_COMPRESSOR_FORMAT_GZIP);
+    GByteArray *out = g_byte_array_new();
+    const guint8 *in = (const guint8 *)*data;
+    gsize left = *len;
+    guint8 chunk[65536];
+    GConverterResult r;
+    do {
+        gsize rd = 0, wr = 0;
+        r = g_converter_convert(G_CONVERTER(z), in, left, chunk, sizeof(chunk),
+                                G_CONVERTER_INPUT_AT_END, &rd, &wr, errp);
+        if (r == G_CONVERTER_ERROR) break;
+        in += rd;
+        left -= rd;
+        g_byte_array_append(out, chunk, (guint)wr);
+    } while (r != G_CONVERTER_FINISHED && out->len <= (64u << 20));
+    g_object_unref(z);
+    if (r != G_CONVERTER_FINISHED) {
+        g_byte_array_unref(out);
+        if (errp && !*errp) g_set_error(errp, G_IO_ERROR, G_IO_ERROR_FAILED, "inflates to more than 64 MiB");
+        return false;
+    }
+    g_free(*data);
+    *len = out->len;
+    *data = (gchar *)g_byte_array_free(out, FALSE);
+    return true;
+}
+
 static int run_file(const char *path)
 {
     gchar *data = NULL;
     gsize len = 0;
     GError *err = NULL;
-    if (!g_file_get_contents(path, &data, &len, &err)) {
-        fprintf(stderr, "replay: %s\n", err->message);
+    if (!g_file_get_contents(path, &data, &len, &err) ||
+        (g_str_has_suffix(path, ".gz") && !gunzip(&data, &len, &err))) {
+        fprintf(stderr, "replay: %s: %s\n", path, err->message);
         g_error_free(err);
+        g_free(data);
         return 1;
     }
     /* a heap copy of exactly len bytes, as the engines pass it */

@@ -17,6 +17,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bins=${BF_BIN_DIR:-/tmp/qs-fuzz-bin}
 work=${BF_WORK_DIR:-/tmp/qs-fuzz-$fmt-$engine}
 max_len=${BF_MAX_LEN:-65536}
+[ "$fmt" = vhdx ] && max_len=${BF_MAX_LEN:-4194304}   # regions are 1 MiB aligned: seeds are 3 MiB
 
 if [ ! -f "$here/harnesses/fuzz-$fmt.c" ]; then
   echo "fuzz.sh: no target for format '$fmt' (have: $(cd "$here/harnesses" && ls fuzz-*.c |
@@ -32,6 +33,9 @@ build() {   # build ENGINE unless its binary is newer than every source
 
 mkdir -p "$work/corpus" "$work/artifacts" "$work/sandbox"
 cp -n "$here/corpus/$fmt/"* "$work/corpus/" 2>/dev/null || true
+for z in "$work/corpus/"*.gz; do   # compressed seeds (vhdx): the engines want them inflated
+  [ -f "$z" ] && gzip -dc "$z" > "${z%.gz}" && rm -f "$z"
+done
 gen=${BF_IMGGEN:-}
 if [ -n "$gen" ] && [ -x "$gen" ] && [ "$fmt" != raw ]; then
   "$gen" "$fmt" --seed 1 --count 32 --out "$work/corpus" >/dev/null || true

@@ -1,0 +1,9 @@
+#!/bin/bash -eu
+# SPDX-License-Identifier: GPL-2.0-or-later
+# OSS-Fuzz / ClusterFuzzLite build script: the same targets as `make fuzz`, built with the
+# infrastructure's $CC/$CFLAGS/$LIB_FUZZING_ENGINE into $OUT, with seed corpora
+# (fuzz-FORMAT_seed_corpus.zip), dictionaries and .options files next to them.
+here=$(cd "$(dirname "$0")/.." && pwd)
+# GLib and json-glib come from the build image's packages; the runner image needs the same
+# shared libraries (OSS-Fuzz projects usually build them statically: see docs/fuzzing.md).
+JOBS=${JOBS:-$(nproc)} bash "$here/scripts/build-fuzzers.sh" ossfuzz "$OUT" "$WORK/qemu-slim-build"
