@@ -195,7 +195,11 @@ def test_known_loads(tmp):
         # of the rest in poll
         busy = m["dispatch_ns"] / snap["since_reset_ns"]
         assert 0.09 < busy < 0.6, busy
-        assert m["poll_ns"] / snap["since_reset_ns"] > 0.5
+        # and is otherwise blocked in poll: the two cover nearly all of the wall time.
+        # (On a loaded host a preempted dispatch takes wall time from poll's share, so
+        # the poll share alone is only bounded loosely.)
+        poll = m["poll_ns"] / snap["since_reset_ns"]
+        assert poll > 0.25 and poll + busy > 0.8, (poll, busy)
         assert m["iterations"] >= t["count"]
         assert m["dispatches"] >= t["count"] + b["count"]
         assert io["iterations"] >= f["count"]
