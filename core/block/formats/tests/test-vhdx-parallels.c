@@ -657,7 +657,7 @@ static void test_random_flips(void)
         static const uint64_t vhdx_areas[][2] = { { 0x10000, 80 }, { 0x30000, 80 },
                                                   { 2 * MiB, 64 }, { 3 * MiB, 200 },
                                                   { 3 * MiB + 65536, 40 } };
-        for (int it = 0; it < 80; it++) {
+        for (int it = 0; it < 50; it++) {
             g_autofree char *img = g_memdup2(orig, len);
             int flips = g_rand_int_range(rnd, 1, 6);
             for (int f = 0; f < flips; f++) {
