@@ -1,133 +1,103 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Loops (the main loop and iothreads, each a GMainContext run by one thread), their
- * registry, the poll wrapper and the observer registry with its lock-free read path. */
+ * registry, the poll wrapper and the observer registry (writers and grace periods). */
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <linux/membarrier.h>
 #include "loop-internal.h"
 #include "qs-internal.h"
 
-static GMutex reg_lock;            /* loops, observer list writers */
+static GMutex reg_lock;            /* loops */
 static GPtrArray *loops;           /* QsLoop *, main first */
 static QsLoop *main_loop;
 static __thread QsLoop *cur_loop;  /* loop this thread is running, for the poll wrapper */
 
-/* ---- observers ----
- * Readers (loop threads) load the current immutable list and call through it inside a
- * per-thread critical section marked by an odd sequence number.  A writer publishes a
- * new list, then waits until no thread is inside a section that may use the old one,
- * then frees it.  No lock is taken on the dispatch path. */
-
-typedef struct ObsEntry {
-    const QsEvloopObserver *obs;
-    void *opaque;
-} ObsEntry;
-
-typedef struct ObsList {
-    guint n;
-    ObsEntry e[];
-} ObsList;
-
-typedef struct Reader {
-    int seq;          /* odd while inside observer callbacks */
-} Reader;
+/* ---- observers: the write side (the read side is in loop-internal.h) ---- */
 
 int qs_evloop_nobs;
-static ObsList *obs_list;          /* atomic; NULL when empty */
-static GPtrArray *readers;         /* Reader *, under reg_lock */
-static __thread Reader *self_reader;
+ObsList *qs_evloop_obs_list;       /* NULL when empty */
+bool qs_evloop_obs_fenced;
+__thread ObsReader qs_evloop_reader;
 
-static void reader_free(gpointer p)
+static GMutex obs_lock;            /* serialises writers; never taken by readers */
+static GMutex readers_lock;        /* the set of reader threads */
+static GPtrArray *readers;         /* ObsReader * of live threads that entered once */
+static bool membarrier_checked;
+
+static void reader_unregister(gpointer p)
 {
-    g_mutex_lock(&reg_lock);
+    g_mutex_lock(&readers_lock);
     g_ptr_array_remove_fast(readers, p);
-    g_mutex_unlock(&reg_lock);
-    g_free(p);
+    g_mutex_unlock(&readers_lock);
 }
 
-static GPrivate reader_key = G_PRIVATE_INIT(reader_free);
+static GPrivate reader_key = G_PRIVATE_INIT(reader_unregister);
 
-static Reader *reader_get(void)
+/* First section of a thread: make it known to writers (before its seq first changes). */
+unsigned qs_obs_reader_register(void)
 {
-    Reader *r = self_reader;
-    if (G_UNLIKELY(!r)) {
-        r = g_new0(Reader, 1);
-        g_mutex_lock(&reg_lock);
-        if (!readers) readers = g_ptr_array_new();
-        g_ptr_array_add(readers, r);
-        g_mutex_unlock(&reg_lock);
-        g_private_set(&reader_key, r);
-        self_reader = r;
-    }
-    return r;
+    ObsReader *r = &qs_evloop_reader;
+    g_mutex_lock(&readers_lock);
+    if (!readers) readers = g_ptr_array_new();
+    g_ptr_array_add(readers, r);
+    g_mutex_unlock(&readers_lock);
+    g_private_set(&reader_key, r);   /* unregistered when the thread exits */
+    __atomic_store_n(&r->seq, 2, __ATOMIC_RELAXED);
+    return 2;
 }
 
-static ObsList *obs_enter(Reader *r)
+/* Called once, under obs_lock, before the first list is published: readers skip their
+ * fence only if the kernel can make them execute one when a writer asks. */
+static void membarrier_setup(void)
 {
-    g_atomic_int_inc(&r->seq);      /* full barrier: seq is visible before the load */
-    return g_atomic_pointer_get(&obs_list);
+    if (membarrier_checked) return;
+    membarrier_checked = true;
+    long r = syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+    qs_evloop_obs_fenced = r != 0;
 }
 
-static void obs_leave(Reader *r)
-{
-    g_atomic_int_inc(&r->seq);
-}
-
-void qs_obs_dispatch_begin(const QsSourceInfo *src)
-{
-    Reader *r = reader_get();
-    ObsList *l = obs_enter(r);
-    for (guint i = 0; l && i < l->n; i++) {
-        if (l->e[i].obs->dispatch_begin) l->e[i].obs->dispatch_begin(src, l->e[i].opaque);
-    }
-    obs_leave(r);
-}
-
-void qs_obs_dispatch_end(const QsSourceInfo *src)
-{
-    Reader *r = reader_get();
-    ObsList *l = obs_enter(r);
-    for (guint i = 0; l && i < l->n; i++) {
-        if (l->e[i].obs->dispatch_end) l->e[i].obs->dispatch_end(src, l->e[i].opaque);
-    }
-    obs_leave(r);
-}
-
-static void obs_poll(QsLoop *loop, bool begin, int timeout)
-{
-    Reader *r = reader_get();
-    ObsList *l = obs_enter(r);
-    for (guint i = 0; l && i < l->n; i++) {
-        const QsEvloopObserver *o = l->e[i].obs;
-        if (begin && o->poll_begin) o->poll_begin(loop, timeout, l->e[i].opaque);
-        if (!begin && o->poll_end) o->poll_end(loop, l->e[i].opaque);
-    }
-    obs_leave(r);
-}
-
-/* Called with reg_lock held: wait until no other thread can still see `old`. */
+/* Wait until no other thread can still be using a list published before this call. */
 static void obs_synchronize(void)
 {
-    for (guint i = 0; readers && i < readers->len; i++) {
-        Reader *r = readers->pdata[i];
-        if (r == self_reader) continue;
-        int s = g_atomic_int_get(&r->seq);
-        if (!(s & 1)) continue;
-        while (g_atomic_int_get(&r->seq) == s) g_usleep(20);
+    if (qs_evloop_obs_fenced ||
+        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+        /* only reached with fencing readers (registration succeeded otherwise) */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
     }
+    g_mutex_lock(&readers_lock);
+    for (guint i = 0; readers && i < readers->len; i++) {
+        ObsReader *r = readers->pdata[i];
+        if (r == &qs_evloop_reader) continue;    /* removing from inside a callback */
+        unsigned s = __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE);
+        if (!(s & 1)) continue;
+        while (__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE) == s) g_usleep(20);
+    }
+    g_mutex_unlock(&readers_lock);
 }
+
+/* Lists replaced from inside an observer callback: the calling thread may still be
+ * walking them, so they are freed by a later publish made outside any section. */
+static GPtrArray *retired;
 
 static void obs_publish(ObsList *nl)
 {
-    ObsList *old = g_atomic_pointer_exchange(&obs_list, nl);
-    g_atomic_int_set(&qs_evloop_nobs, nl ? (int)nl->n : 0);
+    membarrier_setup();
+    ObsList *old = __atomic_exchange_n(&qs_evloop_obs_list, nl, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&qs_evloop_nobs, nl ? (int)nl->n : 0, __ATOMIC_RELEASE);
     obs_synchronize();
+    if (qs_evloop_reader.seq & 1) {    /* inside a section of this thread */
+        if (!retired) retired = g_ptr_array_new_with_free_func(g_free);
+        g_ptr_array_add(retired, old);
+        return;
+    }
     g_free(old);
+    if (retired) g_ptr_array_set_size(retired, 0);
 }
 
 static ObsList *obs_copy(guint extra, const QsEvloopObserver *skip)
 {
-    ObsList *cur = obs_list;
+    ObsList *cur = qs_evloop_obs_list;
     guint n = cur ? cur->n : 0;
     ObsList *nl = g_malloc0(sizeof(ObsList) + (n + extra) * sizeof(ObsEntry));
     for (guint i = 0; i < n; i++) {
@@ -147,61 +117,75 @@ bool qs_evloop_observer_add(const QsEvloopObserver *obs, void *opaque, GError **
         g_set_error(errp, QS_ERROR, QS_ERROR_FAILED, "event-loop observer without a name");
         return false;
     }
-    g_mutex_lock(&reg_lock);
-    for (guint i = 0; obs_list && i < obs_list->n; i++) {
-        if (!strcmp(obs_list->e[i].obs->name, obs->name)) {
-            g_mutex_unlock(&reg_lock);
+    g_mutex_lock(&obs_lock);
+    ObsList *cur = qs_evloop_obs_list;
+    for (guint i = 0; cur && i < cur->n; i++) {
+        if (!strcmp(cur->e[i].obs->name, obs->name)) {
+            g_mutex_unlock(&obs_lock);
             g_set_error(errp, QS_ERROR, QS_ERROR_FAILED,
                         "event-loop observer '%s' is already registered", obs->name);
             return false;
         }
     }
-    g_mutex_unlock(&reg_lock);
+    g_mutex_unlock(&obs_lock);
     if (!qs_module_claim("observer", obs->name, errp)) return false;
-    g_mutex_lock(&reg_lock);
+    g_mutex_lock(&obs_lock);
     ObsList *nl = obs_copy(1, NULL);
     nl->e[nl->n++] = (ObsEntry){ obs, opaque };
     obs_publish(nl);
-    g_mutex_unlock(&reg_lock);
+    g_mutex_unlock(&obs_lock);
     qs_module_track(observer_undo, (void *)obs);
     return true;
 }
 
 void qs_evloop_observer_remove(const QsEvloopObserver *obs)
 {
-    g_mutex_lock(&reg_lock);
+    g_mutex_lock(&obs_lock);
+    ObsList *cur = qs_evloop_obs_list;
     bool found = false;
-    for (guint i = 0; obs_list && i < obs_list->n; i++) found |= obs_list->e[i].obs == obs;
+    for (guint i = 0; cur && i < cur->n; i++) found |= cur->e[i].obs == obs;
     if (found) {
         ObsList *nl = obs_copy(0, obs);
         if (!nl->n) g_clear_pointer(&nl, g_free);
         obs_publish(nl);
     }
-    g_mutex_unlock(&reg_lock);
+    g_mutex_unlock(&obs_lock);
 }
 
 /* Loop life-cycle callbacks, through a read-side section (no lock held, so a callback
  * may use qs_loop_foreach). */
 static void obs_loop_event(QsLoop *loop, bool added)
 {
-    Reader *r = reader_get();
-    ObsList *l = obs_enter(r);
+    ObsList *l;
+    unsigned token = obs_enter(&l);
     for (guint i = 0; l && i < l->n; i++) {
         const QsEvloopObserver *o = l->e[i].obs;
         if (added && o->loop_added) o->loop_added(loop, l->e[i].opaque);
         if (!added && o->loop_removed) o->loop_removed(loop, l->e[i].opaque);
     }
-    obs_leave(r);
+    obs_leave(token);
 }
 
 /* ---- loops ---- */
 
+static void obs_poll(QsLoop *loop, bool begin, int timeout)
+{
+    ObsList *l;
+    unsigned token = obs_enter(&l);
+    for (guint i = 0; l && i < l->n; i++) {
+        const QsEvloopObserver *o = l->e[i].obs;
+        if (begin && o->poll_begin) o->poll_begin(loop, timeout, l->e[i].opaque);
+        if (!begin && o->poll_end) o->poll_end(loop, l->e[i].opaque);
+    }
+    obs_leave(token);
+}
+
 static gint loop_poll(GPollFD *fds, guint nfds, gint timeout)
 {
     QsLoop *l = cur_loop;
-    if (G_UNLIKELY(g_atomic_int_get(&qs_evloop_nobs)) && l) obs_poll(l, true, timeout);
+    if (G_UNLIKELY(obs_active()) && l) obs_poll(l, true, timeout);
     gint r = g_poll(fds, nfds, timeout);
-    if (G_UNLIKELY(g_atomic_int_get(&qs_evloop_nobs)) && l) obs_poll(l, false, 0);
+    if (G_UNLIKELY(obs_active()) && l) obs_poll(l, false, 0);
     return r;
 }
 

@@ -458,6 +458,93 @@ static void test_observer_remove_waits(void)
     qs_iothread_free(io);
 }
 
+/* Removal under load: an iothread dispatches bottom halves non-stop while the main thread
+ * adds and removes an observer whose state is freed (and poisoned) right after removal.
+ * A callback running after qs_evloop_observer_remove returned is counted (and ASan sees
+ * the use after free). */
+typedef struct Stress {
+    int magic;          /* 0x5eed while live */
+    int calls;
+} Stress;
+
+static int stress_late, stress_inside;
+
+static void stress_cb(const QsSourceInfo *src, void *o)
+{
+    Stress *st = o;
+    g_atomic_int_inc(&stress_inside);
+    if (g_atomic_int_get(&st->magic) != 0x5eed) g_atomic_int_inc(&stress_late);
+    g_atomic_int_inc(&st->calls);
+    if ((st->calls & 63) == 0) g_usleep(50);   /* sometimes be caught inside */
+    if (g_atomic_int_get(&st->magic) != 0x5eed) g_atomic_int_inc(&stress_late);
+    g_atomic_int_add(&stress_inside, -1);
+}
+
+static void stress_poll(QsLoop *l, int timeout, void *o) { stress_cb(NULL, o); }
+static void stress_poll_end(QsLoop *l, void *o) { stress_cb(NULL, o); }
+
+static const QsEvloopObserver stress_observer = {
+    .name = "stress", .dispatch_begin = stress_cb, .dispatch_end = stress_cb,
+    .poll_begin = stress_poll, .poll_end = stress_poll_end,
+};
+
+typedef struct Spinner {
+    QsBH *bh;
+    int stop;
+} Spinner;
+
+static void spin_bh(void *opaque)
+{
+    Spinner *sp = opaque;
+    if (!g_atomic_int_get(&sp->stop)) qs_bh_schedule(sp->bh);
+}
+
+static void stress_remove(void)
+{
+    GError *err = NULL;
+    QsLoop *io = qs_iothread_new("io-stress", &err);
+    g_assert_no_error(err);
+    Spinner sp = { 0 };
+    sp.bh = qs_bh_new(io, "spin", spin_bh, &sp);
+    qs_bh_schedule(sp.bh);
+    stress_late = 0;
+    int total = 0;
+    for (int i = 0; i < 300; i++) {
+        Stress *st = g_new0(Stress, 1);
+        st->magic = 0x5eed;
+        g_assert_true(qs_evloop_observer_add(&stress_observer, st, &err));
+        g_assert_no_error(err);
+        for (int w = 0; w < 2000 && g_atomic_int_get(&st->calls) < 4; w++) g_usleep(10);
+        qs_evloop_observer_remove(&stress_observer);
+        g_assert_cmpint(g_atomic_int_get(&stress_inside), ==, 0);
+        g_atomic_int_set(&st->magic, 0);
+        total += g_atomic_int_get(&st->calls);
+        memset(st, 0xa5, sizeof(*st));
+        g_free(st);
+    }
+    g_assert_cmpint(g_atomic_int_get(&stress_late), ==, 0);
+    g_assert_cmpint(total, >=, 300 * 4 / 2);   /* the observer did run */
+    g_atomic_int_set(&sp.stop, 1);
+    qs_loop_call(io, "wake", nop, NULL);
+    qs_iothread_free(io);
+    qs_bh_free(sp.bh);
+}
+
+static void test_observer_remove_stress(void)
+{
+    stress_remove();
+}
+
+/* The same without membarrier(2): readers fence their own entry. */
+static void test_observer_remove_stress_fenced(void)
+{
+    g_assert_cmpint(qs_evloop_nobs, ==, 0);
+    bool saved = qs_evloop_obs_fenced;
+    qs_evloop_obs_fenced = true;
+    stress_remove();
+    qs_evloop_obs_fenced = saved;
+}
+
 /* A module that registers an observer and then fails init leaves none behind; one that
  * registers without declaring it is refused. */
 static void test_observer_module_rollback(void)
@@ -503,6 +590,8 @@ int main(int argc, char **argv)
     g_test_add_func("/evloop/iothread", test_iothread);
     g_test_add_func("/evloop/observer/hooks", test_observers);
     g_test_add_func("/evloop/observer/remove-waits", test_observer_remove_waits);
+    g_test_add_func("/evloop/observer/remove-stress", test_observer_remove_stress);
+    g_test_add_func("/evloop/observer/remove-stress-fenced", test_observer_remove_stress_fenced);
     g_test_add_func("/evloop/observer/module-rollback", test_observer_module_rollback);
     return g_test_run();
 }
