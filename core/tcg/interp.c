@@ -8,13 +8,19 @@
 #define BINOPS(X) X(ADD) X(SUB) X(AND) X(OR) X(XOR) X(SHL) X(SHR) X(SAR) X(MUL) \
     X(MULH) X(MULHU) X(MULHSU) X(DIV) X(DIVU) X(REM) X(REMU)
 #define CONDS(X) X(EQ) X(NE) X(LT) X(GE) X(LTU) X(GEU)
+/* Superinstructions for RV64's 32-bit ops: the op and the sign extension of its result
+ * (addw, addiw, subw, mulw, sllw, slliw; srlw/srliw and sraw/sraiw with their operand's
+ * extension too). */
+#define WOPS(X) X(ADDW) X(SUBW) X(MULW) X(SHLW) X(SRLW) X(SRAW)
 
 enum {
     H_MOVI, H_MOV, H_EXT32S, H_EXT32U, H_BR,
 #define E(n) H_##n##_RR, H_##n##_RI,
     BINOPS(E)
+    WOPS(E)
 #undef E
-#define E(n) H_SET_##n##_RR, H_SET_##n##_RI, H_BR_##n##_RR, H_BR_##n##_RI,
+#define E(n) H_SET_##n##_RR, H_SET_##n##_RI, H_BR_##n##_RR, H_BR_##n##_RI, \
+             H_BRX_##n##_RR, H_BRX_##n##_RI,
     CONDS(E)
 #undef E
     H_LD8U, H_LD8S, H_LD16U, H_LD16S, H_LD32U, H_LD32S, H_LD64, H_LDGEN,
@@ -25,6 +31,45 @@ enum {
 };
 
 static const void *const *handlers;
+
+#ifdef QS_TCG_PROFILE
+/* Profile build (-Dc_args=-DQS_TCG_PROFILE): counts every handler run and every pair of
+ * consecutive handlers, written at exit to the file named by $QS_TCG_PROFILE.  The
+ * counters are shared by all hart threads without atomics (approximate with -smp > 1). */
+#include <stdlib.h>
+static const char *const handler_names[H_NB] = {
+    "movi", "mov", "ext32s", "ext32u", "br",
+#define E(n) #n "_rr", #n "_ri",
+    BINOPS(E) WOPS(E)
+#undef E
+#define E(n) "set_" #n "_rr", "set_" #n "_ri", "br_" #n "_rr", "br_" #n "_ri", \
+             "brx_" #n "_rr", "brx_" #n "_ri",
+    CONDS(E)
+#undef E
+    "ld8u", "ld8s", "ld16u", "ld16s", "ld32u", "ld32s", "ld64", "ldgen",
+    "st8", "st16", "st32", "st64", "stgen", "amo", "cmpxchg", "mb_sc", "mb_acq", "mb_rel",
+    "mb_acqrel", "call", "goto_tb", "exit_indirect",
+};
+static uint64_t prof_count[H_NB], prof_pair[H_NB][H_NB];
+
+static void prof_dump(void)
+{
+    FILE *f = fopen(getenv("QS_TCG_PROFILE"), "w");
+    if (!f) return;
+    for (unsigned i = 0; i < H_NB; i++)
+        if (prof_count[i]) fprintf(f, "op %s %" G_GUINT64_FORMAT "\n", handler_names[i], prof_count[i]);
+    for (unsigned i = 0; i < H_NB; i++)
+        for (unsigned j = 0; j < H_NB; j++)
+            if (prof_pair[i][j])
+                fprintf(f, "pair %s %s %" G_GUINT64_FORMAT "\n", handler_names[i], handler_names[j],
+                        prof_pair[i][j]);
+    fclose(f);
+}
+#define PROF(ip) do { prof_count[(ip)->hid]++; prof_pair[prof_prev][(ip)->hid]++; \
+                      prof_prev = (ip)->hid; } while (0)
+#else
+#define PROF(ip) do { } while (0)
+#endif
 
 #define SLOT_ZERO 0                                   /* x0: always 0 in the frame */
 #define SLOT_SCRATCH (QS_TCG_NB_GLOBALS + TCG_MAX_LOCALS)
@@ -154,9 +199,11 @@ TB *tcg_interp_exec(QsCpu *cpu, TB *tb, int *slot)
         [H_EXT32U] = &&L_EXT32U, [H_BR] = &&L_BR,
 #define E(n) [H_##n##_RR] = &&L_##n##_RR, [H_##n##_RI] = &&L_##n##_RI,
         BINOPS(E)
+        WOPS(E)
 #undef E
 #define E(n) [H_SET_##n##_RR] = &&L_SET_##n##_RR, [H_SET_##n##_RI] = &&L_SET_##n##_RI, \
-             [H_BR_##n##_RR] = &&L_BR_##n##_RR, [H_BR_##n##_RI] = &&L_BR_##n##_RI,
+             [H_BR_##n##_RR] = &&L_BR_##n##_RR, [H_BR_##n##_RI] = &&L_BR_##n##_RI,   \
+             [H_BRX_##n##_RR] = &&L_BRX_##n##_RR, [H_BRX_##n##_RI] = &&L_BRX_##n##_RI,
         CONDS(E)
 #undef E
         [H_LD8U] = &&L_LD8U, [H_LD8S] = &&L_LD8S, [H_LD16U] = &&L_LD16U,
@@ -169,6 +216,9 @@ TB *tcg_interp_exec(QsCpu *cpu, TB *tb, int *slot)
         [H_EXIT_INDIRECT] = &&L_EXIT_INDIRECT,
     };
     if (!cpu) {
+#ifdef QS_TCG_PROFILE
+        if (!handlers && getenv("QS_TCG_PROFILE")) atexit(prof_dump);
+#endif
         handlers = table;
         return NULL;
     }
@@ -177,19 +227,43 @@ TB *tcg_interp_exec(QsCpu *cpu, TB *tb, int *slot)
     const uint8_t *code_map = cpu->ram->code_map;
     const uint64_t ram_base = cpu->ram->base, ram_size = cpu->ram->size;
     const Insn *ip = tb->code;
+#ifdef QS_TCG_PROFILE
+    unsigned prof_prev = H_GOTO_TB;
+#endif
 
-#define NEXT() do { ip++; goto *ip->h; } while (0)
-    goto *ip->h;
+    /* Every handler ends with its own copy of the dispatch (one indirect jump per
+     * handler, so the host predicts each from its own history). */
+#define DISPATCH() do { PROF(ip); goto *ip->h; } while (0)
+#define NEXT() do { ip++; DISPATCH(); } while (0)
+    /* Leave the block through the GOTO_TB instruction g: to the chained block if there
+     * is one and no exit is requested, else back to the execution loop. */
+#define GOTO_TB(g)                                                             \
+    do {                                                                       \
+        const Insn *g_ = (g);                                                  \
+        cpu->icount += g_->c;                                                  \
+        TB *n_ = __atomic_load_n((TB *const *)&g_->aux, __ATOMIC_ACQUIRE);     \
+        if (__builtin_expect(n_ != NULL, 1) &&                                 \
+            !atomic_load_explicit(&cpu->exit_req, memory_order_relaxed)) {     \
+            tb = n_;                                                           \
+            ip = n_->code;                                                     \
+            DISPATCH();                                                        \
+        }                                                                      \
+        cpu->pc = (uint64_t)g_->imm;                                           \
+        *slot = g_->b;                                                         \
+        return tb;                                                             \
+    } while (0)
+    DISPATCH();
 
 L_MOVI: R[ip->d] = (uint64_t)ip->imm; NEXT();
 L_MOV: R[ip->d] = R[ip->a]; NEXT();
 L_EXT32S: R[ip->d] = (uint64_t)(int64_t)(int32_t)R[ip->a]; NEXT();
 L_EXT32U: R[ip->d] = (uint32_t)R[ip->a]; NEXT();
-L_BR: ip = (const Insn *)ip->aux; goto *ip->h;
+L_BR: ip = (const Insn *)ip->aux; DISPATCH();
 
 #define BIN(n, expr)                                                           \
 L_##n##_RR: { uint64_t a = R[ip->a], b = R[ip->b]; R[ip->d] = (expr); NEXT(); } \
 L_##n##_RI: { uint64_t a = R[ip->a], b = (uint64_t)ip->imm; R[ip->d] = (expr); NEXT(); }
+#define SX32(v) ((uint64_t)(int64_t)(int32_t)(v))
     BIN(ADD, a + b)
     BIN(SUB, a - b)
     BIN(AND, a & b)
@@ -206,14 +280,26 @@ L_##n##_RI: { uint64_t a = R[ip->a], b = (uint64_t)ip->imm; R[ip->d] = (expr); N
     BIN(DIVU, tcg_divu(a, b))
     BIN(REM, tcg_rem(a, b))
     BIN(REMU, tcg_remu(a, b))
+    BIN(ADDW, SX32(a + b))
+    BIN(SUBW, SX32(a - b))
+    BIN(MULW, SX32(a * b))
+    BIN(SHLW, SX32(a << (b & 63)))
+    BIN(SRLW, SX32((uint32_t)a >> (b & 31)))
+    BIN(SRAW, (uint64_t)((int64_t)(int32_t)a >> (b & 31)))
 
+    /* BR_*: a conditional jump inside the block; BRX_*: both ways leave the block (to
+     * GOTO_TB instructions: the next one, or the target) without another dispatch. */
 #define CMP(n, expr)                                                           \
 L_SET_##n##_RR: { uint64_t a = R[ip->a], b = R[ip->b]; R[ip->d] = (expr); NEXT(); } \
 L_SET_##n##_RI: { uint64_t a = R[ip->a], b = (uint64_t)ip->imm; R[ip->d] = (expr); NEXT(); } \
 L_BR_##n##_RR: { uint64_t a = R[ip->a], b = R[ip->b];                          \
-    if (expr) { ip = (const Insn *)ip->aux; goto *ip->h; } NEXT(); }           \
+    if (expr) { ip = (const Insn *)ip->aux; DISPATCH(); } NEXT(); }            \
 L_BR_##n##_RI: { uint64_t a = R[ip->a], b = (uint64_t)ip->imm;                 \
-    if (expr) { ip = (const Insn *)ip->aux; goto *ip->h; } NEXT(); }
+    if (expr) { ip = (const Insn *)ip->aux; DISPATCH(); } NEXT(); }            \
+L_BRX_##n##_RR: { uint64_t a = R[ip->a], b = R[ip->b];                         \
+    GOTO_TB((expr) ? (const Insn *)ip->aux : ip + 1); }                        \
+L_BRX_##n##_RI: { uint64_t a = R[ip->a], b = (uint64_t)ip->imm;                \
+    GOTO_TB((expr) ? (const Insn *)ip->aux : ip + 1); }
     CMP(EQ, a == b)
     CMP(NE, a != b)
     CMP(LT, (int64_t)a < (int64_t)b)
@@ -278,18 +364,7 @@ L_CALL: {
         R[ip->d] = v;   /* d is a scratch slot when the result is unused */
         NEXT();
     }
-L_GOTO_TB: {
-        cpu->icount += ip->c;
-        TB *n = __atomic_load_n((TB *const *)&ip->aux, __ATOMIC_ACQUIRE);
-        if (n && !atomic_load_explicit(&cpu->exit_req, memory_order_relaxed)) {
-            tb = n;
-            ip = n->code;
-            goto *ip->h;
-        }
-        cpu->pc = (uint64_t)ip->imm;
-        *slot = ip->b;
-        return tb;
-    }
+L_GOTO_TB: GOTO_TB(ip);
 L_EXIT_INDIRECT: {
         cpu->icount += ip->c;
         uint64_t pc = R[ip->a];
@@ -298,7 +373,7 @@ L_EXIT_INDIRECT: {
             !atomic_load_explicit(&cpu->exit_req, memory_order_relaxed)) {
             tb = n;
             ip = n->code;
-            goto *ip->h;
+            DISPATCH();
         }
         cpu->pc = pc;
         *slot = -1;
@@ -313,6 +388,7 @@ typedef struct Gen {
     uint16_t *slot;          /* temp -> frame slot (locals and globals) */
     GArray *code;            /* Insn */
     uint32_t *label_at;      /* label -> insn index */
+    uint32_t *nuse;          /* temp -> number of ops reading it */
     uint32_t ninsns;
 } Gen;
 
@@ -324,9 +400,18 @@ static bool cst(const Gen *g, uint32_t t, int64_t *v)
     return true;
 }
 
+static void set_handler(Insn *i, unsigned h)
+{
+    i->h = handlers[h];
+#ifdef QS_TCG_PROFILE
+    i->hid = h;
+#endif
+}
+
 static Insn *put(Gen *g, unsigned h)
 {
-    Insn in = { .h = handlers[h] };
+    Insn in = { 0 };
+    set_handler(&in, h);
     g_array_append_val(g->code, in);
     return &g_array_index(g->code, Insn, g->code->len - 1);
 }
@@ -351,6 +436,33 @@ static uint16_t out_slot(Gen *g, uint32_t t)
     return t == QS_TCG_NO_ARG || t >= g->b->ntemps ? SLOT_SCRATCH + 2 : g->slot[t];
 }
 
+/* A binary op with handlers h (both operands in slots) and h + 1 (b a constant) into
+ * slot d. */
+static void emit_bin(Gen *g, unsigned h, bool commut, uint32_t a, uint32_t b, uint16_t d)
+{
+    int64_t va, vb;
+    if (commut && cst(g, a, &va) && !cst(g, b, &vb)) { uint32_t t = a; a = b; b = t; }
+    if (cst(g, b, &vb)) {
+        uint16_t sa = in_slot(g, a, 0);
+        Insn *i = put(g, h + 1);
+        i->d = d;
+        i->a = sa;
+        i->imm = vb;
+        return;
+    }
+    uint16_t sa = in_slot(g, a, 0), sb = in_slot(g, b, 1);
+    Insn *i = put(g, h);
+    i->d = d;
+    i->a = sa;
+    i->b = sb;
+}
+
+static bool commutative(unsigned opc)
+{
+    return opc == QS_TCG_ADD || opc == QS_TCG_AND || opc == QS_TCG_OR || opc == QS_TCG_XOR ||
+           opc == QS_TCG_MUL || opc == QS_TCG_MULH || opc == QS_TCG_MULHU;
+}
+
 static void gen_binop(Gen *g, const QsTcgOp *op)
 {
     static const uint8_t rr[] = {
@@ -358,32 +470,71 @@ static void gen_binop(Gen *g, const QsTcgOp *op)
         BINOPS(E)
 #undef E
     };
-    unsigned h = rr[op->opc];
-    int64_t va, vb;
-    uint32_t a = op->args[1], b = op->args[2];
-    bool commut = op->opc == QS_TCG_ADD || op->opc == QS_TCG_AND || op->opc == QS_TCG_OR ||
-                  op->opc == QS_TCG_XOR || op->opc == QS_TCG_MUL ||
-                  op->opc == QS_TCG_MULH || op->opc == QS_TCG_MULHU;
-    if (commut && cst(g, a, &va) && !cst(g, b, &vb)) { uint32_t t = a; a = b; b = t; }
-    if (cst(g, b, &vb)) {
-        uint16_t sa = in_slot(g, a, 0);
-        Insn *i = put(g, h + 1);
-        i->d = out_slot(g, op->args[0]);
-        i->a = sa;
-        i->imm = vb;
-        return;
+    emit_bin(g, rr[op->opc], commutative(op->opc), op->args[1], op->args[2],
+             out_slot(g, op->args[0]));
+}
+
+/* A LOCAL temp that exactly one op reads (so a superinstruction may skip storing it). */
+static bool single_use(const Gen *g, uint32_t t)
+{
+    return t < g->b->ntemps && g->b->temps[t].kind == QS_TCG_TEMP_LOCAL && g->nuse[t] == 1;
+}
+
+/* Superinstructions for 32-bit ops: returns how many ops starting at k it replaced (0 if
+ * none matches).
+ *   add/sub/mul/shl t, a, b; ext32s d, t                  -> addw/subw/mulw/shlw d, a, b
+ *   ext32u t1, a; shr t2, t1, b; ext32s d, t2             -> srlw d, a, b
+ *   ext32s t1, a; sar t2, t1, b; ext32s d, t2             -> sraw d, a, b */
+static unsigned gen_fused(Gen *g, const QsTcgOp *ops, uint32_t k, uint32_t n)
+{
+    if (k + 1 >= n) return 0;
+    const QsTcgOp *o0 = &ops[k], *o1 = &ops[k + 1];
+    if (o1->opc == QS_TCG_EXT32S && o1->args[1] == o0->args[0] && single_use(g, o0->args[0])) {
+        uint16_t d = out_slot(g, o1->args[0]);
+        int64_t vb;
+        switch (o0->opc) {
+        case QS_TCG_ADD:
+            emit_bin(g, H_ADDW_RR, true, o0->args[1], o0->args[2], d);
+            return 2;
+        case QS_TCG_SUB:
+            if (cst(g, o0->args[2], &vb)) {
+                Insn *i;
+                uint16_t sa = in_slot(g, o0->args[1], 0);
+                i = put(g, H_ADDW_RI);
+                i->d = d;
+                i->a = sa;
+                i->imm = (int64_t)(0 - (uint64_t)vb);
+                return 2;
+            }
+            emit_bin(g, H_SUBW_RR, false, o0->args[1], o0->args[2], d);
+            return 2;
+        case QS_TCG_MUL:
+            emit_bin(g, H_MULW_RR, true, o0->args[1], o0->args[2], d);
+            return 2;
+        case QS_TCG_SHL:
+            emit_bin(g, H_SHLW_RR, false, o0->args[1], o0->args[2], d);
+            return 2;
+        default:
+            break;
+        }
     }
-    uint16_t sa = in_slot(g, a, 0), sb = in_slot(g, b, 1);
-    Insn *i = put(g, h);
-    i->d = out_slot(g, op->args[0]);
-    i->a = sa;
-    i->b = sb;
+    if (k + 2 >= n) return 0;
+    const QsTcgOp *o2 = &ops[k + 2];
+    bool srl = o0->opc == QS_TCG_EXT32U && o1->opc == QS_TCG_SHR;
+    bool sra = o0->opc == QS_TCG_EXT32S && o1->opc == QS_TCG_SAR;
+    if ((srl || sra) && o1->args[1] == o0->args[0] && single_use(g, o0->args[0]) &&
+        o2->opc == QS_TCG_EXT32S && o2->args[1] == o1->args[0] && single_use(g, o1->args[0])) {
+        emit_bin(g, srl ? H_SRLW_RR : H_SRAW_RR, false, o0->args[1], o1->args[2],
+                 out_slot(g, o2->args[0]));
+        return 3;
+    }
+    return 0;
 }
 
 static void gen_cmp(Gen *g, const QsTcgOp *op, bool branch)
 {
     uint32_t a = branch ? op->args[0] : op->args[1], b = branch ? op->args[1] : op->args[2];
-    unsigned base = H_SET_EQ_RR + 4 * op->cond + (branch ? 2 : 0);
+    unsigned base = H_SET_EQ_RR + 6 * op->cond + (branch ? 2 : 0);
     int64_t vb;
     Insn *i;
     uint16_t sa = in_slot(g, a, 0);
@@ -540,7 +691,7 @@ static bool is_branch_handler(const void *h)
 {
     if (h == handlers[H_BR]) return true;
     for (unsigned c = 0; c < 6; c++) {
-        if (h == handlers[H_BR_EQ_RR + 4 * c] || h == handlers[H_BR_EQ_RI + 4 * c])
+        if (h == handlers[H_BR_EQ_RR + 6 * c] || h == handlers[H_BR_EQ_RI + 6 * c])
             return true;
     }
     return false;
@@ -558,9 +709,22 @@ bool tcg_backend_gen(TB *tb, const QsTcgBlock *b)
             g.slot[t] = next++;
         }
     }
+    g.nuse = g_new0(uint32_t, b->ntemps + 1);
+    for (uint32_t k = 0; k < b->nops; k++) {
+        uint32_t uses[3];
+        unsigned nu = qs_tcg_op_uses(&b->ops[k], uses);
+        for (unsigned u = 0; u < nu; u++) if (uses[u] < b->ntemps) g.nuse[uses[u]]++;
+    }
     g.code = g_array_sized_new(FALSE, FALSE, sizeof(Insn), b->nops + 8);
     g.label_at = g_new0(uint32_t, b->nlabels + 1);
-    for (uint32_t k = 0; k < b->nops; k++) gen_op(&g, &b->ops[k]);
+    for (uint32_t k = 0; k < b->nops;) {
+        unsigned used = gen_fused(&g, b->ops, k, b->nops);
+        if (!used) {
+            gen_op(&g, &b->ops[k]);
+            used = 1;
+        }
+        k += used;
+    }
     tb->ncode = g.code->len;
     tb->code = (Insn *)g_array_free(g.code, FALSE);
     tb->jmp_insn[0] = tb->jmp_insn[1] = NULL;
@@ -572,7 +736,20 @@ bool tcg_backend_gen(TB *tb, const QsTcgBlock *b)
         }
         if (in->h == handlers[H_GOTO_TB] && !tb->jmp_insn[in->b]) tb->jmp_insn[in->b] = in;
     }
+    /* A conditional branch whose two ways are block exits leaves the block itself. */
+    for (uint32_t k = 0; k + 1 < tb->ncode; k++) {
+        Insn *in = &tb->code[k];
+        const Insn *to = (const Insn *)(uintptr_t)in->aux;
+        if (in->h == handlers[H_BR] || !is_branch_handler(in->h) ||
+            in[1].h != handlers[H_GOTO_TB] || to->h != handlers[H_GOTO_TB])
+            continue;
+        for (unsigned c = 0; c < 6; c++) {
+            if (in->h == handlers[H_BR_EQ_RR + 6 * c]) set_handler(in, H_BRX_EQ_RR + 6 * c);
+            else if (in->h == handlers[H_BR_EQ_RI + 6 * c]) set_handler(in, H_BRX_EQ_RI + 6 * c);
+        }
+    }
     g_free(g.label_at);
+    g_free(g.nuse);
     g_free(g.slot);
     return true;
 }

@@ -16,11 +16,27 @@ static bool is_pure(unsigned opc)
     return opc >= QS_TCG_MOV && opc <= QS_TCG_SETCOND;
 }
 
-/* Replace a temp operand by a constant when its value is known. */
-static void subst(QsTcgBlock *b, uint32_t *arg, const bool *known, const int64_t *val)
+/* What the folder knows about temps: a constant value, or (for a LOCAL) being a copy of
+ * another temp, valid while that temp is not written again. */
+typedef struct Known {
+    bool *known;
+    int64_t *val;
+    uint32_t *copy;       /* QS_TCG_NO_ARG: not a copy */
+    uint32_t *copy_ver;   /* wver of the source when the copy was made */
+    uint32_t *wver;       /* bumped on every write of a temp (only globals are rewritten) */
+} Known;
+
+/* Replace a temp operand by a constant when its value is known, or by the temp it copies. */
+static void subst(QsTcgBlock *b, uint32_t *arg, const Known *k)
 {
     uint32_t t = *arg;
-    if (t != QS_TCG_NO_ARG && t < b->ntemps && known[t]) *arg = qs_tcg_const(b, val[t]);
+    if (t == QS_TCG_NO_ARG || t >= b->ntemps) return;
+    if (k->known[t]) {
+        *arg = qs_tcg_const(b, k->val[t]);
+        return;
+    }
+    uint32_t s = k->copy[t];
+    if (s != QS_TCG_NO_ARG && k->wver[s] == k->copy_ver[t]) *arg = s;
 }
 
 static void set_mov(QsTcgBlock *b, QsTcgOp *op, uint32_t src)
@@ -65,19 +81,22 @@ void tcg_opt_fold(QsTcgBlock *b)
 {
     /* Each op adds at most 4 constants (3 operands, 1 result): size the maps once. */
     uint32_t n = b->ntemps + 4 * b->nops + 16;
-    bool *known = g_new0(bool, n);
-    int64_t *val = g_new0(int64_t, n);
+    Known k = { .known = g_new0(bool, n), .val = g_new0(int64_t, n),
+                .copy = g_new(uint32_t, n), .copy_ver = g_new0(uint32_t, n),
+                .wver = g_new0(uint32_t, n) };
+    memset(k.copy, 0xff, n * sizeof(uint32_t));
     for (uint32_t i = 0; i < b->nops; i++) {
         QsTcgOp *op = &b->ops[i];
         if (op->opc == QS_TCG_LABEL) {
             /* A join point: what we know about globals may differ on the other path. */
-            for (uint32_t t = 0; t < QS_TCG_NB_GLOBALS; t++) known[t] = false;
+            for (uint32_t t = 0; t < QS_TCG_NB_GLOBALS; t++) k.known[t] = false;
+            memset(k.copy, 0xff, n * sizeof(uint32_t));
             continue;
         }
         if (op->opc == QS_TCG_BRCOND || op->opc == QS_TCG_EXIT_INDIRECT) {
-            subst(b, &op->args[0], known, val);
+            subst(b, &op->args[0], &k);
             if (op->opc == QS_TCG_BRCOND) {
-                subst(b, &op->args[1], known, val);
+                subst(b, &op->args[1], &k);
                 if (is_const(b, op->args[0]) && is_const(b, op->args[1])) {
                     bool taken = tcg_cond(op->cond, b->temps[op->args[0]].val,
                                           b->temps[op->args[1]].val);
@@ -91,11 +110,13 @@ void tcg_opt_fold(QsTcgBlock *b)
         }
         uint32_t uses[3];
         unsigned nu = qs_tcg_op_uses(op, uses);
-        for (unsigned k = 0; k < nu; k++) subst(b, &op->args[1 + k], known, val);
+        for (unsigned u = 0; u < nu; u++) subst(b, &op->args[1 + u], &k);
         if (!qs_tcg_op_has_def(op)) continue;
         uint32_t d = op->args[0];
         if (d >= n) continue;
-        known[d] = false;
+        k.known[d] = false;
+        k.copy[d] = QS_TCG_NO_ARG;
+        k.wver[d]++;
         if (!is_pure(op->opc)) continue;
         bool ca = is_const(b, op->args[1]);
         bool cb = nu < 2 || is_const(b, op->args[2]);
@@ -106,13 +127,22 @@ void tcg_opt_fold(QsTcgBlock *b)
         } else {
             simplify(b, op);
         }
-        if (op->opc == QS_TCG_MOV && is_const(b, op->args[1])) {
-            known[d] = true;
-            val[d] = b->temps[op->args[1]].val;
+        if (op->opc != QS_TCG_MOV) continue;
+        uint32_t src = op->args[1];
+        if (is_const(b, src)) {
+            k.known[d] = true;
+            k.val[d] = b->temps[src].val;
+        } else if (b->temps[d].kind == QS_TCG_TEMP_LOCAL && src < n && src != d) {
+            /* d is written once (SSA): its uses can read src while src is unchanged */
+            k.copy[d] = src;
+            k.copy_ver[d] = k.wver[src];
         }
     }
-    g_free(known);
-    g_free(val);
+    g_free(k.known);
+    g_free(k.val);
+    g_free(k.copy);
+    g_free(k.copy_ver);
+    g_free(k.wver);
 }
 
 static bool ends_flow(unsigned opc)

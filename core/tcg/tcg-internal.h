@@ -34,6 +34,9 @@ typedef struct Insn {
     uint16_t d, a, b, c;        /* frame slots, or small numbers */
     int64_t imm;
     uint64_t aux;               /* guest pc, next TB (atomic), or target index */
+#ifdef QS_TCG_PROFILE
+    unsigned hid;               /* handler number, for the profile counters */
+#endif
 } Insn;
 
 struct TB {

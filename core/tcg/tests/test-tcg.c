@@ -33,6 +33,15 @@ static uint32_t B(int off, unsigned rs2, unsigned rs1, unsigned f3)
 #define DIV(rd, a, b) R(1, b, a, 4, rd, 0x33)
 #define REMU(rd, a, b) R(1, b, a, 7, rd, 0x33)
 #define ADDW(rd, a, b) R(0, b, a, 0, rd, 0x3b)
+#define SUBW(rd, a, b) R(0x20, b, a, 0, rd, 0x3b)
+#define MULW(rd, a, b) R(1, b, a, 0, rd, 0x3b)
+#define SLLW(rd, a, b) R(0, b, a, 1, rd, 0x3b)
+#define SRLW(rd, a, b) R(0, b, a, 5, rd, 0x3b)
+#define SRAW(rd, a, b) R(0x20, b, a, 5, rd, 0x3b)
+#define ADDIW(rd, rs, imm) I(imm, rs, 0, rd, 0x1b)
+#define SLLIW(rd, rs, sh) I(sh, rs, 1, rd, 0x1b)
+#define SRLIW(rd, rs, sh) I(sh, rs, 5, rd, 0x1b)
+#define SRAIW(rd, rs, sh) I(0x400 | (sh), rs, 5, rd, 0x1b)
 #define LD(rd, rs, imm) I(imm, rs, 3, rd, 0x03)
 #define LW(rd, rs, imm) I(imm, rs, 2, rd, 0x03)
 #define SD(rs2, rs1, imm) S(imm, rs2, rs1, 3)
@@ -228,6 +237,70 @@ static void test_pass_pipeline(void)
 
 /* ---- execution ---- */
 
+static void test_copy_propagation(void)
+{
+    QsTcgBlock b = { 0 };
+    for (int g = 0; g < QS_TCG_NB_GLOBALS; g++) qs_tcg_temp_new(&b);
+    for (int g = 0; g < QS_TCG_NB_GLOBALS; g++) b.temps[g].kind = QS_TCG_TEMP_GLOBAL;
+    uint32_t t1 = qs_tcg_temp_new(&b), t2 = qs_tcg_temp_new(&b), one = qs_tcg_const(&b, 1);
+    QsTcgOp ops[] = {
+        { .opc = QS_TCG_MOV, .args = { t1, 5, QS_TCG_NO_ARG, QS_TCG_NO_ARG } },
+        { .opc = QS_TCG_MOV, .args = { t2, 8, QS_TCG_NO_ARG, QS_TCG_NO_ARG } },
+        { .opc = QS_TCG_MOV, .args = { 5, one, QS_TCG_NO_ARG, QS_TCG_NO_ARG } },  /* x5 changes */
+        { .opc = QS_TCG_ADD, .args = { 6, t1, 7, QS_TCG_NO_ARG } },   /* must read old x5 */
+        { .opc = QS_TCG_ADD, .args = { 9, t2, 7, QS_TCG_NO_ARG } },   /* may read x8 */
+        { .opc = QS_TCG_GOTO_TB, .args = { 0 }, .imm = 0x1000 },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(ops); i++) qs_tcg_op_append(&b, &ops[i]);
+    tcg_opt_fold(&b);
+    tcg_opt_dce(&b);
+    /* mov t1,x5; mov x5,$1; add x6,t1,x7; add x9,x8,x7; goto_tb */
+    g_assert_cmpuint(b.nops, ==, 5);
+    g_assert_cmpuint(b.ops[0].opc, ==, QS_TCG_MOV);
+    g_assert_cmpuint(b.ops[0].args[0], ==, t1);
+    g_assert_cmpuint(b.ops[2].args[1], ==, t1);
+    g_assert_cmpuint(b.ops[3].opc, ==, QS_TCG_ADD);
+    g_assert_cmpuint(b.ops[3].args[1], ==, 8);
+    tcg_block_free(&b);
+}
+
+static uint64_t sx32(uint64_t v) { return (uint64_t)(int64_t)(int32_t)v; }
+
+static void test_exec_w_superinsns(void)
+{
+    Fixture f;
+    fx_init(&f, false);
+    uint32_t prog[] = {
+        ADDIW(10, 5, -1), SUBW(11, 0, 5), MULW(12, 5, 7), SLLW(13, 5, 6), SRLW(14, 5, 6),
+        SRAW(15, 5, 6), SRLIW(16, 5, 0), SRAIW(17, 5, 4), SLLIW(18, 5, 4), SRLIW(5, 5, 4),
+        ECALL,
+    };
+    memcpy(f.code, prog, sizeof(prog));
+    QsCpu *c = f.cpu;
+    uint64_t a = 0xdeadbeef87654321ull, sh = 0x123456780000003full, m = (uint64_t)-3;
+    c->regs[5] = a;
+    c->regs[6] = sh;      /* the W shifts use the low 5 bits: 31 */
+    c->regs[7] = m;
+    fx_run(&f);
+    g_assert_cmpuint(c->mcause, ==, EXC_ECALL_M);
+    g_assert_cmpuint(c->regs[10], ==, sx32((uint32_t)a - 1));
+    g_assert_cmpuint(c->regs[11], ==, sx32(0u - (uint32_t)a));
+    g_assert_cmpuint(c->regs[12], ==, sx32((uint32_t)a * (uint32_t)m));
+    g_assert_cmpuint(c->regs[13], ==, sx32((uint32_t)a << 31));
+    g_assert_cmpuint(c->regs[14], ==, sx32((uint32_t)a >> 31));
+    g_assert_cmpuint(c->regs[15], ==, (uint64_t)((int32_t)(uint32_t)a >> 31));
+    g_assert_cmpuint(c->regs[16], ==, sx32((uint32_t)a));
+    g_assert_cmpuint(c->regs[17], ==, (uint64_t)((int32_t)(uint32_t)a >> 4));
+    g_assert_cmpuint(c->regs[18], ==, sx32((uint32_t)a << 4));
+    g_assert_cmpuint(c->regs[5], ==, sx32((uint32_t)a >> 4));
+    /* each W op is one superinstruction (sllw/srlw/sraw keep their "and 31"); the ecall
+     * is a helper call and a goto_tb: 16 threaded instructions instead of 29 */
+    TB *tb = tcg_tb_lookup(c, BASE);
+    g_assert_cmpuint(tb->ninsns, ==, G_N_ELEMENTS(prog));
+    g_assert_cmpuint(tb->ncode, ==, 16);
+    fx_free(&f);
+}
+
 static void test_exec_arith(void)
 {
     Fixture f;
@@ -319,7 +392,9 @@ int main(int argc, char **argv)
     g_test_add_func("/tcg/ir/dce-side-effects", test_dce_keeps_side_effects);
     g_test_add_func("/tcg/frontend/ztso-barriers", test_ztso_barriers);
     g_test_add_func("/tcg/pipeline/module-pass", test_pass_pipeline);
+    g_test_add_func("/tcg/opt/copy-propagation", test_copy_propagation);
     g_test_add_func("/tcg/exec/arith", test_exec_arith);
+    g_test_add_func("/tcg/exec/w-superinsns", test_exec_w_superinsns);
     g_test_add_func("/tcg/exec/faults", test_exec_fault);
     g_test_add_func("/tcg/exec/chain-invalidate", test_chain_and_invalidate);
     return g_test_run();
