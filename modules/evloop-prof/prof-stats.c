@@ -9,7 +9,9 @@
 
 #define REC_CHUNK 64
 #define REC_CHUNKS 64            /* at most 4096 distinct sources per loop and thread */
-#define IDC_SIZE 256             /* direct-mapped cache: source id -> record */
+#define IDC_SIZE 256             /* direct-mapped cache: source id -> record (ids are
+                                  * handed out in sequence, so id % IDC_SIZE spreads them) */
+#define REC_OVERFLOW (REC_CHUNK * REC_CHUNKS)   /* index of the overflow record */
 #define NEST_MAX 16              /* nested dispatches tracked per loop */
 #define SLOTS_MAX 16             /* loops one thread can dispatch for */
 
@@ -22,25 +24,31 @@
 typedef struct Rec {
     uint64_t count;               /* every dispatch */
     bool always;                  /* writer-private: mean >= always_ticks, time them all */
+    uint32_t idx;                 /* its index in the slot (REC_OVERFLOW: the overflow) */
     uint64_t timed, total, max;   /* the timed ones; ticks */
     uint64_t hist[PROF_HIST_BUCKETS];
     char *name;                   /* immutable once published */
     const char *kind;
 } Rec;
 
+/* The current dispatch, published in one word: its number (dseq) and its record. */
+#define CUR_WORD(dseq, idx) (((dseq) << 16) | ((uint64_t)(idx) + 1))
+#define CUR_DSEQ(w) ((w) >> 16)
+#define CUR_IDX(w) ((uint32_t)((w) & 0xffff) - 1)
+
 typedef struct Slot {
     /* hot, writer side */
     const void *loop;             /* atomic; NULL once the loop is removed */
     uint64_t gen;                 /* atomic; reset generation of the counters */
-    uint64_t iterations, polls_timed, poll, dispatches;
-    uint64_t dseq;                /* dispatches begun, numbers each one */
+    uint64_t iterations, polls_timed, poll;
+    uint64_t dseq;                /* dispatches begun, numbers each one; writer-private */
     int depth;                    /* writer-private */
-    bool in_poll;
     uint64_t poll_start;
-    /* current (innermost) dispatch, published under seq; cur_start 0: not timed */
-    uint32_t seq;
-    Rec *cur_rec;
-    uint64_t cur_start, cur_dseq;
+    /* the innermost dispatch: CUR_WORD, 0 when none (release) */
+    uint64_t cur;
+    /* start of the last timed dispatch begun, valid while tstart_dseq is its number
+     * (zeroed while it changes) */
+    uint64_t tstart_dseq, tstart;
     /* a reader saw dispatch watch_seq running since watch_start: time its end */
     uint64_t watch_seq, watch_start;
     struct { Rec *rec; uint64_t start, dseq; } stack[NEST_MAX];
@@ -60,7 +68,6 @@ typedef struct Thread {
     ProfStats *st;
     int tid;
     bool exited;                  /* under the lock: the thread is gone, its counts stay */
-    Slot *last;                   /* writer-private */
     Slot *slots[SLOTS_MAX];       /* changed by the writer under the lock */
 } Thread;
 
@@ -87,10 +94,16 @@ struct ProfStats {
 };
 
 static uint64_t next_serial = 1;
-/* initial-exec: no __tls_get_addr call on the hot path of a dlopen()ed module */
+/* initial-exec: no __tls_get_addr call on the hot path of a dlopen()ed module.  One
+ * block per thread: which stats instance it caches (serial), its Thread, the slot it
+ * used last, and the slot whose poll is being timed. */
 #define TLS __thread __attribute__((tls_model("initial-exec")))
-static TLS uint64_t tls_serial;
-static TLS Thread *tls_thread;
+static TLS struct {
+    uint64_t serial;
+    Thread *thread;
+    Slot *last;
+    Slot *poll;
+} tls;
 
 /* ---- histogram ---- */
 
@@ -150,19 +163,30 @@ static Rec *rec_create(Slot *s, const char *name, const char *kind)
     r = slot_rec(s, n);
     r->name = g_strdup(name ? name : "(unnamed)");
     r->kind = kind ? kind : "other";
+    r->idx = n;
     g_hash_table_add(s->by_name, r);
     __atomic_store_n(&s->nrec, n + 1, __ATOMIC_RELEASE);
     return r;
 }
 
-static inline Rec *rec_lookup(Slot *s, uint64_t id, const char *name, const char *kind)
+#define HOT __attribute__((always_inline)) static inline
+#define COLD __attribute__((noinline, cold)) static
+
+COLD Rec *rec_miss(Slot *s, unsigned i, uint64_t id, const char *name,
+                          const char *kind)
 {
-    unsigned i = (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 56) % IDC_SIZE;
-    if (G_LIKELY(s->idc[i].rec && s->idc[i].id == id)) return s->idc[i].rec;
     Rec *r = rec_create(s, name, kind);
     s->idc[i].id = id;
     s->idc[i].rec = r;
     return r;
+}
+
+/* ids are never 0, so an empty cache entry never matches */
+HOT Rec *rec_lookup(Slot *s, uint64_t id, const char *name, const char *kind)
+{
+    unsigned i = (unsigned)(id % IDC_SIZE);
+    if (G_LIKELY(s->idc[i].id == id && id)) return s->idc[i].rec;
+    return rec_miss(s, i, id, name, kind);
 }
 
 static void rec_zero(Rec *r)
@@ -181,6 +205,7 @@ static void slot_init(Slot *s, const void *loop, uint64_t gen)
     memset(s, 0, sizeof(*s));
     s->overflow.name = g_strdup("(other sources)");
     s->overflow.kind = "other";
+    s->overflow.idx = REC_OVERFLOW;
     s->by_name = g_hash_table_new(rec_hash, rec_equal);
     s->gen = gen;
     s->loop = loop;
@@ -195,17 +220,20 @@ static void slot_destroy(Slot *s)
 }
 
 /* Writer: drop the counters of an older reset generation. */
-static inline void slot_sync_gen(ProfStats *st, Slot *s)
+COLD void slot_new_gen(Slot *s, uint64_t gen)
 {
-    uint64_t gen = __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE);
-    if (G_LIKELY(s->gen == gen)) return;
     STORE(&s->iterations, 0);
     STORE(&s->polls_timed, 0);
     STORE(&s->poll, 0);
-    STORE(&s->dispatches, 0);
     for (uint32_t i = 0; i < s->nrec; i++) rec_zero(slot_rec(s, i));
     rec_zero(&s->overflow);
     __atomic_store_n(&s->gen, gen, __ATOMIC_RELEASE);
+}
+
+HOT void slot_sync_gen(ProfStats *st, Slot *s)
+{
+    uint64_t gen = __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE);
+    if (G_UNLIKELY(s->gen != gen)) slot_new_gen(s, gen);
 }
 
 static LoopInfo *loop_find(ProfStats *st, const void *loop)
@@ -258,7 +286,7 @@ static void thread_exit(void *p)
     g_mutex_unlock(&st->lock);
 }
 
-static Thread *thread_get_slow(ProfStats *st)
+COLD Thread *thread_get_slow(ProfStats *st)
 {
     Thread *th = pthread_getspecific(st->key);
     if (!th) {
@@ -270,16 +298,18 @@ static Thread *thread_get_slow(ProfStats *st)
         g_mutex_unlock(&st->lock);
         pthread_setspecific(st->key, th);
     }
-    tls_serial = st->serial;
-    tls_thread = th;
+    tls.serial = st->serial;
+    tls.thread = th;
+    tls.last = NULL;
+    tls.poll = NULL;
     return th;
 }
 
-static Slot *slot_get_slow(ProfStats *st, Thread *th, const void *loop)
+COLD Slot *slot_get_slow(ProfStats *st, Thread *th, const void *loop)
 {
     for (unsigned i = 0; i < SLOTS_MAX; i++) {
         Slot *s = th->slots[i];
-        if (s && LOAD(&s->loop) == loop) return th->last = s;
+        if (s && LOAD(&s->loop) == loop) return tls.last = s;
     }
     g_mutex_lock(&st->lock);
     if (!loop_find(st, loop)) {
@@ -311,16 +341,20 @@ static Slot *slot_get_slow(ProfStats *st, Thread *th, const void *loop)
     }
     if (s) slot_init(s, loop, LOAD(&st->gen));
     g_mutex_unlock(&st->lock);
-    return th->last = s;    /* NULL: this thread runs too many loops; not counted */
+    return tls.last = s;    /* NULL: this thread runs too many loops; not counted */
 }
 
-static inline Slot *slot_get(ProfStats *st, const void *loop)
+COLD Slot *slot_miss(ProfStats *st, const void *loop)
 {
-    Thread *th = tls_thread;
-    if (G_UNLIKELY(tls_serial != st->serial || !th)) th = thread_get_slow(st);
-    Slot *s = th->last;
-    if (G_LIKELY(s && LOAD(&s->loop) == loop)) return s;
+    Thread *th = tls.serial == st->serial && tls.thread ? tls.thread : thread_get_slow(st);
     return slot_get_slow(st, th, loop);
+}
+
+HOT Slot *slot_get(ProfStats *st, const void *loop)
+{
+    Slot *s = tls.last;
+    if (G_LIKELY(tls.serial == st->serial && s && LOAD(&s->loop) == loop)) return s;
+    return slot_miss(st, loop);
 }
 
 /* ---- life cycle ---- */
@@ -359,7 +393,7 @@ void prof_stats_free(ProfStats *st)
     }
     g_ptr_array_free(st->loops, TRUE);
     g_mutex_clear(&st->lock);
-    if (tls_serial == st->serial) tls_thread = NULL;
+    if (tls.serial == st->serial) memset(&tls, 0, sizeof(tls));
     g_free(st);
 }
 
@@ -413,31 +447,38 @@ void prof_stats_poll_begin(ProfStats *st, const void *loop)
     slot_sync_gen(st, s);
     uint64_t it = s->iterations + 1;
     STORE(&s->iterations, it);
-    if ((it & st->sample_mask) == 0) {
+    if (G_UNLIKELY((it & st->sample_mask) == 0)) {
         s->poll_start = prof_ticks(st->clk);
-        s->in_poll = true;
+        tls.poll = s;
     }
 }
 
 void prof_stats_poll_end(ProfStats *st, const void *loop)
 {
-    Slot *s = slot_get(st, loop);
-    if (G_UNLIKELY(!s) || !s->in_poll) return;
-    s->in_poll = false;
+    Slot *s = tls.poll;       /* set only by a timed poll_begin: no lookup otherwise */
+    if (G_LIKELY(!s)) return;
+    tls.poll = NULL;
+    if (tls.serial != st->serial || LOAD(&s->loop) != loop) return;
     uint64_t now = prof_ticks(st->clk);
     ADD(&s->polls_timed, 1);
     if (now > s->poll_start) ADD(&s->poll, now - s->poll_start);
 }
 
-static inline void publish_current(Slot *s, Rec *rec, uint64_t start, uint64_t dseq)
+/* Publish the start of a timed dispatch for readers (stuck detection). */
+static inline void publish_start(Slot *s, uint64_t dseq, uint64_t start)
 {
-    uint32_t q = s->seq;
-    STORE(&s->seq, q + 1);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    STORE(&s->cur_rec, rec);
-    STORE(&s->cur_start, start);
-    STORE(&s->cur_dseq, dseq);
-    __atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
+    STORE(&s->tstart_dseq, 0);
+    __atomic_thread_fence(__ATOMIC_RELEASE);     /* the 0 is seen before the new start */
+    STORE(&s->tstart, start);
+    __atomic_store_n(&s->tstart_dseq, dseq, __ATOMIC_RELEASE);
+}
+
+COLD uint64_t timed_start(ProfStats *st, Slot *s, uint64_t dseq)
+{
+    uint64_t start = prof_ticks(st->clk);
+    if (G_UNLIKELY(!start)) start = 1;
+    publish_start(s, dseq, start);
+    return start;
 }
 
 void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
@@ -445,42 +486,24 @@ void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s)) return;
+    slot_sync_gen(st, s);
     Rec *r = rec_lookup(s, id, name, kind);
     int d = s->depth++;
     if (G_UNLIKELY(d >= NEST_MAX)) return;
-    uint64_t dseq = s->dseq + 1;
-    STORE(&s->dseq, dseq);
+    uint64_t dseq = ++s->dseq;
     uint64_t start = 0;
-    if (r->always || (r->count & st->sample_mask) == 0 || s->gen != LOAD(&st->gen)) {
-        start = prof_ticks(st->clk);
-        if (G_UNLIKELY(!start)) start = 1;
-    }
+    if (G_UNLIKELY(r->always || (r->count & st->sample_mask) == 0)) start = timed_start(st, s, dseq);
     s->stack[d].rec = r;
     s->stack[d].start = start;
     s->stack[d].dseq = dseq;
-    publish_current(s, r, start, dseq);
+    __atomic_store_n(&s->cur, CUR_WORD(dseq, r->idx), __ATOMIC_RELEASE);
 }
 
-void prof_stats_dispatch_end(ProfStats *st, const void *loop)
+/* The end of a timed dispatch (or one a reader saw running): its time. */
+COLD void timed_end(ProfStats *st, Slot *s, int d, uint64_t start)
 {
-    Slot *s = slot_get(st, loop);
-    if (G_UNLIKELY(!s || s->depth == 0)) return;   /* observer added mid-dispatch */
-    int d = --s->depth;
-    if (G_UNLIKELY(d >= NEST_MAX)) return;
     Rec *r = s->stack[d].rec;
-    uint64_t start = s->stack[d].start;
-    if (!start && G_UNLIKELY(__atomic_load_n(&s->watch_seq, __ATOMIC_ACQUIRE) ==
-                             s->stack[d].dseq)) {
-        start = LOAD(&s->watch_start);           /* long: a reader saw it running */
-    }
-    uint64_t now = start ? prof_ticks(st->clk) : 0;
-    if (d > 0) publish_current(s, s->stack[d - 1].rec, s->stack[d - 1].start,
-                               s->stack[d - 1].dseq);
-    else publish_current(s, NULL, 0, 0);
-    slot_sync_gen(st, s);
-    ADD(&r->count, 1);
-    ADD(&s->dispatches, 1);
-    if (!start) return;
+    uint64_t now = prof_ticks(st->clk);
     uint64_t t = now > start ? now - start : 0;
     uint64_t timed = r->timed + 1, total = r->total + t;
     STORE(&r->timed, timed);
@@ -489,6 +512,32 @@ void prof_stats_dispatch_end(ProfStats *st, const void *loop)
     /* slow on average (not once: a preempted cheap dispatch does not count) */
     r->always = total >= st->always_ticks * timed;
     ADD(&r->hist[prof_hist_bucket((uint64_t)(((unsigned __int128)t * st->mult) >> 32))], 1);
+}
+
+/* Nested: the parent dispatch is current again. */
+COLD uint64_t parent_word(Slot *s, int d)
+{
+    /* our start replaced the parent's: give it back */
+    if (s->stack[d].start && s->stack[d - 1].start) {
+        publish_start(s, s->stack[d - 1].dseq, s->stack[d - 1].start);
+    }
+    return CUR_WORD(s->stack[d - 1].dseq, s->stack[d - 1].rec->idx);
+}
+
+void prof_stats_dispatch_end(ProfStats *st, const void *loop)
+{
+    Slot *s = slot_get(st, loop);
+    if (G_UNLIKELY(!s || s->depth == 0)) return;   /* observer added mid-dispatch */
+    int d = --s->depth;
+    if (G_UNLIKELY(d >= NEST_MAX)) return;
+    uint64_t start = s->stack[d].start;
+    if (!start && G_UNLIKELY(__atomic_load_n(&s->watch_seq, __ATOMIC_ACQUIRE) ==
+                             s->stack[d].dseq)) {
+        start = LOAD(&s->watch_start);           /* long: a reader saw it running */
+    }
+    if (G_UNLIKELY(start)) timed_end(st, s, d, start);
+    __atomic_store_n(&s->cur, G_UNLIKELY(d > 0) ? parent_word(s, d) : 0, __ATOMIC_RELEASE);
+    ADD(&s->stack[d].rec->count, 1);
 }
 
 void prof_stats_reset(ProfStats *st, uint64_t now)
@@ -506,35 +555,38 @@ static inline uint64_t to_ns(const ProfStats *st, uint64_t ticks)
     return (uint64_t)(((unsigned __int128)ticks * st->mult) >> 32);
 }
 
-/* The slot's current dispatch and since when: false if none (or the writer kept
- * changing it).  An untimed dispatch is dated from when a reader first saw it; seen a
- * second time, it is long, and the writer is asked to time its end from then. */
+static inline Rec *rec_at(Slot *s, uint32_t idx)
+{
+    return idx == REC_OVERFLOW ? &s->overflow : slot_rec(s, idx);
+}
+
+/* The slot's current dispatch and since when: false if none.  A timed dispatch carries
+ * its start; an untimed one is dated from when a reader first saw it, and seen a second
+ * time it is long, and the writer is asked to time its end from then. */
 static bool read_current(Slot *s, uint64_t now, Rec **rec, uint64_t *start)
 {
-    for (int tries = 0; tries < 1000; tries++) {
-        uint32_t q1 = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
-        if (q1 & 1) continue;
-        Rec *r = LOAD(&s->cur_rec);
-        uint64_t t = LOAD(&s->cur_start);
-        uint64_t dseq = LOAD(&s->cur_dseq);
+    uint64_t w = __atomic_load_n(&s->cur, __ATOMIC_ACQUIRE);
+    if (!w) return false;
+    uint64_t dseq = CUR_DSEQ(w);
+    uint64_t t = 0;
+    if (__atomic_load_n(&s->tstart_dseq, __ATOMIC_ACQUIRE) == dseq) {
+        t = LOAD(&s->tstart);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (LOAD(&s->seq) != q1) continue;
-        if (!r) return false;
-        if (!t) {
-            if (s->seen_dseq != dseq) {
-                s->seen_dseq = dseq;
-                s->seen_first = now;
-            } else if (LOAD(&s->watch_seq) != dseq) {
-                STORE(&s->watch_start, s->seen_first);
-                __atomic_store_n(&s->watch_seq, dseq, __ATOMIC_RELEASE);
-            }
-            t = s->seen_first;
-        }
-        *rec = r;
-        *start = t;
-        return true;
+        if (LOAD(&s->tstart_dseq) != dseq) t = 0;
     }
-    return false;
+    if (!t) {
+        if (s->seen_dseq != dseq) {
+            s->seen_dseq = dseq;
+            s->seen_first = now;
+        } else if (LOAD(&s->watch_seq) != dseq) {
+            STORE(&s->watch_start, s->seen_first);
+            __atomic_store_n(&s->watch_seq, dseq, __ATOMIC_RELEASE);
+        }
+        t = s->seen_first;
+    }
+    *rec = rec_at(s, CUR_IDX(w));
+    *start = t;
+    return true;
 }
 
 /* Counters are current only if the writer has caught up with the last reset. */
@@ -650,7 +702,9 @@ void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GStr
                 poll += scale(LOAD(&s->poll), sit, LOAD(&s->polls_timed));
                 polls += LOAD(&s->polls_timed);
                 it += sit;
-                n += LOAD(&s->dispatches);
+                uint32_t nr = __atomic_load_n(&s->nrec, __ATOMIC_ACQUIRE);
+                for (uint32_t r = 0; r < nr; r++) n += LOAD(&slot_rec(s, r)->count);
+                n += LOAD(&s->overflow.count);
             }
         }
         for (guint j = 0; j < order->len; j++) {

@@ -441,6 +441,68 @@ static void test_json_string(void)
     }
 }
 
+/* The current dispatch is published in one word (and a timed one's start beside it):
+ * a reader racing a writer that dispatches, nests and times sources always sees a
+ * source that was really running, with its own kind, and a start not in the future. */
+typedef struct Racer {
+    ProfStats *st;
+    int loop;
+    int stop;
+} Racer;
+
+static const char *const race_names[] = { "a", "b", "c", "d" };
+static const char *const race_kinds[] = { "bh", "fd", "timer", "idle" };
+
+static gpointer racer_main(gpointer opaque)
+{
+    Racer *r = opaque;
+    for (uint64_t i = 0; !g_atomic_int_get(&r->stop); i++) {
+        unsigned k = (unsigned)(i % 4);
+        prof_stats_dispatch_begin(r->st, &r->loop, 100 + k, race_names[k], race_kinds[k]);
+        if (i % 5 == 0) {     /* nested: d inside */
+            prof_stats_dispatch_begin(r->st, &r->loop, 103, "d", "idle");
+            prof_stats_dispatch_end(r->st, &r->loop);
+        }
+        prof_stats_dispatch_end(r->st, &r->loop);
+    }
+    return NULL;
+}
+
+typedef struct RaceSeen {
+    int calls, bad;
+    uint64_t max_ns;
+} RaceSeen;
+
+static void on_race(const char *loop, const char *source, const char *kind,
+                    uint64_t running_ns, bool first, void *opaque)
+{
+    RaceSeen *seen = opaque;
+    seen->calls++;
+    bool ok = false;
+    for (int k = 0; k < 4; k++) ok |= !strcmp(source, race_names[k]) && !strcmp(kind, race_kinds[k]);
+    if (!ok) seen->bad++;
+    if (running_ns > seen->max_ns) seen->max_ns = running_ns;
+}
+
+static void test_current_race(void)
+{
+    ProfStats *st = prof_stats_new(&real_clock, 2, 1000000, NULL);
+    Racer r = { .st = st };
+    prof_stats_loop_add(st, &r.loop, "racer", false, 0);
+    GThread *th = g_thread_new("racer", racer_main, &r);
+    RaceSeen seen = { 0 };
+    gint64 end = g_get_monotonic_time() + 300000;
+    while (g_get_monotonic_time() < end || seen.calls < 100) {
+        prof_stats_stuck_foreach(st, prof_ticks(&real_clock), 0, on_race, &seen);
+    }
+    g_atomic_int_set(&r.stop, 1);
+    g_thread_join(th);
+    g_assert_cmpint(seen.bad, ==, 0);
+    g_assert_cmpint(seen.calls, >=, 100);
+    g_assert_cmpuint(seen.max_ns, <, 10 * G_TIME_SPAN_SECOND * 1000ull);
+    prof_stats_free(st);
+}
+
 /* Writers on four threads (each its own loop) while a reader snapshots: counts only
  * grow, every snapshot is valid JSON, and the final counts are exact. */
 #define WRITERS 4
@@ -598,6 +660,7 @@ int main(int argc, char **argv)
     g_test_add_func("/evloop-prof/stats/id-cache", test_id_cache_collisions);
     g_test_add_func("/evloop-prof/stats/overflow", test_overflow);
     g_test_add_func("/evloop-prof/stats/current-stuck", test_current_and_stuck);
+    g_test_add_func("/evloop-prof/stats/current-race", test_current_race);
     g_test_add_func("/evloop-prof/stats/sampling", test_sampling);
     g_test_add_func("/evloop-prof/stats/reset", test_reset);
     g_test_add_func("/evloop-prof/stats/loop-remove", test_loop_remove);
