@@ -183,7 +183,7 @@ int main(int argc, char **argv)
     if (c.nographic && !c.serial_set) c.machine.serial = "stdio";
 
     g_autoptr(GError) err = NULL;
-    char *name = NULL;
+    g_autofree char *name = NULL;   /* a help request's module or device name */
 
     for (guint i = 0; i < c.plugins->len; i++) {
         const char *spec = c.plugins->pdata[i];
