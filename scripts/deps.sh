@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
   # build
   build-essential meson ninja-build pkg-config clang llvm lld
-  libglib2.0-dev libjson-glib-dev zlib1g-dev libzstd-dev liburing-dev libncurses-dev
+  libglib2.0-dev libjson-glib-dev zlib1g-dev libzstd-dev libdeflate-dev liburing-dev libncurses-dev
   # tests
   python3 python3-pytest tmux xz-utils cpio kmod iproute2 busybox-static
   # real peers

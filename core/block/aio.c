@@ -110,16 +110,24 @@ void qs_block_aio_free(QsBlockAio *q)
     g_free(q);
 }
 
+/* parallel_for runs on one process-wide pool: the caller works on the items too, and a
+ * helper that the pool starts only after the items ran out returns at once, so nested
+ * calls (a convert worker whose write compresses grains in parallel) cannot deadlock
+ * however busy the pool is, and no thread is created per call. */
 typedef struct ParFor {
+    gint refs;
+    GMutex lock;
+    GCond cond;
+    unsigned active;        /* helpers inside par_worker */
+    bool closed;            /* the caller is done: late helpers must not start */
     uint64_t next, n;
     int error;
     int (*fn)(uint64_t i, void *opaque);
     void *opaque;
 } ParFor;
 
-static gpointer par_worker(gpointer data)
+static void par_worker(ParFor *p)
 {
-    ParFor *p = data;
     for (;;) {
         if (__atomic_load_n(&p->error, __ATOMIC_RELAXED)) break;
         uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_SEQ_CST);
@@ -131,20 +139,66 @@ static gpointer par_worker(gpointer data)
                                         __ATOMIC_RELAXED);
         }
     }
-    return NULL;
+}
+
+static void par_unref(ParFor *p)
+{
+    if (!g_atomic_int_dec_and_test(&p->refs)) return;
+    g_mutex_clear(&p->lock);
+    g_cond_clear(&p->cond);
+    g_free(p);
+}
+
+static void par_helper(gpointer data, gpointer user)
+{
+    ParFor *p = data;
+    g_mutex_lock(&p->lock);
+    bool run = !p->closed;
+    if (run) p->active++;
+    g_mutex_unlock(&p->lock);
+    if (run) {
+        par_worker(p);
+        g_mutex_lock(&p->lock);
+        p->active--;
+        g_cond_signal(&p->cond);
+        g_mutex_unlock(&p->lock);
+    }
+    par_unref(p);
+}
+
+static GThreadPool *par_pool(void)
+{
+    static GThreadPool *pool;
+    if (g_once_init_enter(&pool)) {
+        /* shared (non-exclusive) threads: they are kept for reuse and end when idle */
+        GThreadPool *p = g_thread_pool_new(par_helper, NULL, 64, FALSE, NULL);
+        g_once_init_leave(&pool, p);
+    }
+    return pool;
 }
 
 int qs_block_parallel_for(unsigned threads, uint64_t n,
                           int (*fn)(uint64_t i, void *opaque), void *opaque)
 {
-    ParFor p = { .n = n, .fn = fn, .opaque = opaque };
     threads = CLAMP(threads, 1u, 64u);
     if (threads == 1 || n <= 1) {
+        ParFor p = { .n = n, .fn = fn, .opaque = opaque };
         par_worker(&p);
         return p.error;
     }
-    GThread *t[64];
-    for (unsigned i = 0; i < threads; i++) t[i] = g_thread_new("qs-block", par_worker, &p);
-    for (unsigned i = 0; i < threads; i++) g_thread_join(t[i]);
-    return p.error;
+    unsigned helpers = (unsigned)MIN((uint64_t)threads - 1, n - 1);
+    ParFor *p = g_new0(ParFor, 1);
+    *p = (ParFor){ .refs = (gint)helpers + 1, .n = n, .fn = fn, .opaque = opaque };
+    g_mutex_init(&p->lock);
+    g_cond_init(&p->cond);
+    GThreadPool *pool = par_pool();
+    for (unsigned i = 0; i < helpers; i++) g_thread_pool_push(pool, p, NULL);
+    par_worker(p);
+    g_mutex_lock(&p->lock);
+    p->closed = true;
+    while (p->active) g_cond_wait(&p->cond, &p->lock);
+    g_mutex_unlock(&p->lock);
+    int err = p->error;
+    par_unref(p);
+    return err;
 }

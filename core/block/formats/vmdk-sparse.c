@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* VMDK sparse extents: hosted sparse ("KDMV", plain, zeroed-grain and compressed with
  * stream markers) and VMDK3 ("COWD"): header validation, grain tables, grain I/O. */
+#include <libdeflate.h>
 #include <zlib.h>
 #include "vmdk.h"
 
 #define GT_CACHE_MAX (32u << 20)
+/* Compressed grains are (de)compressed and moved in batches of at most this many bytes
+ * of grain data, and at most BATCH_GRAINS grains. */
+#define BATCH_BYTES (8u << 20)
+#define BATCH_GRAINS 128u
 
 enum {   /* KDMV header fields */
     K_MAGIC = 0, K_VERSION = 4, K_FLAGS = 8, K_CAPACITY = 12, K_GRAIN = 20, K_DESC_OFF = 28,
@@ -263,6 +268,70 @@ int vmdk_sparse_lookup(VmdkExtent *e, uint64_t off, uint64_t *host)
     return 0;
 }
 
+/* libdeflate (de)compressors, one per thread: allocating one costs more than a grain.
+ * Level 6 is zlib's default level (what QEMU and VMware write), at about twice zlib's
+ * speed; the output is an ordinary zlib stream. */
+static void free_compressor(gpointer c) { libdeflate_free_compressor(c); }
+static void free_decompressor(gpointer d) { libdeflate_free_decompressor(d); }
+static GPrivate compressor_key = G_PRIVATE_INIT(free_compressor);
+static GPrivate decompressor_key = G_PRIVATE_INIT(free_decompressor);
+
+static struct libdeflate_compressor *compressor(void)
+{
+    struct libdeflate_compressor *c = g_private_get(&compressor_key);
+    if (!c && (c = libdeflate_alloc_compressor(6))) g_private_set(&compressor_key, c);
+    return c;
+}
+
+static struct libdeflate_decompressor *decompressor(void)
+{
+    struct libdeflate_decompressor *d = g_private_get(&decompressor_key);
+    if (!d && (d = libdeflate_alloc_decompressor())) g_private_set(&decompressor_key, d);
+    return d;
+}
+
+/* Largest compressed size accepted in a grain marker. */
+static uint64_t max_csize(const VmdkExtent *e) { return e->grain + e->grain / 8 + 1024; }
+
+/* Inflate size bytes of a grain (zlib stream, or raw deflate as some writers produce)
+ * into out, filling it to the grain size. */
+static int inflate_grain(VmdkExtent *e, const uint8_t *in, uint32_t size, uint8_t *out)
+{
+    struct libdeflate_decompressor *d = decompressor();
+    size_t n = 0;
+    if (d && (libdeflate_zlib_decompress(d, in, size, out, e->grain, &n) == LIBDEFLATE_SUCCESS ||
+              libdeflate_deflate_decompress(d, in, size, out, e->grain, &n) ==
+              LIBDEFLATE_SUCCESS)) {
+        if (n < e->grain) memset(out + n, 0, e->grain - n);
+        return 0;
+    }
+    /* what libdeflate refuses zlib may still take (it ignores bytes after the stream) */
+    uLongf zn = (uLongf)e->grain;
+    if (uncompress(out, &zn, in, size) != Z_OK) {
+        z_stream s = { 0 };
+        if (inflateInit2(&s, -15) != Z_OK) return -EIO;
+        s.next_in = (Bytef *)in;
+        s.avail_in = size;
+        s.next_out = out;
+        s.avail_out = (uInt)e->grain;
+        int z = inflate(&s, Z_FINISH);
+        zn = s.total_out;
+        inflateEnd(&s);
+        if (z != Z_STREAM_END) return -EIO;
+    }
+    if (zn < e->grain) memset(out + zn, 0, e->grain - zn);
+    return 0;
+}
+
+/* Inflate the grain whose marker is at rec (avail bytes of the file from there on). */
+static int decode_grain(VmdkExtent *e, const uint8_t *rec, uint64_t avail, uint8_t *out)
+{
+    if (avail < 12) return -EIO;
+    uint32_t size = le32_at(rec + 8);
+    if (!size || size > max_csize(e) || size > avail - 12) return -EIO;
+    return inflate_grain(e, rec + 12, size, out);
+}
+
 /* Read and inflate the compressed grain whose marker is at host into out (grain bytes). */
 static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out)
 {
@@ -270,28 +339,12 @@ static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out)
     int r = qs_block_pread(e->file, host, 12, m);
     if (r < 0) return r;
     uint32_t size = le32_at(m + 8);
-    if (!size || size > e->grain + e->grain / 8 + 1024 || host + 12 + size > e->file->size)
+    if (!size || size > max_csize(e) || host + 12 + size > e->file->size)
         return -EIO;
     g_autofree uint8_t *in = g_malloc(size);
     r = qs_block_pread(e->file, host + 12, size, in);
     if (r < 0) return r;
-    uLongf n = (uLongf)e->grain;
-    int z = uncompress(out, &n, in, size);
-    if (z != Z_OK) {
-        /* raw deflate (RFC 1951) as some writers produce */
-        z_stream s = { 0 };
-        if (inflateInit2(&s, -15) != Z_OK) return -EIO;
-        s.next_in = in;
-        s.avail_in = size;
-        s.next_out = out;
-        s.avail_out = (uInt)e->grain;
-        z = inflate(&s, Z_FINISH);
-        n = s.total_out;
-        inflateEnd(&s);
-        if (z != Z_STREAM_END) return -EIO;
-    }
-    if (n < e->grain) memset(out + n, 0, e->grain - n);
-    return 0;
+    return inflate_grain(e, in, size, out);
 }
 
 int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock *bs,
@@ -372,22 +425,41 @@ static int set_gte(VmdkExtent *e, uint64_t g, uint32_t v)
     return 0;
 }
 
-/* Append a compressed grain holding data (grain bytes) for grain g. */
-static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
+/* Compress the grain g (grain bytes at data) into out as it is stored: marker (LBA,
+ * size), zlib stream, zeros up to a sector; returns the stored length or a negative errno.
+ * out must hold grain_record_max(e) bytes. */
+static size_t grain_record_max(VmdkExtent *e)
 {
-    uLongf clen = compressBound((uLong)e->grain);
-    g_autofree uint8_t *out = g_malloc(12 + clen + 512);
-    if (compress2(out + 12, &clen, data, (uLong)e->grain, Z_DEFAULT_COMPRESSION) != Z_OK)
-        return -EIO;
+    struct libdeflate_compressor *c = compressor();
+    return align_up(12 + (c ? libdeflate_zlib_compress_bound(c, e->grain) : 0), 512);
+}
+
+static int64_t encode_grain(VmdkExtent *e, uint64_t g, const uint8_t *data, uint8_t *out,
+                            size_t out_max)
+{
+    struct libdeflate_compressor *c = compressor();
+    if (!c) return -ENOMEM;
+    size_t clen = libdeflate_zlib_compress(c, data, e->grain, out + 12, out_max - 12);
+    if (!clen) return -EIO;
     put_le64(out, g * (e->grain / 512));
     put_le32(out + 8, (uint32_t)clen);
     uint64_t total = align_up(12 + clen, 512);
     memset(out + 12 + clen, 0, total - 12 - clen);
+    return (int64_t)total;
+}
+
+/* Append a compressed grain holding data (grain bytes) for grain g. */
+static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
+{
+    size_t max = grain_record_max(e);
+    g_autofree uint8_t *out = g_malloc(max);
+    int64_t total = encode_grain(e, g, data, out, max);
+    if (total < 0) return (int)total;
     uint64_t at = e->next_alloc;
     if (at / 512 > UINT32_MAX) return -ENOSPC;
-    int r = qs_block_pwrite(e->file, at, total, out, 0);
+    int r = qs_block_pwrite(e->file, at, (size_t)total, out, 0);
     if (r < 0) return r;
-    e->next_alloc += total;
+    e->next_alloc += (uint64_t)total;
     return set_gte(e, g, (uint32_t)(at / 512));
 }
 
@@ -433,6 +505,162 @@ int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, 
         }
         if (r < 0) return r;
         if (!zero) p += n;
+        off += n;
+        disk_off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* ---- compressed extents: batched grain I/O outside the driver lock ---- */
+
+static unsigned batch_grains(const VmdkExtent *e)
+{
+    return (unsigned)MAX(1u, MIN((uint64_t)BATCH_GRAINS, BATCH_BYTES / e->grain));
+}
+
+int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, void *buf,
+                         QsBlock *bs, uint64_t disk_off)
+{
+    uint8_t *p = buf;
+    uint64_t hosts[BATCH_GRAINS];
+    g_autofree uint8_t *gbuf = NULL, *rbuf = NULL;
+    uint64_t rbuf_size = 0;
+    int r = 0;
+    while (len && r == 0) {
+        /* the grains' places, looked up together; their data is read without the lock
+         * (a compressed grain is never rewritten in place, only replaced elsewhere) */
+        uint64_t g0 = off / e->grain;
+        unsigned k = (unsigned)MIN((uint64_t)batch_grains(e), (off + len - 1) / e->grain - g0 + 1);
+        g_mutex_lock(lock);
+        for (unsigned i = 0; i < k && r == 0; i++)
+            r = vmdk_sparse_lookup(e, (g0 + i) * e->grain, &hosts[i]);
+        g_mutex_unlock(lock);
+        unsigned i = 0;
+        while (i < k && r == 0) {
+            if (hosts[i] <= VMDK_GTE_ZEROED) {
+                size_t n = (size_t)MIN((uint64_t)len, e->grain - off % e->grain);
+                if (hosts[i] == VMDK_GTE_ZEROED) memset(p, 0, n);
+                else r = qs_block_read_backing(bs, disk_off, n, p);
+                p += n;
+                off += n;
+                disk_off += n;
+                len -= n;
+                i++;
+                continue;
+            }
+            /* a run of grains stored one after another: one read for all of them */
+            unsigned j = i + 1;
+            while (j < k && hosts[j] > hosts[j - 1] &&
+                   hosts[j] - hosts[j - 1] <= 12 + max_csize(e) + 511)
+                j++;
+            uint64_t base = hosts[i], fsize = e->file->size;
+            if (base >= fsize) return -EIO;
+            uint64_t span = MIN(hosts[j - 1] - base + 12 + max_csize(e), fsize - base);
+            if (span > rbuf_size) {
+                g_free(rbuf);
+                rbuf = g_try_malloc(span);
+                if (!rbuf) return -ENOMEM;
+                rbuf_size = span;
+            }
+            r = qs_block_pread(e->file, base, span, rbuf);
+            for (; i < j && r == 0; i++) {
+                uint64_t in = off % e->grain, rel = hosts[i] - base;
+                size_t n = (size_t)MIN((uint64_t)len, e->grain - in);
+                uint64_t avail = rel < span ? span - rel : 0;
+                if (in == 0 && n == e->grain) {
+                    r = decode_grain(e, rbuf + rel, avail, p);
+                } else {
+                    if (!gbuf) gbuf = g_malloc(e->grain);
+                    r = decode_grain(e, rbuf + rel, avail, gbuf);
+                    if (r == 0) memcpy(p, gbuf + in, n);
+                }
+                p += n;
+                off += n;
+                disk_off += n;
+                len -= n;
+            }
+        }
+    }
+    return r;
+}
+
+typedef struct EncodeJob {
+    VmdkExtent *e;
+    uint64_t g0;            /* first grain */
+    const uint8_t *data;    /* grain-aligned data of all the grains */
+    uint8_t *out;           /* slot i at out + i * slot */
+    size_t slot;
+    int64_t *len;           /* stored length of each grain */
+} EncodeJob;
+
+static int encode_one(uint64_t i, void *opaque)
+{
+    EncodeJob *j = opaque;
+    int64_t n = encode_grain(j->e, j->g0 + i, j->data + i * j->e->grain, j->out + i * j->slot,
+                             j->slot);
+    j->len[i] = n;
+    return n < 0 ? (int)n : 0;
+}
+
+/* Whole grains [g0, g0 + k): compressed on the block thread pool without the lock, then
+ * appended in grain order with one write, then entered in the grain tables. */
+static int write_grain_batch(VmdkExtent *e, GMutex *lock, uint64_t g0, unsigned k,
+                             const uint8_t *data)
+{
+    size_t slot = grain_record_max(e);
+    if (slot <= 512) return -ENOMEM;
+    g_autofree uint8_t *out = g_try_malloc((size_t)k * slot);
+    g_autofree int64_t *lens = g_new(int64_t, k);
+    if (!out) return -ENOMEM;
+    EncodeJob job = { e, g0, data, out, slot, lens };
+    unsigned threads = MIN(k, (unsigned)g_get_num_processors());
+    int r = qs_block_parallel_for(threads, k, encode_one, &job);
+    if (r < 0) return r;
+    /* pack the records (each slot moves only towards the front) */
+    uint64_t total = 0;
+    for (unsigned i = 0; i < k; i++) {
+        if (i) memmove(out + total, out + i * slot, (size_t)lens[i]);
+        total += (uint64_t)lens[i];
+    }
+    g_mutex_lock(lock);
+    uint64_t at = e->next_alloc;
+    if (at / 512 + total / 512 > UINT32_MAX) r = -ENOSPC;
+    else e->next_alloc += total;
+    g_mutex_unlock(lock);
+    if (r == 0) r = qs_block_pwrite(e->file, at, (size_t)total, out, 0);
+    if (r < 0) return r;
+    g_mutex_lock(lock);
+    for (unsigned i = 0; i < k && r == 0; i++) {
+        r = set_gte(e, g0 + i, (uint32_t)(at / 512));
+        at += (uint64_t)lens[i];
+    }
+    g_mutex_unlock(lock);
+    return r;
+}
+
+int vmdk_compressed_write(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len,
+                          const void *buf, QsBlock *bs, uint64_t disk_off)
+{
+    if (e->read_only) return -EACCES;
+    const uint8_t *p = buf;
+    while (len) {
+        uint64_t in = off % e->grain;
+        int r;
+        size_t n;
+        if (in == 0 && len >= e->grain) {
+            unsigned k = (unsigned)MIN((uint64_t)batch_grains(e), len / e->grain);
+            n = (size_t)(k * e->grain);
+            r = write_grain_batch(e, lock, off / e->grain, k, p);
+        } else {
+            /* part of a grain: merged with its old content under the lock */
+            n = (size_t)MIN((uint64_t)len, e->grain - in);
+            g_mutex_lock(lock);
+            r = vmdk_sparse_write(e, off, n, p, bs, disk_off, false);
+            g_mutex_unlock(lock);
+        }
+        if (r < 0) return r;
+        p += n;
         off += n;
         disk_off += n;
         len -= n;

@@ -282,6 +282,11 @@ static int extent_io(QsBlock *bs, VmdkExtent *e, IoKind kind, uint64_t off, size
         if (kind == IO_ZERO) return fmt_write_zeros(e->file, e->flat_offset + off, len);
         return qs_block_pwrite(e->file, e->flat_offset + off, len, p, 0);
     case EXT_SPARSE:
+        if (e->compressed && kind == IO_READ)
+            return vmdk_compressed_read(e, &s->lock, off, len, p, bs, disk_off);
+        if (e->compressed && kind == IO_WRITE)
+            return vmdk_compressed_write(e, &s->lock, off, len, p, bs, disk_off);
+        break;
     case EXT_COWD:
         break;
     }

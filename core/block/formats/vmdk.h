@@ -72,6 +72,14 @@ int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock
 /* Write within one grain (lock held); backing data fills the rest of a new grain. */
 int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, QsBlock *bs,
                       uint64_t disk_off, bool zero);
+/* Compressed extents, called without the driver lock (they take it to look up and
+ * update the grain tables): reads inflate the grains outside it, reading runs of grains
+ * stored one after another at once; whole grains written are compressed in parallel on
+ * the block thread pool and appended in order with one write per batch. */
+int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, void *buf,
+                         QsBlock *bs, uint64_t disk_off);
+int vmdk_compressed_write(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len,
+                          const void *buf, QsBlock *bs, uint64_t disk_off);
 /* Stream-optimized: write grain tables, directory, footer and end marker. */
 int vmdk_stream_finish(VmdkExtent *e);
 /* Create a hosted sparse extent file (desc: embedded descriptor text or NULL). */

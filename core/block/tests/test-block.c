@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Block layer unit tests: raw and qcow2 I/O across the option matrix, snapshots, the
  * crash-consistency proof (fail the N-th write, then check) and the thread pool. */
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
@@ -263,6 +264,57 @@ static int count_fn(uint64_t i, void *opaque)
     return 0;
 }
 
+typedef struct Nested { uint64_t sum; GMutex lock; GHashTable *threads; } Nested;
+
+static int inner_fn(uint64_t i, void *opaque)
+{
+    Nested *n = opaque;
+    g_mutex_lock(&n->lock);
+    g_hash_table_add(n->threads, g_thread_self());
+    g_mutex_unlock(&n->lock);
+    g_usleep(200);   /* long enough that the helpers get items too */
+    __atomic_add_fetch(&n->sum, i + 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static int outer_fn(uint64_t i, void *opaque)
+{
+    /* every outer item runs a whole parallel loop of its own on the same pool */
+    return qs_block_parallel_for(4, 50, inner_fn, opaque);
+}
+
+static int fail_at_fn(uint64_t i, void *opaque)
+{
+    __atomic_add_fetch((uint64_t *)opaque, 1, __ATOMIC_SEQ_CST);
+    return i == 10 ? -EIO : 0;
+}
+
+/* The pool-backed parallel-for: sums are exact, nested loops (more than the pool's
+ * threads in all) finish, work spreads over several threads, the first error stops it. */
+static void test_parallel_for(void)
+{
+    for (unsigned t = 1; t <= 64; t *= 4) {
+        uint64_t sum = 0;
+        g_assert_cmpint(qs_block_parallel_for(t, 1000, count_fn, &sum), ==, 0);
+        g_assert_cmpuint(sum, ==, 500500);
+    }
+    uint64_t none = 0;
+    g_assert_cmpint(qs_block_parallel_for(8, 0, count_fn, &none), ==, 0);
+    g_assert_cmpuint(none, ==, 0);
+    Nested n = { 0 };
+    g_mutex_init(&n.lock);
+    n.threads = g_hash_table_new(g_direct_hash, g_direct_equal);
+    g_assert_cmpint(qs_block_parallel_for(64, 100, outer_fn, &n), ==, 0);
+    g_assert_cmpuint(n.sum, ==, 100 * (50 * 51 / 2));
+    g_assert_cmpuint(g_hash_table_size(n.threads), >, 1);
+    g_hash_table_destroy(n.threads);
+    g_mutex_clear(&n.lock);
+    uint64_t ran = 0;
+    g_assert_cmpint(qs_block_parallel_for(4, 100000, fail_at_fn, &ran), ==, -EIO);
+    g_assert_cmpuint(ran, <, 100000);
+    g_assert_cmpuint(ran, >=, 11);
+}
+
 static void test_parallel_writes(void)
 {
     uint64_t sum = 0;
@@ -324,6 +376,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/qcow2/matrix", test_qcow2_matrix);
     g_test_add_func("/block/qcow2/backing-snapshots", test_backing_and_snapshots);
     g_test_add_func("/block/qcow2/crash-consistency", test_crash_consistency);
+    g_test_add_func("/block/parallel-for", test_parallel_for);
     g_test_add_func("/block/qcow2/parallel", test_parallel_writes);
     g_test_add_func("/block/qcow2/resize-amend", test_resize_and_amend);
     int r = g_test_run();

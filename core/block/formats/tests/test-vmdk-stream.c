@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* vmdk compressed (streamOptimized) grain I/O: batched parallel compression, in-order
+ * appends, partial grains, concurrent writers and batched reads, checked byte for byte. */
+#include <string.h>
+#include <glib/gstdio.h>
+#include "qs/block.h"
+
+#define MiB (1u << 20)
+#define GRAIN 65536u
+
+static char *tmpdir;
+
+static char *path(const char *name)
+{
+    return g_build_filename(tmpdir, name, NULL);
+}
+
+static uint64_t get_le(const uint8_t *p, int width)
+{
+    uint64_t v = 0;
+    for (int i = width - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* Half-compressible pseudo-random bytes: every other 4 KiB is text, the rest noise. */
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+    GRand *r = g_rand_new_with_seed(seed);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (i / 4096) % 2 ? (uint8_t)("stream grain "[i % 13]) : (uint8_t)g_rand_int(r);
+    g_rand_free(r);
+}
+
+typedef struct Par { QsBlock *bs; const uint8_t *data; uint64_t base; } Par;
+
+static int par_write(uint64_t i, void *opaque)
+{
+    Par *p = opaque;
+    uint64_t off = p->base + i * (MiB + 4096);   /* grain-aligned and not */
+    return qs_block_pwrite(p->bs, off, MiB, p->data + off, 0);
+}
+
+static int par_read(uint64_t i, void *opaque)
+{
+    Par *p = opaque;
+    uint64_t piece = 777777, off = i * piece, n = MIN(piece, p->bs->size - off);
+    g_autofree uint8_t *got = g_malloc(n);
+    int r = qs_block_pread(p->bs, off, n, got);
+    if (r == 0 && memcmp(got, p->data + off, n)) r = -1;
+    return r;
+}
+
+/* The grain LBAs in the order the grains are stored, walking the stream's markers. */
+static GArray *stored_lbas(const char *fn)
+{
+    g_autofree uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(fn, (char **)&img, &len, NULL));
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    uint64_t pos = get_le(img + 64, 8) * 512;   /* overhead: where the grains start */
+    while (pos + 512 <= len) {
+        uint64_t lba = get_le(img + pos, 8);
+        uint32_t size = (uint32_t)get_le(img + pos + 8, 4);
+        if (size) {
+            g_array_append_val(a, lba);
+            pos += (12 + size + 511) / 512 * 512;
+        } else if (get_le(img + pos + 12, 4) == 0) {
+            break;   /* end of stream */
+        } else {
+            pos += 512 + lba * 512;   /* a metadata marker and its sectors */
+        }
+    }
+    return a;
+}
+
+static uint8_t *model, *data;
+
+static int write_piece(QsBlock *bs, uint64_t off, uint64_t len)
+{
+    memcpy(model + off, data + off, len);
+    return qs_block_pwrite(bs, off, len, data + off, 0);
+}
+
+static void test_stream_io(void)
+{
+    g_autofree char *fn = path("s.vmdk");
+    GError *err = NULL;
+    uint64_t size = 40 * MiB;
+    g_assert_true(qs_block_create("vmdk", fn, size, "subformat=streamOptimized", true, &err));
+    model = g_malloc0(size);
+    data = g_malloc(size);
+    fill(data, size, 7);
+    QsBlock *bs = qs_block_open(fn, "vmdk", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    /* one sequential write of more grains than one batch, ending inside a grain */
+    uint64_t seq = 17 * MiB + 1000;
+    g_assert_cmpint(write_piece(bs, 0, seq), ==, 0);
+    /* a write starting and ending inside grains, over the grain written partly above */
+    g_assert_cmpint(write_piece(bs, seq - 5000, 3 * GRAIN), ==, 0);
+    /* concurrent writers (their compression runs on the pool inside each write) */
+    Par p = { bs, data, 20 * MiB };
+    for (uint64_t i = 0; i < 8; i++)
+        memcpy(model + p.base + i * (MiB + 4096), data + p.base + i * (MiB + 4096), MiB);
+    g_assert_cmpint(qs_block_parallel_for(4, 8, par_write, &p), ==, 0);
+    /* the compressed-write entry point, and rewriting a grain already stored */
+    memcpy(model + 38 * MiB, data + 38 * MiB, GRAIN);
+    g_assert_cmpint(qs_block_pwrite_compressed(bs, 38 * MiB, GRAIN, data + 38 * MiB), ==, 0);
+    fill(data + 2 * GRAIN, GRAIN, 99);
+    g_assert_cmpint(write_piece(bs, 2 * GRAIN, GRAIN), ==, 0);
+    /* read back before closing (from the grain tables in memory) */
+    Par rp = { bs, model, 0 };
+    g_assert_cmpint(qs_block_parallel_for(4, (size + 777776) / 777777, par_read, &rp), ==, 0);
+    qs_block_close(bs);
+
+    bs = qs_block_open(fn, "vmdk", 0, NULL, &err);
+    g_assert_no_error(err);
+    rp.bs = bs;
+    g_assert_cmpint(qs_block_parallel_for(4, (size + 777776) / 777777, par_read, &rp), ==, 0);
+    g_autofree uint8_t *all = g_malloc(size);
+    g_assert_cmpint(qs_block_pread(bs, 0, size, all), ==, 0);
+    g_assert_true(memcmp(all, model, size) == 0);
+    QsBlockCheckResult res = { 0 };
+    g_assert_true(qs_block_check(bs, &res, 0, &err));
+    g_assert_cmpint(res.corruptions, ==, 0);
+    qs_block_close(bs);
+
+    /* the sequential write's grains are stored first, in ascending order, as in a stream */
+    g_autoptr(GArray) lbas = stored_lbas(fn);
+    uint64_t seq_grains = (seq + GRAIN - 1) / GRAIN;
+    g_assert_cmpuint(lbas->len, >=, seq_grains);
+    for (uint64_t i = 0; i < seq_grains; i++)
+        g_assert_cmpuint(g_array_index(lbas, uint64_t, i), ==, i * (GRAIN / 512));
+    g_unlink(fn);
+    g_clear_pointer(&model, g_free);
+    g_clear_pointer(&data, g_free);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    qs_block_init();
+    tmpdir = g_dir_make_tmp("qs-vmdk-stream-XXXXXX", NULL);
+    g_test_add_func("/formats/vmdk/stream-io", test_stream_io);
+    int r = g_test_run();
+    g_rmdir(tmpdir);
+    return r;
+}
