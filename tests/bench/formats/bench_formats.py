@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Benchmark: qemu-img convert of vdi/vpc/vmdk images to and from raw and qcow2, our
+# Benchmark: qemu-img convert of vdi/vpc/vmdk/vhdx/parallels images to and from raw and qcow2, our
 # qemu-img against Debian's real one in the same run; medians and ratios are written
 # between the formats markers of docs/benchmarks.md.
 #
@@ -13,7 +13,8 @@ import tempfile
 import time
 
 REAL = "/usr/bin/qemu-img"
-FORMATS = [("vdi", ""), ("vpc", ""), ("vmdk", ""), ("vmdk", "subformat=streamOptimized")]
+FORMATS = [("vdi", ""), ("vpc", ""), ("vmdk", ""), ("vmdk", "subformat=streamOptimized"),
+           ("vhdx", ""), ("parallels", "")]
 
 
 def timed(cmd):
