@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Loops (the main loop and iothreads, each a GMainContext run by one thread), their
  * registry, the poll wrapper and the observer registry (writers and grace periods). */
+#include <poll.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <linux/membarrier.h>
@@ -180,11 +182,25 @@ static void obs_poll(QsLoop *loop, bool begin, int timeout)
     obs_leave(token);
 }
 
+/* GLib rounds a poll timeout up to whole milliseconds, so a timer would fire up to 1 ms
+ * late (a periodic 200 Hz timer re-armed from "now" loses ~10% of its rate that way):
+ * when our timers are what the poll waits for, sleep until their deadline with ns
+ * precision instead. */
 static gint loop_poll(GPollFD *fds, guint nfds, gint timeout)
 {
     QsLoop *l = cur_loop;
-    if (G_UNLIKELY(obs_active()) && l) obs_poll(l, true, timeout);
-    gint r = g_poll(fds, nfds, timeout);
+    int64_t wait_ns = l && timeout != 0 ? qs_timer_loop_wait_ns(l, timeout) : -1;
+    if (G_UNLIKELY(obs_active()) && l) {
+        obs_poll(l, true, wait_ns >= 0 ? (int)((wait_ns + 999999) / 1000000) : timeout);
+    }
+    gint r;
+    if (wait_ns >= 0) {
+        struct timespec ts = { wait_ns / 1000000000, wait_ns % 1000000000 };
+        /* GPollFD has struct pollfd's layout on Unix (g_poll is poll) */
+        r = ppoll((struct pollfd *)fds, nfds, &ts, NULL);
+    } else {
+        r = g_poll(fds, nfds, timeout);
+    }
     if (G_UNLIKELY(obs_active()) && l) obs_poll(l, false, 0);
     return r;
 }

@@ -110,6 +110,11 @@ void qs_source_info_clear(QsSourceInfo *info);
 GMainLoop *qs_loop_gmainloop(QsLoop *loop);
 void qs_loop_run_main(void);
 
+/* How long a poll of `loop` may sleep, in ns, if its timers need less than GLib's
+ * timeout_ms (-1: forever) -- which is rounded up to whole milliseconds -- else -1.
+ * Waking at that time makes GLib see the timer list ready (its ready time is in us). */
+int64_t qs_timer_loop_wait_ns(QsLoop *loop, int timeout_ms);
+
 /* Destroy a loop's timer lists (iothread teardown). */
 void qs_timer_loop_cleanup(QsLoop *loop);
 

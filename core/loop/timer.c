@@ -51,8 +51,9 @@ int64_t qs_clock_get_ns(QsClockType clock)
 }
 
 /* Earliest armed timer on clock (and in list, if given) with expire <= limit (limit < 0:
- * any), or NULL.  Called with lock held. */
-static QsTimer *earliest_locked(QsClockType clock, TimerList *list, int64_t limit)
+ * any) armed no later than max_seq, or NULL.  Called with lock held. */
+static QsTimer *earliest_locked(QsClockType clock, TimerList *list, int64_t limit,
+                                uint64_t max_seq)
 {
     QsTimer *best = NULL;
     for (guint i = 0; timers && i < timers->len; i++) {
@@ -60,6 +61,7 @@ static QsTimer *earliest_locked(QsClockType clock, TimerList *list, int64_t limi
         if (t->list->clock != clock || t->expire < 0) continue;
         if (list && t->list != list) continue;
         if (limit >= 0 && t->expire > limit) continue;
+        if (t->seq > max_seq) continue;
         if (!best || t->expire < best->expire ||
             (t->expire == best->expire && t->seq < best->seq)) {
             best = t;
@@ -72,7 +74,7 @@ static QsTimer *earliest_locked(QsClockType clock, TimerList *list, int64_t limi
  * nothing may fire from the loop.  Called with lock held. */
 static void rearm_locked(TimerList *l)
 {
-    QsTimer *t = earliest_locked(l->clock, l, -1);
+    QsTimer *t = earliest_locked(l->clock, l, -1, UINT64_MAX);
     int64_t ready = -1;
     if (t && l->clock == QS_CLOCK_REALTIME) {
         ready = (t->expire + 999) / 1000;
@@ -132,7 +134,7 @@ void qs_clock_vm_running(bool running)
 int64_t qs_clock_next_deadline(QsClockType clock)
 {
     g_mutex_lock(&lock);
-    QsTimer *t = earliest_locked(clock, NULL, -1);
+    QsTimer *t = earliest_locked(clock, NULL, -1, UINT64_MAX);
     int64_t d = t ? t->expire : -1;
     g_mutex_unlock(&lock);
     return d;
@@ -168,7 +170,7 @@ int64_t qs_clock_step(int64_t ns)
     }
     int64_t target = vclock > G_MAXINT64 - ns ? G_MAXINT64 : vclock + ns;
     QsTimer *t;
-    while ((t = earliest_locked(QS_CLOCK_VIRTUAL, NULL, target))) {
+    while ((t = earliest_locked(QS_CLOCK_VIRTUAL, NULL, target, UINT64_MAX))) {
         if (t->expire > vclock) vclock = t->expire;
         t->expire = -1;
         timer_fire_locked(t);
@@ -186,14 +188,18 @@ int64_t qs_clock_set(int64_t ns)
 
 /* ---- timers ---- */
 
+/* Runs the timers that were due when the dispatch began.  A timer (re-)armed by one of
+ * their callbacks, even in the past, waits for the next iteration: the loop polls in
+ * between, so a timer re-arming itself as due cannot keep the loop from its fds. */
 static gboolean list_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
 {
     TimerList *l = (TimerList *)gs;
     g_mutex_lock(&lock);
     if (l->clock == QS_CLOCK_REALTIME || (!manual && vm_running)) {
         int64_t now = l->clock == QS_CLOCK_REALTIME ? realtime_ns() : virtual_ns_locked();
+        uint64_t armed_before = arm_seq;
         QsTimer *t;
-        while ((t = earliest_locked(l->clock, l, now))) {
+        while ((t = earliest_locked(l->clock, l, now, armed_before))) {
             t->expire = -1;
             timer_fire_locked(t);
         }
@@ -204,6 +210,21 @@ static gboolean list_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
 }
 
 static GSourceFuncs list_funcs = { .dispatch = list_dispatch };
+
+int64_t qs_timer_loop_wait_ns(QsLoop *loop, int timeout_ms)
+{
+    int64_t ready = -1;    /* monotonic us, as GLib keeps it */
+    for (int c = 0; c < 2; c++) {
+        GSource *gs = loop->timer_lists[c];
+        int64_t r = gs ? g_source_get_ready_time(gs) : -1;
+        if (r >= 0 && (ready < 0 || r < ready)) ready = r;
+    }
+    if (ready < 0) return -1;
+    int64_t wait = ready > G_MAXINT64 / 1000 ? G_MAXINT64 : ready * 1000 - realtime_ns();
+    if (wait < 0) wait = 0;
+    if (timeout_ms >= 0 && wait >= (int64_t)timeout_ms * 1000000) return -1;
+    return wait;
+}
 
 static TimerList *list_get_locked(QsLoop *loop, QsClockType clock)
 {

@@ -18,8 +18,10 @@
  * that is ready in the same iteration (bottom halves have a higher priority); ready fd
  * handlers run in the order they were created; a loop's due timers on one clock run
  * together, in deadline order (equal deadlines: in the order they were armed), at the
- * place of that loop's first timer on that clock; idle handlers run only when nothing
- * else is ready.
+ * place of that loop's first timer on that clock (a timer armed by one of their
+ * callbacks, even for a time already past, runs at the next iteration, after a poll);
+ * idle handlers run only when nothing else is ready.  Timers wake a sleeping loop at
+ * their deadline with ns precision (not rounded to GLib's milliseconds).
  *
  * Thread safety: qs_bh_schedule, qs_loop_call, qs_timer_mod/qs_timer_del and the clock
  * functions may be called from any thread.  Creating and freeing sources may be done

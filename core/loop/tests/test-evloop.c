@@ -130,6 +130,87 @@ static void test_realtime_rearm(void)
     qs_timer_free(p.t);
 }
 
+/* Wake-up precision: GLib's poll timeout is in whole ms, rounded up, so a deadline of
+ * N.1 ms ahead used to wake ~0.9 ms late every time.  The loop now sleeps to the ns
+ * deadline: the least late of many wake-ups (host load only ever adds lateness) is well
+ * under that. */
+typedef struct Wake {
+    int64_t fired;
+} Wake;
+
+static void wake_cb(void *opaque)
+{
+    ((Wake *)opaque)->fired = qs_clock_get_ns(QS_CLOCK_REALTIME);
+}
+
+static void test_realtime_precise_wakeup(void)
+{
+    QsLoop *m = qs_loop_main();
+    Wake w;
+    QsTimer *t = qs_timer_new(m, QS_CLOCK_REALTIME, "precise", wake_cb, &w);
+    drain();
+    int64_t least = G_MAXINT64;
+    for (int i = 0; i < 30; i++) {
+        w.fired = 0;
+        int64_t deadline = qs_clock_get_ns(QS_CLOCK_REALTIME) + (1 + i % 3) * 1000000 + 100000;
+        qs_timer_mod(t, deadline);
+        while (!w.fired) qs_loop_iterate(m, true);
+        g_assert_cmpint(w.fired, >=, deadline);           /* never early */
+        if (w.fired - deadline < least) least = w.fired - deadline;
+    }
+    g_test_message("least lateness of 30 wake-ups: %" G_GINT64_FORMAT " ns", least);
+    g_assert_cmpint(least, <, 500000);
+    qs_timer_free(t);
+}
+
+/* A timer re-armed at or before "now" from its own callback runs again at the next
+ * iteration, after a poll, not again inside the same dispatch (it would starve fds). */
+typedef struct Rearm {
+    QsTimer *t;
+    int runs, max;
+    int polls_at_run[8];
+} Rearm;
+
+static int polls_seen;
+static void count_poll(QsLoop *l, int timeout, void *o) { polls_seen++; }
+static const QsEvloopObserver poll_counter = { .name = "poll-counter", .poll_begin = count_poll };
+
+static void rearm_cb(void *opaque)
+{
+    Rearm *r = opaque;
+    if (r->runs < 8) r->polls_at_run[r->runs] = polls_seen;
+    if (++r->runs < r->max) {
+        qs_timer_mod(r->t, r->runs % 2 ? 0 : qs_clock_get_ns(QS_CLOCK_REALTIME));
+    }
+}
+
+static void test_realtime_rearm_due_next_iteration(void)
+{
+    QsLoop *m = qs_loop_main();
+    GError *err = NULL;
+    g_assert_true(qs_evloop_observer_add(&poll_counter, NULL, &err));
+    g_assert_no_error(err);
+    Rearm a = { .max = 1000 }, b = { .max = 1 };
+    a.t = qs_timer_new(m, QS_CLOCK_REALTIME, "rearm-a", rearm_cb, &a);
+    b.t = qs_timer_new(m, QS_CLOCK_REALTIME, "rearm-b", rearm_cb, &b);
+    drain();
+    int64_t now = qs_clock_get_ns(QS_CLOCK_REALTIME);
+    qs_timer_mod(a.t, now - 1000);
+    qs_timer_mod(b.t, now);
+    /* one iteration: each due timer once (a's re-arming does not run it again) */
+    while (!a.runs) qs_loop_iterate(m, true);
+    g_assert_cmpint(a.runs, ==, 1);
+    g_assert_cmpint(b.runs, ==, 1);
+    g_assert_true(qs_timer_pending(a.t));
+    /* every later run comes from its own iteration: one poll between runs */
+    for (int i = 0; i < 5; i++) qs_loop_iterate(m, false);
+    g_assert_cmpint(a.runs, ==, 6);
+    for (int i = 1; i < 6; i++) g_assert_cmpint(a.polls_at_run[i], ==, a.polls_at_run[i - 1] + 1);
+    qs_evloop_observer_remove(&poll_counter);
+    qs_timer_free(a.t);
+    qs_timer_free(b.t);
+}
+
 typedef struct VTimer {
     QsTimer *t;
     const char *name;
@@ -585,6 +666,8 @@ int main(int argc, char **argv)
     qs_runstate_start(false);
     g_test_add_func("/evloop/order", test_order);
     g_test_add_func("/evloop/timer/realtime-rearm", test_realtime_rearm);
+    g_test_add_func("/evloop/timer/precise-wakeup", test_realtime_precise_wakeup);
+    g_test_add_func("/evloop/timer/rearm-due-next-iteration", test_realtime_rearm_due_next_iteration);
     g_test_add_func("/evloop/timer/virtual-manual", test_virtual_manual);
     g_test_add_func("/evloop/timer/virtual-runstate", test_virtual_follows_runstate);
     g_test_add_func("/evloop/iothread", test_iothread);
