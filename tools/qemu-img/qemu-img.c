@@ -358,15 +358,24 @@ static JsonNode *image_info(QsBlock *bs)
         json_builder_add_int_value(b, as);
     }
     if (bs->drv->info_specific) {
-        json_builder_set_member_name(b, "format-specific");
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "type");
-        json_builder_add_string_value(b, bs->drv->name);
-        json_builder_set_member_name(b, "data");
-        json_builder_begin_object(b);
-        bs->drv->info_specific(bs, b);
-        json_builder_end_object(b);
-        json_builder_end_object(b);
+        /* built apart: a driver with nothing to say gets no format-specific member */
+        JsonBuilder *db = json_builder_new();
+        json_builder_begin_object(db);
+        bs->drv->info_specific(bs, db);
+        json_builder_end_object(db);
+        JsonNode *data = json_builder_get_root(db);
+        g_object_unref(db);
+        if (json_object_get_size(json_node_get_object(data))) {
+            json_builder_set_member_name(b, "format-specific");
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "type");
+            json_builder_add_string_value(b, bs->drv->name);
+            json_builder_set_member_name(b, "data");
+            json_builder_add_value(b, data);
+            json_builder_end_object(b);
+        } else {
+            json_node_unref(data);
+        }
     }
     if (bs->backing_file) {
         g_autofree char *full = qs_block_backing_path(bs, bs->backing_file);
@@ -375,8 +384,10 @@ static JsonNode *image_info(QsBlock *bs)
         json_builder_set_member_name(b, "backing-filename");
         json_builder_add_string_value(b, bs->backing_file);
     }
-    json_builder_set_member_name(b, "dirty-flag");
-    json_builder_add_boolean_value(b, bs->drv->is_dirty ? bs->drv->is_dirty(bs) : false);
+    if (!bs->drv->no_info) {
+        json_builder_set_member_name(b, "dirty-flag");
+        json_builder_add_boolean_value(b, bs->drv->is_dirty ? bs->drv->is_dirty(bs) : false);
+    }
     json_builder_end_object(b);
     JsonNode *n = json_builder_get_root(b);
     g_object_unref(b);
@@ -404,26 +415,51 @@ static void print_snapshot_table(GPtrArray *snaps)
     }
 }
 
-static void human_specific(JsonObject *o, int level)
+/* QEMU's human dump of format-specific data: "key: value" (dashes in keys become
+ * spaces), objects and arrays on the following lines one level deeper, array elements
+ * numbered "[i]:". */
+static void human_value(JsonNode *v, int level);
+
+static bool json_composite(JsonNode *v)
+{
+    return JSON_NODE_HOLDS_OBJECT(v) || JSON_NODE_HOLDS_ARRAY(v);
+}
+
+static void human_object(JsonObject *o, int level)
 {
     GList *members = json_object_get_members(o);
     for (GList *l = members; l; l = l->next) {
         g_autofree char *key = g_strdup(l->data);
         for (char *p = key; *p; p++) if (*p == '-') *p = ' ';
         JsonNode *v = json_object_get_member(o, l->data);
-        for (int i = 0; i < level; i++) printf("    ");
-        if (JSON_NODE_HOLDS_OBJECT(v)) {
-            printf("%s:\n", key);
-            human_specific(json_node_get_object(v), level + 1);
-        } else if (json_node_get_value_type(v) == G_TYPE_BOOLEAN) {
-            printf("%s: %s\n", key, json_node_get_boolean(v) ? "true" : "false");
-        } else if (json_node_get_value_type(v) == G_TYPE_STRING) {
-            printf("%s: %s\n", key, json_node_get_string(v));
-        } else {
-            printf("%s: %" G_GINT64_FORMAT "\n", key, json_node_get_int(v));
-        }
+        printf("%*s%s:%c", level * 4, "", key, json_composite(v) ? '\n' : ' ');
+        human_value(v, level + 1);
     }
     g_list_free(members);
+}
+
+static void human_value(JsonNode *v, int level)
+{
+    if (JSON_NODE_HOLDS_OBJECT(v)) {
+        human_object(json_node_get_object(v), level);
+    } else if (JSON_NODE_HOLDS_ARRAY(v)) {
+        JsonArray *a = json_node_get_array(v);
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+            JsonNode *e = json_array_get_element(a, i);
+            printf("%*s[%u]:%c", level * 4, "", i, json_composite(e) ? '\n' : ' ');
+            human_value(e, level + 1);
+        }
+    } else if (JSON_NODE_HOLDS_NULL(v)) {
+        printf("null\n");
+    } else if (json_node_get_value_type(v) == G_TYPE_BOOLEAN) {
+        printf("%s\n", json_node_get_boolean(v) ? "true" : "false");
+    } else if (json_node_get_value_type(v) == G_TYPE_STRING) {
+        printf("%s\n", json_node_get_string(v));
+    } else if (json_node_get_value_type(v) == G_TYPE_DOUBLE) {
+        printf("%g\n", json_node_get_double(v));
+    } else {
+        printf("%" G_GINT64_FORMAT "\n", json_node_get_int(v));
+    }
 }
 
 static void print_info_human(QsBlock *bs, JsonNode *n)
@@ -458,7 +494,7 @@ static void print_info_human(QsBlock *bs, JsonNode *n)
     if (json_object_has_member(o, "format-specific")) {
         JsonObject *fs = json_object_get_object_member(o, "format-specific");
         printf("Format specific information:\n");
-        human_specific(json_object_get_object_member(fs, "data"), 1);
+        human_object(json_object_get_object_member(fs, "data"), 1);
     }
 }
 

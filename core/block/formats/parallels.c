@@ -456,6 +456,7 @@ static void prl_info(QsBlock *bs, JsonBuilder *b)
 {
     Prl *s = bs->opaque;
     char uuid[37];
+    if (!s->bitmaps || !s->bitmaps->len) return;   /* QEMU 7.2 shows nothing here */
     json_builder_set_member_name(b, "bitmaps");
     json_builder_begin_array(b);
     for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
@@ -535,4 +536,5 @@ const QsBlockDriver qs_block_drv_parallels = {
     .block_status = prl_block_status,
     .check = prl_check,
     .info_specific = prl_info,
+    .no_info = true,
 };

@@ -105,6 +105,9 @@ struct QsBlockDriver {
     void (*info_specific)(QsBlock *bs, JsonBuilder *b);
     uint32_t (*cluster_size)(QsBlock *bs);        /* 0: none */
     bool (*is_dirty)(QsBlock *bs);
+    /* As a QEMU driver without get_info: `info` shows no dirty-flag (and cluster_size
+     * must be unset, so no cluster-size either). */
+    bool no_info;
     GPtrArray *(*snapshot_list)(QsBlock *bs);     /* of QsBlockSnapshot *, may be NULL */
     bool (*snapshot_create)(QsBlock *bs, const char *name, GError **errp);
     bool (*snapshot_apply)(QsBlock *bs, const char *name_or_id, GError **errp);
