@@ -440,7 +440,7 @@ void prof_stats_loop_remove(ProfStats *st, const void *loop)
 
 /* ---- hooks ---- */
 
-void prof_stats_poll_begin(ProfStats *st, const void *loop)
+COLD void poll_begin_slow(ProfStats *st, const void *loop)
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s)) return;
@@ -481,8 +481,8 @@ COLD uint64_t timed_start(ProfStats *st, Slot *s, uint64_t dseq)
     return start;
 }
 
-void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
-                               const char *name, const char *kind)
+COLD void dispatch_begin_slow(ProfStats *st, const void *loop, uint64_t id,
+                              const char *name, const char *kind)
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s)) return;
@@ -524,7 +524,7 @@ COLD uint64_t parent_word(Slot *s, int d)
     return CUR_WORD(s->stack[d - 1].dseq, s->stack[d - 1].rec->idx);
 }
 
-void prof_stats_dispatch_end(ProfStats *st, const void *loop)
+COLD void dispatch_end_slow(ProfStats *st, const void *loop)
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s || s->depth == 0)) return;   /* observer added mid-dispatch */
@@ -538,6 +538,68 @@ void prof_stats_dispatch_end(ProfStats *st, const void *loop)
     if (G_UNLIKELY(start)) timed_end(st, s, d, start);
     __atomic_store_n(&s->cur, G_UNLIKELY(d > 0) ? parent_word(s, d) : 0, __ATOMIC_RELEASE);
     ADD(&s->stack[d].rec->count, 1);
+}
+
+/* The fast paths: the thread's last slot, a cached row, nothing to time, not nested.
+ * Anything else goes (as a tail call, so the fast path saves no registers) to the
+ * general versions above, which start over. */
+
+/* The slot cached for this thread, if it is loop's and up to date. */
+HOT Slot *slot_cached(ProfStats *st, const void *loop)
+{
+    Slot *s = tls.last;
+    if (G_LIKELY(tls.serial == st->serial && s && LOAD(&s->loop) == loop &&
+                 s->gen == __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE))) {
+        return s;
+    }
+    return NULL;
+}
+
+void prof_stats_poll_begin(ProfStats *st, const void *loop)
+{
+    Slot *s = slot_cached(st, loop);
+    if (G_UNLIKELY(!s)) return poll_begin_slow(st, loop);
+    uint64_t it = s->iterations + 1;
+    if (G_UNLIKELY((it & st->sample_mask) == 0)) return poll_begin_slow(st, loop);
+    STORE(&s->iterations, it);
+}
+
+void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
+                               const char *name, const char *kind)
+{
+    Slot *s = slot_cached(st, loop);
+    if (G_UNLIKELY(!s)) return dispatch_begin_slow(st, loop, id, name, kind);
+    unsigned i = (unsigned)(id % IDC_SIZE);
+    Rec *r = s->idc[i].rec;
+    int d = s->depth;
+    if (G_UNLIKELY(s->idc[i].id != id || !id || d >= NEST_MAX || r->always ||
+                   (r->count & st->sample_mask) == 0)) {
+        return dispatch_begin_slow(st, loop, id, name, kind);
+    }
+    uint64_t dseq = s->dseq + 1;
+    s->dseq = dseq;
+    s->depth = d + 1;
+    s->stack[d].rec = r;
+    s->stack[d].start = 0;
+    s->stack[d].dseq = dseq;
+    __atomic_store_n(&s->cur, CUR_WORD(dseq, r->idx), __ATOMIC_RELEASE);
+}
+
+void prof_stats_dispatch_end(ProfStats *st, const void *loop)
+{
+    Slot *s = tls.last;
+    if (G_UNLIKELY(tls.serial != st->serial || !s || LOAD(&s->loop) != loop)) {
+        return dispatch_end_slow(st, loop);
+    }
+    int d = s->depth - 1;
+    if (G_UNLIKELY(d != 0 || s->stack[0].start ||
+                   __atomic_load_n(&s->watch_seq, __ATOMIC_ACQUIRE) == s->stack[0].dseq)) {
+        return dispatch_end_slow(st, loop);
+    }
+    s->depth = 0;
+    __atomic_store_n(&s->cur, 0, __ATOMIC_RELEASE);
+    Rec *r = s->stack[0].rec;
+    ADD(&r->count, 1);
 }
 
 void prof_stats_reset(ProfStats *st, uint64_t now)

@@ -24,7 +24,7 @@ static void bh_cb(void *opaque)
 static void timer_cb(void *opaque)
 {
     Run *r = opaque;
-    /* already due: re-armed in the past, so the loop never sleeps for it */
+    /* already due: re-armed in the past, it runs at the next iteration without sleeping */
     if (--r->left > 0) qs_timer_mod(r->timer, 1);
 }
 
