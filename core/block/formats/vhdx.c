@@ -489,8 +489,11 @@ static bool vhdx_open(QsBlock *bs, const QsOpts *opts, GError **errp)
                        "read-only", bs->filename);
     bs->size = s->disk_size;
     s->data_end = align_up(bs->file->size, VHDX_MiB);
+    s->file_end = bs->file->size;
     return true;
 }
+
+static int commit_bat(QsBlock *bs);
 
 static void vhdx_close(QsBlock *bs)
 {
@@ -498,9 +501,17 @@ static void vhdx_close(QsBlock *bs)
     if (!s->inited) return;
     if (s->session_started) {
         static const uint8_t nil[16];
+        commit_bat(bs);
+        if (s->file_end > s->data_end && bs->file->size > s->data_end) {
+            /* give back what the last extension step did not use */
+            GError *err = NULL;
+            if (!qs_block_truncate(bs->file, s->data_end, true, QS_PREALLOC_OFF, &err))
+                g_error_free(err);
+        }
         qs_block_flush(bs->file);
         vhdx_update_headers(bs, NULL, NULL, nil);
     }
+    g_free(s->bat_dirty);
     g_free(s->bat);
     g_free(s->parent_linkage);
     g_mutex_clear(&s->lock);
@@ -594,44 +605,86 @@ static int start_session(QsBlock *bs)
     fmt_uuid_random(s->log_guid);
     s->log_seq = 1;
     s->log_pos = 0;
+    uint64_t nsec = (s->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
+    if (!s->bat_dirty) s->bat_dirty = g_malloc0((size_t)(nsec / 8 + 1));
+    s->ndirty = 0;
     int r = vhdx_update_headers(bs, fg, dg, s->log_guid);
     if (r == 0) s->session_started = true;
     return r;
 }
 
-/* Under the lock: set BAT entry i to v through the log. */
-static int set_bat(QsBlock *bs, uint64_t i, uint64_t v)
+/* Under the lock: set BAT entry i to v in memory; the sector holding it is journaled by
+ * the next commit_bat (flush, close, or when VHDX_BATCH sectors are pending). */
+static void set_bat(Vhdx *s, uint64_t i, uint64_t v)
+{
+    uint64_t sec = i * 8 / VHDX_LOG_SECTOR;
+    s->bat[i] = v;
+    if (!(s->bat_dirty[sec / 8] & (1u << (sec % 8)))) {
+        s->bat_dirty[sec / 8] |= (uint8_t)(1u << (sec % 8));
+        s->ndirty++;
+    }
+}
+
+/* Under the lock: make the BAT updates durable, in the order the specification and QEMU
+ * follow: the new blocks' data is flushed first, then the changed BAT sectors go through
+ * the log (VHDX_BATCH sectors per entry: entry, flush, write in place, flush).  On error
+ * the sectors stay pending. */
+static int commit_bat(QsBlock *bs)
 {
     Vhdx *s = bs->opaque;
-    uint64_t first = align_down(i * 8, VHDX_LOG_SECTOR) / 8;
-    uint64_t old = s->bat[i];
-    s->bat[i] = v;
-    uint8_t sec[VHDX_LOG_SECTOR];
-    for (unsigned k = 0; k < VHDX_LOG_SECTOR / 8; k++) put_le64(sec + k * 8, s->bat[first + k]);
-    uint64_t at = s->bat_offset + first * 8;
-    int r = vhdx_log_write(bs, &at, sec, 1);
-    if (r < 0) s->bat[i] = old;
-    return r;
+    if (!s->ndirty) return 0;
+    int r = qs_block_flush(bs->file);   /* the data before the BAT points at it */
+    if (r < 0) return r;
+    uint64_t nsec = (s->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
+    g_autofree uint8_t *buf = g_malloc((size_t)VHDX_BATCH * VHDX_LOG_SECTOR);
+    uint64_t offs[VHDX_BATCH], secs[VHDX_BATCH];
+    unsigned n = 0;
+    for (uint64_t sec = 0; sec <= nsec; sec++) {
+        if (sec < nsec && (s->bat_dirty[sec / 8] & (1u << (sec % 8)))) {
+            uint8_t *p = buf + (size_t)n * VHDX_LOG_SECTOR;
+            uint64_t first = sec * (VHDX_LOG_SECTOR / 8);   /* s->bat holds whole sectors */
+            for (unsigned k = 0; k < VHDX_LOG_SECTOR / 8; k++)
+                put_le64(p + k * 8, s->bat[first + k]);
+            offs[n] = s->bat_offset + sec * VHDX_LOG_SECTOR;
+            secs[n++] = sec;
+        }
+        if (n && (n == VHDX_BATCH || sec == nsec)) {
+            r = vhdx_log_write(bs, offs, buf, n);
+            if (r < 0) return r;
+            for (unsigned k = 0; k < n; k++)
+                s->bat_dirty[secs[k] / 8] &= (uint8_t)~(1u << (secs[k] % 8));
+            s->ndirty -= n;
+            n = 0;
+        }
+    }
+    return 0;
 }
 
 /* Under the lock: give block `block` (not present) space at the end of the file holding
- * buf at in, zeros elsewhere, then journal its BAT entry. */
+ * buf at in, zeros elsewhere.  The file grows VHDX_EXTEND_STEP at a time (the unused
+ * rest is given back at close); the BAT entry is journaled later by commit_bat. */
 static int allocate(QsBlock *bs, uint64_t block, uint64_t in, size_t n, const void *buf)
 {
     Vhdx *s = bs->opaque;
-    uint64_t host = align_up(MAX(s->data_end, bs->file->size), VHDX_MiB);
+    uint64_t host = align_up(s->data_end, VHDX_MiB);
     if (host > (uint64_t)QS_BLOCK_MAX_SIZE - s->block_size) return -ENOSPC;
-    GError *err = NULL;
-    if (!qs_block_truncate(bs->file, host + s->block_size, false, QS_PREALLOC_OFF, &err)) {
-        int code = err->code ? -err->code : -EIO;
-        g_error_free(err);
-        return code;
+    if (host + s->block_size > s->file_end) {
+        uint64_t step = MAX((uint64_t)s->block_size, VHDX_EXTEND_STEP);
+        uint64_t end = host + s->block_size;
+        if (end <= (uint64_t)QS_BLOCK_MAX_SIZE - step) end = host + step;
+        GError *err = NULL;
+        if (!qs_block_truncate(bs->file, end, false, QS_PREALLOC_OFF, &err)) {
+            int code = err->code ? -err->code : -EIO;
+            g_error_free(err);
+            return code;
+        }
+        s->file_end = end;
     }
     int r = qs_block_pwrite(bs->file, host + in, n, buf, 0);
-    if (r == 0) r = qs_block_flush(bs->file);   /* the data before the BAT points at it */
     if (r < 0) return r;
     s->data_end = host + s->block_size;
-    return set_bat(bs, bat_index(s, block), host | PAYLOAD_FULLY_PRESENT);
+    set_bat(s, bat_index(s, block), host | PAYLOAD_FULLY_PRESENT);
+    return s->ndirty >= VHDX_BATCH ? commit_bat(bs) : 0;
 }
 
 static int vhdx_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, int flags)
@@ -681,7 +734,11 @@ static int vhdx_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags
 
 static int vhdx_flush(QsBlock *bs)
 {
-    return qs_block_flush(bs->file);
+    Vhdx *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    int r = s->ndirty ? commit_bat(bs) : qs_block_flush(bs->file);
+    g_mutex_unlock(&s->lock);
+    return r;
 }
 
 static bool vhdx_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
@@ -703,9 +760,10 @@ static bool vhdx_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **e
                 continue;
             fprintf(stderr, "Repairing BAT entry %" G_GUINT64_FORMAT ": the block reads as "
                     "zeros now\n", i);
-            r = set_bat(bs, i, s->has_parent ? PAYLOAD_NOT_PRESENT : PAYLOAD_ZERO);
-            if (r == 0) res->corruptions_fixed++;
+            set_bat(s, i, s->has_parent ? PAYLOAD_NOT_PRESENT : PAYLOAD_ZERO);
+            res->corruptions_fixed++;
         }
+        if (r == 0) r = commit_bat(bs);
         bad = validate_bat(bs, false, NULL) < 0 ? 1 : 0;
     }
     g_mutex_unlock(&s->lock);

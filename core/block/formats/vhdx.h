@@ -20,6 +20,8 @@
 #define VHDX_BLOCK_MAX      (256u << 20)
 #define VHDX_SECTORS_PER_BITMAP (1ull << 23)  /* sectors one 1 MiB bitmap block covers */
 #define VHDX_LOG_SECTOR     4096u
+#define VHDX_BATCH          64u               /* BAT sectors per log entry */
+#define VHDX_EXTEND_STEP    (64ull << 20)     /* the file grows this much at a time */
 
 /* payload block states (BAT entry bits 0-2) */
 enum {
@@ -55,6 +57,9 @@ typedef struct Vhdx {
     uint64_t log_seq;
     uint32_t log_pos;               /* where the next log entry goes, in the log */
     uint64_t data_end;              /* the next payload block goes here */
+    uint64_t file_end;              /* the file was extended up to here (>= data_end) */
+    uint8_t *bat_dirty;             /* BAT sectors changed in memory, not yet journaled */
+    unsigned ndirty;
     bool replayed;                  /* the log was replayed when opening */
 } Vhdx;
 

@@ -234,7 +234,8 @@ static void write_and_die(const char *fn, uint64_t off, uint8_t byte)
         if (!bs) _exit(2);
         uint8_t d[4096];
         memset(d, byte, sizeof(d));
-        _exit(qs_block_pwrite(bs, off, sizeof(d), d, 0) ? 3 : 0);   /* no close */
+        /* the flush journals the new block's BAT entry; then no close */
+        _exit(qs_block_pwrite(bs, off, sizeof(d), d, 0) || qs_block_flush(bs) ? 3 : 0);
     }
     int st;
     g_assert_cmpint(waitpid(pid, &st, 0), ==, pid);
@@ -349,6 +350,7 @@ static void test_vhdx_log_wrap(void)
     for (unsigned i = 0; i < 140; i++) {   /* 140 entries of 8 KiB: the 1 MiB log wraps */
         memset(d, (int)(i & 0xff) | 1, sizeof(d));
         g_assert_cmpint(qs_block_pwrite(bs, (uint64_t)i * 2 * MiB, sizeof(d), d, 0), ==, 0);
+        g_assert_cmpint(qs_block_flush(bs), ==, 0);   /* one log entry per flush */
     }
     qs_block_close(bs);
     write_and_die(fn, 599ull << 20, 0x3c);
@@ -357,6 +359,59 @@ static void test_vhdx_log_wrap(void)
     for (unsigned i = 0; i < 140; i++)
         g_assert_cmpint(read_byte(bs, (uint64_t)i * 2 * MiB), ==, (int)(i & 0xff) | 1);
     g_assert_cmpint(read_byte(bs, 599ull << 20), ==, 0x3c);
+    qs_block_close(bs);
+    g_unlink(fn);
+}
+
+/* BAT updates are journaled per flush, VHDX_BATCH (64) sectors per entry at most: a
+ * session that dies with 70 new blocks in 70 BAT sectors and no flush keeps the 64 the
+ * full batch journaled; the other 6 read as zeros, with nothing pointing at garbage. */
+static void test_vhdx_batched_bat(void)
+{
+    g_autofree char *fn = path("batch.vhdx");
+    GError *err = NULL;
+    /* 1 MiB blocks: one BAT sector (512 entries) per 512 MiB of disk */
+    g_assert_true(qs_block_create("vhdx", fn, 40ull << 30, "block_size=1M", true, &err));
+    g_assert_no_error(err);
+    pid_t pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        QsBlock *bs = qs_block_open(fn, "vhdx", QS_BLOCK_RDWR | QS_BLOCK_NO_FLUSH, NULL, &err);
+        if (!bs) _exit(2);
+        uint8_t d[4096];
+        for (unsigned i = 0; i < 70; i++) {
+            memset(d, (int)i + 1, sizeof(d));
+            if (qs_block_pwrite(bs, (uint64_t)i * (512ull << 20) + 4096, sizeof(d), d, 0))
+                _exit(3);
+        }
+        _exit(0);   /* no flush, no close */
+    }
+    int st;
+    g_assert_cmpint(waitpid(pid, &st, 0), ==, pid);
+    g_assert_true(WIFEXITED(st));
+    g_assert_cmpint(WEXITSTATUS(st), ==, 0);
+    QsBlock *bs = qs_block_open(fn, "vhdx", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    for (unsigned i = 0; i < 70; i++) {
+        int want = i < 64 ? (int)i + 1 : 0;
+        if (read_byte(bs, (uint64_t)i * (512ull << 20) + 4096) != want)
+            FAIL("batched BAT: block of sector %u reads %d, expected %d", i,
+                 read_byte(bs, (uint64_t)i * (512ull << 20) + 4096), want);
+    }
+    QsBlockCheckResult res;
+    g_assert_true(qs_block_check(bs, &res, 0, &err));
+    g_assert_cmpint(res.corruptions, ==, 0);
+    /* a clean session: flush journals everything; the extension step is given back */
+    uint64_t before = bs->file->size;
+    uint8_t d[512];
+    memset(d, 0xab, sizeof(d));
+    g_assert_cmpint(qs_block_pwrite(bs, 39ull << 30, sizeof(d), d, 0), ==, 0);
+    g_assert_cmpint(qs_block_flush(bs), ==, 0);
+    qs_block_close(bs);
+    bs = qs_block_open(fn, "vhdx", 0, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(read_byte(bs, 39ull << 30), ==, 0xab);
+    g_assert_cmpuint(bs->file->size, ==, (before + MiB - 1) / MiB * MiB + MiB);
     qs_block_close(bs);
     g_unlink(fn);
 }
@@ -694,6 +749,7 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/formats/vhdx/log", test_vhdx_log);
     g_test_add_func("/formats/vhdx/log-wrap", test_vhdx_log_wrap);
+    g_test_add_func("/formats/vhdx/batched-bat", test_vhdx_batched_bat);
     g_test_add_func("/formats/vhdx/differencing", test_vhdx_differencing);
     g_test_add_func("/formats/parallels/extension", test_parallels_ext);
     g_test_add_func("/formats/parallels/repair", test_parallels_repair);
