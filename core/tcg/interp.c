@@ -226,7 +226,7 @@ TB *tcg_interp_exec(QsCpu *cpu, TB *tb, int *slot)
     uint8_t *host = cpu->ram->host;
     const uint8_t *code_map = cpu->ram->code_map;
     const uint64_t ram_base = cpu->ram->base, ram_size = cpu->ram->size;
-    const Insn *ip = tb->code;
+    const Insn *ip = tb->code, *blk = ip;   /* blk: the code of the running block */
 #ifdef QS_TCG_PROFILE
     unsigned prof_prev = H_GOTO_TB;
 #endif
@@ -236,21 +236,21 @@ TB *tcg_interp_exec(QsCpu *cpu, TB *tb, int *slot)
 #define DISPATCH() do { PROF(ip); goto *ip->h; } while (0)
 #define NEXT() do { ip++; DISPATCH(); } while (0)
     /* Leave the block through the GOTO_TB instruction g: to the chained block if there
-     * is one and no exit is requested, else back to the execution loop. */
+     * is one and no exit is requested, else back to the execution loop.  A chain slot
+     * holds the next block's code, whose header (code[-1]) names its TB. */
 #define GOTO_TB(g)                                                             \
     do {                                                                       \
         const Insn *g_ = (g);                                                  \
         cpu->icount += g_->c;                                                  \
-        TB *n_ = __atomic_load_n((TB *const *)&g_->aux, __ATOMIC_ACQUIRE);     \
+        const Insn *n_ = __atomic_load_n((const Insn *const *)&g_->aux, __ATOMIC_ACQUIRE); \
         if (__builtin_expect(n_ != NULL, 1) &&                                 \
             !atomic_load_explicit(&cpu->exit_req, memory_order_relaxed)) {     \
-            tb = n_;                                                           \
-            ip = n_->code;                                                     \
+            blk = ip = n_;                                                     \
             DISPATCH();                                                        \
         }                                                                      \
         cpu->pc = (uint64_t)g_->imm;                                           \
         *slot = g_->b;                                                         \
-        return tb;                                                             \
+        return (TB *)(uintptr_t)blk[-1].aux;                                   \
     } while (0)
     DISPATCH();
 
@@ -371,13 +371,12 @@ L_EXIT_INDIRECT: {
         TB *n = cpu->jc[jc_hash(pc)];
         if (n && n->pc == pc && atomic_load_explicit(&n->valid, memory_order_relaxed) &&
             !atomic_load_explicit(&cpu->exit_req, memory_order_relaxed)) {
-            tb = n;
-            ip = n->code;
+            blk = ip = n->code;
             DISPATCH();
         }
         cpu->pc = pc;
         *slot = -1;
-        return tb;
+        return (TB *)(uintptr_t)blk[-1].aux;
     }
 }
 
@@ -717,6 +716,7 @@ bool tcg_backend_gen(TB *tb, const QsTcgBlock *b)
     }
     g.code = g_array_sized_new(FALSE, FALSE, sizeof(Insn), b->nops + 8);
     g.label_at = g_new0(uint32_t, b->nlabels + 1);
+    put(&g, H_GOTO_TB)->h = NULL;    /* the header: never run, its aux names the TB */
     for (uint32_t k = 0; k < b->nops;) {
         unsigned used = gen_fused(&g, b->ops, k, b->nops);
         if (!used) {
@@ -725,14 +725,16 @@ bool tcg_backend_gen(TB *tb, const QsTcgBlock *b)
         }
         k += used;
     }
-    tb->ncode = g.code->len;
-    tb->code = (Insn *)g_array_free(g.code, FALSE);
+    tb->ncode = g.code->len - 1;
+    Insn *all = (Insn *)g_array_free(g.code, FALSE);
+    all[0].aux = (uint64_t)(uintptr_t)tb;
+    tb->code = all + 1;
     tb->jmp_insn[0] = tb->jmp_insn[1] = NULL;
     for (uint32_t k = 0; k < tb->ncode; k++) {
         Insn *in = &tb->code[k];
         if (is_branch_handler(in->h)) {
             uint32_t l = (uint32_t)in->aux;
-            in->aux = (uint64_t)(uintptr_t)&tb->code[l < b->nlabels ? g.label_at[l] : 0];
+            in->aux = (uint64_t)(uintptr_t)&all[l < b->nlabels ? g.label_at[l] : 1];
         }
         if (in->h == handlers[H_GOTO_TB] && !tb->jmp_insn[in->b]) tb->jmp_insn[in->b] = in;
     }

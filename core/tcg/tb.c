@@ -47,7 +47,7 @@ void tcg_tb_unlock(void) { g_mutex_unlock(&tb_lock); }
 
 static void tb_free(TB *tb)
 {
-    g_free(tb->code);
+    g_free(tb->code - 1);   /* the code has a header Insn (see tcg_backend_gen) */
     g_ptr_array_unref(tb->jmp_in);
     g_free(tb);
 }
@@ -62,7 +62,7 @@ static void retire(TB *tb, bool drop_from_page)
         uintptr_t e = (uintptr_t)tb->jmp_in->pdata[i];
         TB *src = (TB *)(e & ~(uintptr_t)1);
         int slot = e & 1;
-        __atomic_store_n((TB **)&src->jmp_insn[slot]->aux, NULL, __ATOMIC_RELEASE);
+        __atomic_store_n((Insn **)&src->jmp_insn[slot]->aux, NULL, __ATOMIC_RELEASE);
         src->jmp_dest[slot] = NULL;
     }
     g_ptr_array_set_size(tb->jmp_in, 0);
@@ -70,7 +70,7 @@ static void retire(TB *tb, bool drop_from_page)
         TB *d = tb->jmp_dest[slot];
         if (!d) continue;
         g_ptr_array_remove_fast(d->jmp_in, (gpointer)((uintptr_t)tb | (uintptr_t)slot));
-        __atomic_store_n((TB **)&tb->jmp_insn[slot]->aux, NULL, __ATOMIC_RELEASE);
+        __atomic_store_n((Insn **)&tb->jmp_insn[slot]->aux, NULL, __ATOMIC_RELEASE);
         tb->jmp_dest[slot] = NULL;
     }
     if (drop_from_page) {
@@ -249,7 +249,7 @@ void tcg_tb_link(TB *from, int slot, TB *to)
         (uint64_t)j->imm == to->pc && !from->jmp_dest[slot]) {
         from->jmp_dest[slot] = to;
         g_ptr_array_add(to->jmp_in, (gpointer)((uintptr_t)from | (uintptr_t)slot));
-        __atomic_store_n((TB **)&j->aux, to, __ATOMIC_RELEASE);
+        __atomic_store_n((Insn **)&j->aux, to->code, __ATOMIC_RELEASE);
         stats.chained++;
     }
     g_mutex_unlock(&tb_lock);

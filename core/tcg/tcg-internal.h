@@ -33,7 +33,8 @@ typedef struct Insn {
     const void *h;              /* handler (computed-goto label) */
     uint16_t d, a, b, c;        /* frame slots, or small numbers */
     int64_t imm;
-    uint64_t aux;               /* guest pc, next TB (atomic), or target index */
+    uint64_t aux;               /* guest pc, branch target, or (GOTO_TB) the chained
+                                 * block's code (atomic; NULL: not chained) */
 #ifdef QS_TCG_PROFILE
     unsigned hid;               /* handler number, for the profile counters */
 #endif
@@ -42,7 +43,8 @@ typedef struct Insn {
 struct TB {
     uint64_t pc, pc_end;        /* guest code [pc, pc_end) */
     uint32_t ninsns;
-    Insn *code;
+    Insn *code;                 /* ncode instructions; code[-1] is a header whose aux is
+                                 * this TB */
     uint32_t ncode;
     Insn *jmp_insn[2];          /* GOTO_TB instructions, by slot (or NULL) */
     TB *jmp_dest[2];            /* what each slot is linked to (under the TB lock) */
