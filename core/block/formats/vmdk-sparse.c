@@ -448,6 +448,39 @@ static int64_t encode_grain(VmdkExtent *e, uint64_t g, const uint8_t *data, uint
     return (int64_t)total;
 }
 
+int vmdk_sparse_alloc_run(VmdkExtent *e, uint64_t g0, unsigned k, const void *data)
+{
+    if (e->read_only) return -EACCES;
+    uint64_t at = e->next_alloc, bytes = (uint64_t)k * e->grain;
+    if ((at + bytes - e->grain) / 512 > UINT32_MAX) return -ENOSPC;
+    int r = qs_block_pwrite(e->file, at, (size_t)bytes, data, 0);
+    if (r < 0) return r;
+    e->next_alloc += bytes;
+    /* the entries, one write per grain table (and per redundant one) */
+    g_autofree uint8_t *le = g_malloc((size_t)MIN((uint64_t)k, e->gtes) * 4);
+    for (uint64_t g = g0; g < g0 + k;) {
+        uint32_t i = (uint32_t)(g / e->gtes), k0 = (uint32_t)(g % e->gtes);
+        uint32_t cnt = (uint32_t)MIN(g0 + k - g, (uint64_t)(e->gtes - k0));
+        if (!e->gd[i] || (e->rgd && !e->rgd[i])) r = alloc_gt(e, i);
+        if (r < 0) return r;
+        uint32_t *t = g_hash_table_lookup(e->gt_cache, GUINT_TO_POINTER(i));
+        for (uint32_t j = 0; j < cnt; j++) {
+            uint32_t v = (uint32_t)((at + (g + j - g0) * e->grain) / 512);
+            put_le32(le + j * 4, v);
+            if (t) t[k0 + j] = v;
+        }
+        r = qs_block_pwrite(e->file, (uint64_t)e->gd[i] * 512 + k0 * 4ull, cnt * 4, le, 0);
+        if (r == 0 && e->rgd)
+            r = qs_block_pwrite(e->file, (uint64_t)e->rgd[i] * 512 + k0 * 4ull, cnt * 4, le, 0);
+        if (r < 0) {
+            if (t) g_hash_table_remove(e->gt_cache, GUINT_TO_POINTER(i));   /* reread it */
+            return r;
+        }
+        g += cnt;
+    }
+    return 0;
+}
+
 /* Append a compressed grain holding data (grain bytes) for grain g. */
 static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
 {

@@ -299,7 +299,26 @@ static int extent_io(QsBlock *bs, VmdkExtent *e, IoKind kind, uint64_t off, size
         bool plain = r == 0 && host > VMDK_GTE_ZEROED && !e->compressed;
         bool nothing = r == 0 && kind == IO_ZERO &&
                        (host == VMDK_GTE_ZEROED || (host == 0 && !bs->backing));
-        if (nothing) {
+        bool whole_new = r == 0 && kind == IO_WRITE && e->kind == EXT_SPARSE &&
+                         !e->compressed && host <= VMDK_GTE_ZEROED && in == 0 &&
+                         n == e->grain;
+        bool to_zeroed = plain && kind == IO_ZERO && e->zeroed_grain && n == e->grain;
+        if (plain && !to_zeroed) {
+            /* the grains stored right after this one: one read or write for all */
+            uint64_t h2;
+            while (n < len && vmdk_sparse_lookup(e, off + n, &h2) == 0 && h2 == host + in + n)
+                n += (size_t)MIN((uint64_t)(len - n), e->grain);
+        } else if (whole_new) {
+            /* whole grains not stored yet: stored together */
+            unsigned k = 1;
+            uint64_t h2;
+            while ((uint64_t)(k + 1) * e->grain <= len && k < 1024 &&
+                   vmdk_sparse_lookup(e, off + (uint64_t)k * e->grain, &h2) == 0 &&
+                   h2 <= VMDK_GTE_ZEROED)
+                k++;
+            n = (size_t)(k * e->grain);
+            r = vmdk_sparse_alloc_run(e, off / e->grain, k, p);
+        } else if (nothing) {
             /* already reads as zeros */
         } else if (r == 0 && !plain) {
             if (kind == IO_READ) r = vmdk_sparse_read(e, off, n, p, bs, disk_off);

@@ -72,6 +72,10 @@ int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock
 /* Write within one grain (lock held); backing data fills the rest of a new grain. */
 int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, QsBlock *bs,
                       uint64_t disk_off, bool zero);
+/* Whole unallocated grains [g0, g0 + k) of a plain sparse extent (lock held): stored one
+ * after another at the end with one write, then their entries with one write per grain
+ * table. */
+int vmdk_sparse_alloc_run(VmdkExtent *e, uint64_t g0, unsigned k, const void *data);
 /* Compressed extents, called without the driver lock (they take it to look up and
  * update the grain tables): reads inflate the grains outside it, reading runs of grains
  * stored one after another at once; whole grains written are compressed in parallel on

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* vmdk compressed (streamOptimized) grain I/O: batched parallel compression, in-order
- * appends, partial grains, concurrent writers and batched reads, checked byte for byte. */
+/* vmdk grain I/O in batches: streamOptimized (parallel compression, in-order appends,
+ * batched reads) and plain sparse extents (runs of new grains stored with one write,
+ * reads and writes over contiguous grains), checked byte for byte. */
 #include <string.h>
 #include <glib/gstdio.h>
 #include "qs/block.h"
@@ -135,12 +136,66 @@ static void test_stream_io(void)
     g_clear_pointer(&data, g_free);
 }
 
+/* Plain sparse extents: runs of new grains across a grain table boundary, over a
+ * backing file, mixed with partial grains, rewrites and zeroes. */
+static void test_plain_runs(gconstpointer opts)
+{
+    g_autofree char *base = path("base.vmdk"), *fn = path("p.vmdk");
+    GError *err = NULL;
+    uint64_t size = 48 * MiB;
+    g_autofree uint8_t *bdata = g_malloc(size);
+    fill(bdata, size, 3);
+    g_assert_true(qs_block_create("vmdk", base, size, "", true, &err));
+    QsBlock *b = qs_block_open(base, "vmdk", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(qs_block_pwrite(b, 0, size, bdata, 0), ==, 0);
+    qs_block_close(b);
+    g_autofree char *o = g_strdup_printf("%s%sbacking_file=%s,backing_fmt=vmdk", (char *)opts,
+                                         *(char *)opts ? "," : "", base);
+    g_assert_true(qs_block_create("vmdk", fn, size, o, true, &err));
+    g_assert_no_error(err);
+    model = g_memdup2(bdata, size);
+    data = g_malloc(size);
+    fill(data, size, 11);
+    QsBlock *bs = qs_block_open(fn, "vmdk", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    /* 31 MiB + 100 bytes up to 33 MiB + 7 grains: crosses the table of 32 MiB */
+    g_assert_cmpint(write_piece(bs, 31 * MiB + 100, 2 * MiB + 7 * GRAIN), ==, 0);
+    g_assert_cmpint(write_piece(bs, 0, 5 * GRAIN + 300), ==, 0);
+    fill(data + GRAIN, 3 * GRAIN, 12);   /* rewrites stored grains in place */
+    g_assert_cmpint(write_piece(bs, GRAIN + 17, 3 * GRAIN - 34), ==, 0);
+    g_assert_cmpint(write_piece(bs, 36 * MiB, 8 * MiB), ==, 0);
+    g_assert_cmpint(qs_block_pwrite_zeroes(bs, 37 * MiB, 2 * MiB, QS_WRITE_MAY_UNMAP), ==, 0);
+    memset(model + 37 * MiB, 0, 2 * MiB);
+    g_assert_cmpint(qs_block_pwrite_zeroes(bs, 45 * MiB, 2 * MiB, QS_WRITE_MAY_UNMAP), ==, 0);
+    memset(model + 45 * MiB, 0, 2 * MiB);
+    g_assert_cmpint(write_piece(bs, 46 * MiB, GRAIN), ==, 0);   /* into the zeroes */
+    Par rp = { bs, model, 0 };
+    g_assert_cmpint(qs_block_parallel_for(4, (size + 777776) / 777777, par_read, &rp), ==, 0);
+    qs_block_close(bs);
+    bs = qs_block_open(fn, "vmdk", 0, NULL, &err);
+    g_assert_no_error(err);
+    g_autofree uint8_t *all = g_malloc(size);
+    g_assert_cmpint(qs_block_pread(bs, 0, size, all), ==, 0);
+    g_assert_true(memcmp(all, model, size) == 0);
+    QsBlockCheckResult res = { 0 };
+    g_assert_true(qs_block_check(bs, &res, 0, &err));
+    g_assert_cmpint(res.corruptions, ==, 0);
+    qs_block_close(bs);
+    g_unlink(fn);
+    g_unlink(base);
+    g_clear_pointer(&model, g_free);
+    g_clear_pointer(&data, g_free);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     qs_block_init();
     tmpdir = g_dir_make_tmp("qs-vmdk-stream-XXXXXX", NULL);
     g_test_add_func("/formats/vmdk/stream-io", test_stream_io);
+    g_test_add_data_func("/formats/vmdk/plain-runs", "", test_plain_runs);
+    g_test_add_data_func("/formats/vmdk/plain-runs-zeroed", "zeroed_grain=on", test_plain_runs);
     int r = g_test_run();
     g_rmdir(tmpdir);
     return r;
