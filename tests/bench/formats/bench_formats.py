@@ -7,6 +7,7 @@
 import argparse
 import os
 import random
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -18,9 +19,13 @@ FORMATS = [("vdi", ""), ("vpc", ""), ("vmdk", ""), ("vmdk", "subformat=streamOpt
 
 
 def timed(cmd):
+    """Wall time and CPU time (user + system, all threads) of one run."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def make_raw(path, mib):
@@ -75,22 +80,30 @@ def main():
                 for _ in range(args.runs):
                     for who, tool in (("ours", ours), ("real", REAL)):
                         t[who].append(timed(cmd(tool)))
-                mo, mr = statistics.median(t["ours"]), statistics.median(t["real"])
-                rows.append((name, mo, mr))
+                mo = statistics.median(w for w, _ in t["ours"])
+                mr = statistics.median(w for w, _ in t["real"])
+                co = statistics.median(c for _, c in t["ours"])
+                cr = statistics.median(c for _, c in t["real"])
+                rows.append((name, mo, mr, co, cr))
                 print(f"{name:40s} ours {mo * 1000:8.1f} ms  real {mr * 1000:8.1f} ms  "
-                      f"ratio {mr / mo:5.2f}", flush=True)
+                      f"ratio {mr / mo:5.2f}  cpu ours {co * 1000:7.1f} ms real "
+                      f"{cr * 1000:7.1f} ms", flush=True)
+    load = os.getloadavg()[0]
     text = [f"qemu-img convert of a {args.size} MiB image (half random data, a quarter "
             "written zeros, a quarter hole), median of "
-            f"{args.runs} runs each, ours against Debian's qemu-img 7.2 in the same run. "
-            "Ratio = real / ours (above 1: ours is faster).", "",
-            "| conversion | ours (ms) | QEMU 7.2 (ms) | ratio |", "| --- | ---: | ---: | ---: |"]
+            f"{args.runs} runs each, ours against Debian's qemu-img 7.2 in the same run "
+            f"(host load average {load:.1f} on {os.cpu_count()} CPUs at the end). "
+            "Ratio = real / ours wall time (above 1: ours is faster); CPU = user + system "
+            "time of all threads.", "",
+            "| conversion | ours (ms) | QEMU 7.2 (ms) | ratio | ours CPU (ms) | QEMU CPU (ms) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
     doc = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "benchmarks.md")
     with open(doc) as f:
         s = f.read()
     a, b = "<!-- BEGIN formats -->", "<!-- END formats -->"
     i, j = s.index(a) + len(a), s.index(b)
-    table = [f"| {name} | {mo * 1000:.1f} | {mr * 1000:.1f} | {mr / mo:.2f} |"
-             for name, mo, mr in rows]
+    table = [f"| {name} | {mo * 1000:.1f} | {mr * 1000:.1f} | {mr / mo:.2f} | {co * 1000:.0f} | "
+             f"{cr * 1000:.0f} |" for name, mo, mr, co, cr in rows]
     if args.only:
         # keep the other formats' rows (and their run's header), replace ours in place
         fresh = {ln.split(" | ")[0]: ln for ln in table}

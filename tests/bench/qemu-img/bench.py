@@ -5,6 +5,7 @@
 # Usage: tests/bench/qemu-img/bench.py [BUILD_DIR] [--runs N] [--size-gib N] [--no-write]
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -21,11 +22,15 @@ def sh(*args, **kw):
 
 
 def timed(args, before=None):
+    """Wall time and CPU time (user + system, all threads) of one run."""
     if before:
         before()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     sh(*args)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def make_mixed_raw(path, size):
@@ -89,19 +94,24 @@ def main():
         for _ in range(a.runs):
             ts_p.append(timed(cmd(peer), before))
             ts_o.append(timed(cmd(ours), before))
-        mo, mp = statistics.median(ts_o), statistics.median(ts_p)
-        results.append((name, mo, mp))
-        print(f"{name}: ours {mo:.3f} s, theirs {mp:.3f} s, ratio {mo / mp:.2f}", flush=True)
+        mo, mp = statistics.median(w for w, _ in ts_o), statistics.median(w for w, _ in ts_p)
+        co, cp = statistics.median(c for _, c in ts_o), statistics.median(c for _, c in ts_p)
+        results.append((name, mo, mp, co, cp))
+        print(f"{name}: ours {mo:.3f} s, theirs {mp:.3f} s, ratio {mo / mp:.2f}; CPU ours "
+              f"{co:.3f} s, theirs {cp:.3f} s", flush=True)
     shutil.rmtree(tmp)
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
+    load = os.getloadavg()[0]
     lines = [f"Produced by `tests/bench/qemu-img/bench.py` ({a.runs} runs each, medians; ratio = "
-             f"ours/theirs, below 1 is faster; {os.cpu_count()} CPUs, {cpu}). Peers: QEMU 7.2's "
-             "qemu-img from Debian's qemu-utils, GNU dd for the dd row. Rows above 1.00 are "
-             "discussed in docs/qemu-img.md (Performance).", "",
-             "| operation | ours (s) | theirs (s) | ratio |", "| --- | --- | --- | --- |"]
-    for name, mo, mp in results:
-        lines.append(f"| {name} | {mo:.3f} | {mp:.3f} | {mo / mp:.2f} |")
+             f"ours/theirs wall time, below 1 is faster; CPU = user + system time of all "
+             f"threads; {os.cpu_count()} CPUs, {cpu}, host load average {load:.1f} at the "
+             "end). Peers: QEMU 7.2's qemu-img from Debian's qemu-utils, GNU dd for the dd "
+             "row. Rows above 1.00 are discussed in docs/qemu-img.md (Performance).", "",
+             "| operation | ours (s) | theirs (s) | ratio | ours CPU (s) | theirs CPU (s) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, mo, mp, co, cp in results:
+        lines.append(f"| {name} | {mo:.3f} | {mp:.3f} | {mo / mp:.2f} | {co:.3f} | {cp:.3f} |")
     text = "\n".join(lines)
     if not a.no_write:
         doc = os.path.join(ROOT, "docs", "benchmarks.md")
