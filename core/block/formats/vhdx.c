@@ -463,6 +463,7 @@ static bool vhdx_open(QsBlock *bs, const QsOpts *opts, GError **errp)
 {
     Vhdx *s = bs->opaque;
     g_mutex_init(&s->lock);
+    g_cond_init(&s->idle);
     s->inited = true;
     bool rw = bs->flags & QS_BLOCK_RDWR, check = bs->flags & QS_BLOCK_CHECK;
     uint8_t sig[8];
@@ -501,7 +502,9 @@ static void vhdx_close(QsBlock *bs)
     if (!s->inited) return;
     if (s->session_started) {
         static const uint8_t nil[16];
+        g_mutex_lock(&s->lock);
         commit_bat(bs);
+        g_mutex_unlock(&s->lock);
         if (s->file_end > s->data_end && bs->file->size > s->data_end) {
             /* give back what the last extension step did not use */
             GError *err = NULL;
@@ -514,6 +517,7 @@ static void vhdx_close(QsBlock *bs)
     g_free(s->bat_dirty);
     g_free(s->bat);
     g_free(s->parent_linkage);
+    g_cond_clear(&s->idle);
     g_mutex_clear(&s->lock);
 }
 
@@ -633,6 +637,7 @@ static int commit_bat(QsBlock *bs)
 {
     Vhdx *s = bs->opaque;
     if (!s->ndirty) return 0;
+    while (s->inflight) g_cond_wait(&s->idle, &s->lock);   /* new blocks' data written */
     int r = qs_block_flush(bs->file);   /* the data before the BAT points at it */
     if (r < 0) return r;
     uint64_t nsec = (s->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
@@ -660,10 +665,11 @@ static int commit_bat(QsBlock *bs)
     return 0;
 }
 
-/* Under the lock: give block `block` (not present) space at the end of the file holding
- * buf at in, zeros elsewhere.  The file grows VHDX_EXTEND_STEP at a time (the unused
- * rest is given back at close); the BAT entry is journaled later by commit_bat. */
-static int allocate(QsBlock *bs, uint64_t block, uint64_t in, size_t n, const void *buf)
+/* Under the lock: give block `block` (not present) space at the end of the file and
+ * point its BAT entry there (in memory, journaled later by commit_bat).  The file grows
+ * VHDX_EXTEND_STEP at a time (the unused rest is given back at close).  The caller writes
+ * the data without the lock and then calls alloc_done; commit_bat waits for that. */
+static int64_t allocate(QsBlock *bs, uint64_t block)
 {
     Vhdx *s = bs->opaque;
     uint64_t host = align_up(s->data_end, VHDX_MiB);
@@ -680,10 +686,17 @@ static int allocate(QsBlock *bs, uint64_t block, uint64_t in, size_t n, const vo
         }
         s->file_end = end;
     }
-    int r = qs_block_pwrite(bs->file, host + in, n, buf, 0);
-    if (r < 0) return r;
     s->data_end = host + s->block_size;
     set_bat(s, bat_index(s, block), host | PAYLOAD_FULLY_PRESENT);
+    s->inflight++;
+    return (int64_t)host;
+}
+
+/* Under the lock: the data of a block allocate() placed is written (or failed). */
+static int alloc_done(QsBlock *bs)
+{
+    Vhdx *s = bs->opaque;
+    if (--s->inflight == 0) g_cond_broadcast(&s->idle);
     return s->ndirty >= VHDX_BATCH ? commit_bat(bs) : 0;
 }
 
@@ -701,9 +714,17 @@ static int vhdx_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, i
         g_mutex_lock(&s->lock);
         uint64_t e = s->bat[bat_index(s, block)];
         bool present = BAT_STATE(e) == PAYLOAD_FULLY_PRESENT;
-        if (!present) r = allocate(bs, block, in, n, p);
+        int64_t host = present ? (int64_t)BAT_OFFSET(e) : allocate(bs, block);
         g_mutex_unlock(&s->lock);
-        if (present) r = qs_block_pwrite(bs->file, BAT_OFFSET(e) + in, n, p, 0);
+        if (host < 0) return (int)host;
+        /* a new block's other bytes are zeros already: the file was extended past it */
+        r = qs_block_pwrite(bs->file, (uint64_t)host + in, n, p, 0);
+        if (!present) {
+            g_mutex_lock(&s->lock);
+            int r2 = alloc_done(bs);
+            g_mutex_unlock(&s->lock);
+            if (r == 0) r = r2;
+        }
         p += n;
         off += n;
         len -= n;

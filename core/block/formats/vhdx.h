@@ -60,6 +60,8 @@ typedef struct Vhdx {
     uint64_t file_end;              /* the file was extended up to here (>= data_end) */
     uint8_t *bat_dirty;             /* BAT sectors changed in memory, not yet journaled */
     unsigned ndirty;
+    unsigned inflight;              /* new blocks whose data is being written */
+    GCond idle;                     /* inflight dropped to 0 */
     bool replayed;                  /* the log was replayed when opening */
 } Vhdx;
 

@@ -416,6 +416,54 @@ static void test_vhdx_batched_bat(void)
     g_unlink(fn);
 }
 
+/* Writers in parallel into new blocks (several into the same block): the data of a new
+ * block is written outside the driver lock, commits wait for it. */
+typedef struct { QsBlock *bs; unsigned id; } Writer;
+
+static gpointer writer(gpointer opaque)
+{
+    Writer *w = opaque;
+    uint8_t d[65536];
+    for (unsigned i = 0; i < 48; i++) {
+        /* 4 writers x 48 pieces of 64 KiB: pieces i of every writer share block i / 4 */
+        memset(d, (int)(w->id * 48 + i) % 255 + 1, sizeof(d));
+        uint64_t off = ((uint64_t)i * 4 + w->id) * 65536 * 4;
+        if (qs_block_pwrite(w->bs, off, sizeof(d), d, 0)) return GINT_TO_POINTER(1);
+        if (i % 16 == 15 && qs_block_flush(w->bs)) return GINT_TO_POINTER(1);
+    }
+    return NULL;
+}
+
+static void test_vhdx_parallel_writers(void)
+{
+    g_autofree char *fn = path("par.vhdx");
+    GError *err = NULL;
+    g_assert_true(qs_block_create("vhdx", fn, 64ull << 20, "block_size=1M", true, &err));
+    QsBlock *bs = qs_block_open(fn, "vhdx", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    Writer w[4];
+    GThread *t[4];
+    for (unsigned k = 0; k < 4; k++) {
+        w[k] = (Writer){ bs, k };
+        t[k] = g_thread_new("vhdx-writer", writer, &w[k]);
+    }
+    for (unsigned k = 0; k < 4; k++) g_assert_null(g_thread_join(t[k]));
+    qs_block_close(bs);
+    bs = qs_block_open(fn, "vhdx", 0, NULL, &err);
+    g_assert_no_error(err);
+    for (unsigned k = 0; k < 4; k++)
+        for (unsigned i = 0; i < 48; i++) {
+            uint64_t off = ((uint64_t)i * 4 + k) * 65536 * 4;
+            g_assert_cmpint(read_byte(bs, off + 65535), ==, (int)(k * 48 + i) % 255 + 1);
+            g_assert_cmpint(read_byte(bs, off + 65536), ==, 0);
+        }
+    QsBlockCheckResult res;
+    g_assert_true(qs_block_check(bs, &res, 0, &err));
+    g_assert_cmpint(res.corruptions, ==, 0);
+    qs_block_close(bs);
+    g_unlink(fn);
+}
+
 /* ---- vhdx differencing: a hand-made child of a dynamic parent ---- */
 
 static void utf16(uint8_t *p, const char *s)
@@ -750,6 +798,7 @@ int main(int argc, char **argv)
     g_test_add_func("/formats/vhdx/log", test_vhdx_log);
     g_test_add_func("/formats/vhdx/log-wrap", test_vhdx_log_wrap);
     g_test_add_func("/formats/vhdx/batched-bat", test_vhdx_batched_bat);
+    g_test_add_func("/formats/vhdx/parallel-writers", test_vhdx_parallel_writers);
     g_test_add_func("/formats/vhdx/differencing", test_vhdx_differencing);
     g_test_add_func("/formats/parallels/extension", test_parallels_ext);
     g_test_add_func("/formats/parallels/repair", test_parallels_repair);
