@@ -2,6 +2,7 @@
 /* The vmdk driver: descriptor parsing and writing, disks of flat/zero/sparse extents
  * (monolithic, split in 2 GB files, stream-optimized), parent images, create and info. */
 #include "vmdk.h"
+#include "vmdk-sesparse.h"
 
 #define SPLIT_SECTORS 4194304ull   /* 2 GiB per file in twoGbMaxExtent* */
 
@@ -130,7 +131,7 @@ static bool open_descriptor(QsBlock *bs, Vmdk *s, GError **errp)
 {
     static const char *const types[] = {
         "monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
-        "streamOptimized", "vmfs", "vmfsSparse", "custom", NULL,
+        "streamOptimized", "vmfs", "vmfsSparse", "custom", "seSparse", NULL,
     };
     if (!parse_header_keys(bs, s, errp)) return false;
     if (!g_strv_contains(types, s->create_type))
@@ -166,7 +167,8 @@ static bool open_descriptor(QsBlock *bs, Vmdk *s, GError **errp)
         }
         bool flat = !strcmp(type, "FLAT") || !strcmp(type, "VMFS");
         bool sparse = !strcmp(type, "SPARSE") || !strcmp(type, "VMFSSPARSE");
-        if (!flat && !sparse)
+        bool sesparse = !strcmp(type, "SESPARSE");   /* read as a flat extent of its node */
+        if (!flat && !sparse && !sesparse)
             return fmt_err(errp, "vmdk: unsupported extent type '%s'", type);
         if (!*file) return fmt_err(errp, "vmdk: empty extent file name");
         e->filename = g_path_is_absolute(file) ? g_strdup(file)
@@ -175,11 +177,13 @@ static bool open_descriptor(QsBlock *bs, Vmdk *s, GError **errp)
             g_free(e->filename);
             e->filename = g_strdup(file);
         }
-        e->file = qs_block_open_file(e->filename, rdwr && !e->read_only ? QS_BLOCK_RDWR : 0,
-                                     errp);
+        e->file = sesparse ? vmdk_sesparse_open(e->filename, bs, start, sectors,
+                                                rdwr && !e->read_only, errp)
+                           : qs_block_open_file(e->filename,
+                                                rdwr && !e->read_only ? QS_BLOCK_RDWR : 0, errp);
         if (!e->file) return false;
         e->own_file = true;
-        if (flat) {
+        if (flat || sesparse) {
             e->kind = EXT_FLAT;
             if (offset > (uint64_t)QS_BLOCK_MAX_SIZE / 512)
                 return fmt_err(errp, "vmdk: flat extent offset %" G_GUINT64_FORMAT " is too "
