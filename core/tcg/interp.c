@@ -26,7 +26,7 @@ enum {
     H_LD8U, H_LD8S, H_LD16U, H_LD16S, H_LD32U, H_LD32S, H_LD64, H_LDGEN,
     H_ST8, H_ST16, H_ST32, H_ST64, H_STGEN,
     H_AMO, H_CMPXCHG, H_MB_SC, H_MB_ACQ, H_MB_REL, H_MB_ACQREL,
-    H_CALL, H_GOTO_TB, H_EXIT_INDIRECT,
+    H_CALL, H_GOTO_TB, H_EXIT_INDIRECT, H_ADD2_RI,
     H_NB
 };
 
@@ -48,7 +48,7 @@ static const char *const handler_names[H_NB] = {
 #undef E
     "ld8u", "ld8s", "ld16u", "ld16s", "ld32u", "ld32s", "ld64", "ldgen",
     "st8", "st16", "st32", "st64", "stgen", "amo", "cmpxchg", "mb_sc", "mb_acq", "mb_rel",
-    "mb_acqrel", "call", "goto_tb", "exit_indirect",
+    "mb_acqrel", "call", "goto_tb", "exit_indirect", "add2_ri",
 };
 static uint64_t prof_count[H_NB], prof_pair[H_NB][H_NB];
 
@@ -213,7 +213,7 @@ TB *tcg_interp_exec(QsCpu *cpu, TB *tb, int *slot)
         [H_STGEN] = &&L_STGEN, [H_AMO] = &&L_AMO, [H_CMPXCHG] = &&L_CMPXCHG,
         [H_MB_SC] = &&L_MB_SC, [H_MB_ACQ] = &&L_MB_ACQ, [H_MB_REL] = &&L_MB_REL,
         [H_MB_ACQREL] = &&L_MB_ACQREL, [H_CALL] = &&L_CALL, [H_GOTO_TB] = &&L_GOTO_TB,
-        [H_EXIT_INDIRECT] = &&L_EXIT_INDIRECT,
+        [H_EXIT_INDIRECT] = &&L_EXIT_INDIRECT, [H_ADD2_RI] = &&L_ADD2_RI,
     };
     if (!cpu) {
 #ifdef QS_TCG_PROFILE
@@ -280,6 +280,12 @@ L_##n##_RI: { uint64_t a = R[ip->a], b = (uint64_t)ip->imm; R[ip->d] = (expr); N
     BIN(DIVU, tcg_divu(a, b))
     BIN(REM, tcg_rem(a, b))
     BIN(REMU, tcg_remu(a, b))
+    /* two adds of constants in a row (pointer and counter updates): d = a + imm, then
+     * c = b + aux */
+L_ADD2_RI:
+    R[ip->d] = R[ip->a] + (uint64_t)ip->imm;
+    R[ip->c] = R[ip->b] + ip->aux;
+    NEXT();
     BIN(ADDW, SX32(a + b))
     BIN(SUBW, SX32(a - b))
     BIN(MULW, SX32(a * b))
@@ -483,7 +489,8 @@ static bool single_use(const Gen *g, uint32_t t)
  * none matches).
  *   add/sub/mul/shl t, a, b; ext32s d, t                  -> addw/subw/mulw/shlw d, a, b
  *   ext32u t1, a; shr t2, t1, b; ext32s d, t2             -> srlw d, a, b
- *   ext32s t1, a; sar t2, t1, b; ext32s d, t2             -> sraw d, a, b */
+ *   ext32s t1, a; sar t2, t1, b; ext32s d, t2             -> sraw d, a, b
+ * and two adds of constants (possibly in two guest instructions) -> add2 */
 static unsigned gen_fused(Gen *g, const QsTcgOp *ops, uint32_t k, uint32_t n)
 {
     if (k + 1 >= n) return 0;
@@ -515,6 +522,25 @@ static unsigned gen_fused(Gen *g, const QsTcgOp *ops, uint32_t k, uint32_t n)
             return 2;
         default:
             break;
+        }
+    }
+    int64_t v0, v1;
+    if (o0->opc == QS_TCG_ADD && cst(g, o0->args[2], &v0) && !cst(g, o0->args[1], &v1)) {
+        uint32_t j = k + 1;
+        while (j < n && ops[j].opc == QS_TCG_INSN_START) j++;
+        const QsTcgOp *oj = &ops[j < n ? j : k];
+        bool next_w = j + 1 < n && ops[j + 1].opc == QS_TCG_EXT32S;   /* addiw: fused above */
+        if (j < n && oj->opc == QS_TCG_ADD && cst(g, oj->args[2], &v1) &&
+            !cst(g, oj->args[1], &v0) && !next_w) {
+            cst(g, o0->args[2], &v0);
+            Insn *i = put(g, H_ADD2_RI);
+            i->d = out_slot(g, o0->args[0]);
+            i->a = g->slot[o0->args[1]];
+            i->imm = v0;
+            i->c = out_slot(g, oj->args[0]);
+            i->b = g->slot[oj->args[1]];
+            i->aux = (uint64_t)v1;
+            return j - k + 1;
         }
     }
     if (k + 2 >= n) return 0;

@@ -324,6 +324,32 @@ static void test_exec_arith(void)
     fx_free(&f);
 }
 
+static void test_exec_add2(void)
+{
+    Fixture f;
+    fx_init(&f, false);
+    /* addi pairs become one add2: the second sees the first's result; an addi followed
+     * by an addiw stays apart (the addiw is a W superinstruction) */
+    uint32_t prog[] = { ADDI(10, 10, 5), ADDI(11, 10, 7), ADDI(12, 12, -1), ADDI(13, 0, 9),
+                        ADDI(14, 11, 1), ADDIW(15, 14, 1), ECALL };
+    memcpy(f.code, prog, sizeof(prog));
+    QsCpu *c = f.cpu;
+    c->regs[10] = 100;
+    c->regs[12] = 0x7fffffffull;
+    fx_run(&f);
+    g_assert_cmpuint(c->mcause, ==, EXC_ECALL_M);
+    g_assert_cmpuint(c->regs[10], ==, 105);
+    g_assert_cmpuint(c->regs[11], ==, 112);
+    g_assert_cmpuint(c->regs[12], ==, 0x7ffffffeull);
+    g_assert_cmpuint(c->regs[13], ==, 9);
+    g_assert_cmpuint(c->regs[14], ==, 113);
+    g_assert_cmpuint(c->regs[15], ==, 114);
+    /* add2(a0, a1), add a2, movi a3, add a4, addw a5, call, goto_tb */
+    TB *tb = tcg_tb_lookup(c, BASE);
+    g_assert_cmpuint(tb->ncode, ==, 7);
+    fx_free(&f);
+}
+
 static void test_exec_fault(void)
 {
     Fixture f;
@@ -395,6 +421,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tcg/opt/copy-propagation", test_copy_propagation);
     g_test_add_func("/tcg/exec/arith", test_exec_arith);
     g_test_add_func("/tcg/exec/w-superinsns", test_exec_w_superinsns);
+    g_test_add_func("/tcg/exec/add2", test_exec_add2);
     g_test_add_func("/tcg/exec/faults", test_exec_fault);
     g_test_add_func("/tcg/exec/chain-invalidate", test_chain_and_invalidate);
     return g_test_run();
