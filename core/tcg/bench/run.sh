@@ -15,7 +15,7 @@ slim=$build/core/qemu-slim
 guest=$src/core/tcg/guest
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-runs=5
+runs=${QS_TCG_BENCH_RUNS:-5}
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 run1() {   # prints "wall cpu" seconds for one run of "$@", output to $tmp/out
@@ -56,7 +56,7 @@ if [ -n "${QS_TCG_PROFILE_BUILD:-}" ]; then
   pinsns=$(awk '/^insns/ {print $2}' "$tmp/out")
   total=$(awk '$1 == "op" { t += $3 } END { print t }' "$tmp/prof")
   top=$(awk '$1 == "op" { print $3, $2 }' "$tmp/prof" | sort -nr | head -12 |
-        awk -v t="$total" '{ printf "%s%s %.1f%%", NR > 1 ? ", " : "", $2, 100 * $1 / t }')
+        awk -v t="$total" '{ printf "%s%s %.1f%%", (NR > 1 ? ", " : ""), $2, 100 * $1 / t }')
   profile=$(awk -v t="$total" -v i="$pinsns" -v top="$top" 'BEGIN {
     printf "Interpreter profile (1 hart, profile build): %d dispatches for %d guest instructions = %.2f per instruction; busiest handlers (share of dispatches): %s.", t, i, t / i, top }')
 fi
