@@ -248,7 +248,9 @@ static int ses_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *p
     if (type < 0) return type;
     *pnum = MIN(len, SES_GRAIN - off % SES_GRAIN);
     if (type == GTE_ZERO) return QS_BS_ZERO | QS_BS_ALLOCATED;
-    if (type == GTE_UNALLOCATED) return 0;
+    /* from the parent: data as far as this node can say (its reads fetch it; "not
+     * allocated" here would make the layer above take it for zeros); zeros without one */
+    if (type == GTE_UNALLOCATED) return s->disk->backing ? QS_BS_DATA | QS_BS_ALLOCATED : 0;
     *map = host + off % SES_GRAIN;
     *file = bs->file;
     return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;

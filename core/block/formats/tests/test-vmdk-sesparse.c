@@ -147,6 +147,11 @@ static void test_read(void)
         QsBlock *file;
         int st = qs_block_status(bs, 4096, 8192, &pnum, &map, &file);
         g_assert_cmpint(st & QS_BS_ZERO, ==, QS_BS_ZERO);
+        /* a grain of the parent is not zeros (the layer would not read it then); with
+         * no parent it is */
+        st = qs_block_status(bs, 24576, 4096, &pnum, &map, &file);
+        g_assert_cmpint(st, >=, 0);
+        g_assert_cmpint(st & QS_BS_ZERO, ==, with_parent ? 0 : QS_BS_ZERO);
         qs_block_close(bs);
         /* no write support */
         bs = qs_block_open(desc, "vmdk", QS_BLOCK_RDWR, NULL, &err);
