@@ -61,6 +61,18 @@ if [ -n "${QS_TCG_PROFILE_BUILD:-}" ]; then
     printf "Interpreter profile (1 hart, profile build): %d dispatches for %d guest instructions = %.2f per instruction; busiest handlers (share of dispatches): %s.", t, i, t / i, top }')
 fi
 
+# Where the time goes, by handler group, if perf can sample here (software clock).
+perfline="(perf record -e cpu-clock is not usable here: no per-handler time breakdown.)"
+if perf record -q -e cpu-clock -o "$tmp/perf.data" true >/dev/null 2>&1; then
+  perf record -q -e cpu-clock -o "$tmp/perf.data" "$slim" -M virt -smp 1 \
+    -kernel "$tmp/bench1.elf" -nographic >/dev/null 2>&1
+  inter=$(perf report -i "$tmp/perf.data" --stdio --sort symbol 2>/dev/null |
+          awk '$NF == "tcg_interp_exec" || $3 == "tcg_interp_exec" { print $1; exit }')
+  groups=$(perf report -i "$tmp/perf.data" --stdio --sort srcline 2>/dev/null |
+           python3 "$src/core/tcg/bench/perf-groups.py" "$src/core/tcg/interp.c")
+  perfline="CPU time by \`perf record -e cpu-clock\` (1 hart): ${inter:-?} in the interpreter loop; by handler group: $groups."
+fi
+
 section="Command: \`core/tcg/bench/run.sh BUILD\` ($(date -u +%Y-%m-%d), $(nproc) host cores, shared;
 load average $(cut -d' ' -f1-3 /proc/loadavg) when it finished).
 Guest: core/tcg/bench/bench.c (FNV hash, quicksort, 48x48 matrix multiply, bitwise CRC-32;
@@ -70,6 +82,8 @@ harts really got when the host is busy); MIPS = guest instructions (counted by
 qemu-slim) / CPU seconds. Ratios > 1 mean qemu-slim is faster.
 
 $table
+
+$perfline
 
 $profile
 
