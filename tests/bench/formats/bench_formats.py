@@ -110,7 +110,18 @@ def main():
         old = [ln for ln in s[i:j].strip("\n").splitlines() if not ln.startswith("Rows of ")]
         while old and not old[-1]:
             old.pop()
-        text = [fresh.pop(ln.split(" | ")[0], ln) for ln in old] + list(fresh.values())
+        head, sep = text[2], text[3]
+
+        def upgrade(ln):
+            """An older run's line in this run's columns (its CPU times unknown)."""
+            if ln.startswith("| conversion"):
+                return head
+            if ln.startswith("| ---"):
+                return sep
+            if ln.startswith("| ") and ln.count("|") < head.count("|"):
+                return ln + " – |" * (head.count("|") - ln.count("|"))
+            return ln
+        text = [fresh.pop(ln.split(" | ")[0], upgrade(ln)) for ln in old] + list(fresh.values())
         text += ["", f"Rows of {', '.join(args.only)} re-measured separately: median of "
                  f"{args.runs} runs of a {args.size} MiB image."]
     else:
