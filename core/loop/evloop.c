@@ -20,7 +20,7 @@ static __thread QsLoop *cur_loop;  /* loop this thread is running, for the poll 
 int qs_evloop_nobs;
 ObsList *qs_evloop_obs_list;       /* NULL when empty */
 bool qs_evloop_obs_fenced;
-__thread ObsReader qs_evloop_reader;
+__thread ObsReader *qs_evloop_reader_p;
 
 static GMutex obs_lock;            /* serialises writers; never taken by readers */
 static GMutex readers_lock;        /* the set of reader threads */
@@ -32,6 +32,8 @@ static void reader_unregister(gpointer p)
     g_mutex_lock(&readers_lock);
     g_ptr_array_remove_fast(readers, p);
     g_mutex_unlock(&readers_lock);
+    if (qs_evloop_reader_p == p) qs_evloop_reader_p = NULL;   /* runs in that thread */
+    g_aligned_free(p);
 }
 
 static GPrivate reader_key = G_PRIVATE_INIT(reader_unregister);
@@ -39,13 +41,14 @@ static GPrivate reader_key = G_PRIVATE_INIT(reader_unregister);
 /* First section of a thread: make it known to writers (before its seq first changes). */
 unsigned qs_obs_reader_register(void)
 {
-    ObsReader *r = &qs_evloop_reader;
+    ObsReader *r = g_aligned_alloc0(1, 64, 64);    /* a cache line of its own */
     g_mutex_lock(&readers_lock);
     if (!readers) readers = g_ptr_array_new();
     g_ptr_array_add(readers, r);
     g_mutex_unlock(&readers_lock);
     g_private_set(&reader_key, r);   /* unregistered when the thread exits */
     __atomic_store_n(&r->seq, 2, __ATOMIC_RELAXED);
+    qs_evloop_reader_p = r;
     return 2;
 }
 
@@ -70,7 +73,7 @@ static void obs_synchronize(void)
     g_mutex_lock(&readers_lock);
     for (guint i = 0; readers && i < readers->len; i++) {
         ObsReader *r = readers->pdata[i];
-        if (r == &qs_evloop_reader) continue;    /* removing from inside a callback */
+        if (r == qs_evloop_reader_p) continue;    /* removing from inside a callback */
         unsigned s = __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE);
         if (!(s & 1)) continue;
         while (__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE) == s) g_usleep(20);
@@ -88,7 +91,7 @@ static void obs_publish(ObsList *nl)
     ObsList *old = __atomic_exchange_n(&qs_evloop_obs_list, nl, __ATOMIC_SEQ_CST);
     __atomic_store_n(&qs_evloop_nobs, nl ? (int)nl->n : 0, __ATOMIC_RELEASE);
     obs_synchronize();
-    if (qs_evloop_reader.seq & 1) {    /* inside a section of this thread */
+    if (qs_evloop_reader_p && (qs_evloop_reader_p->seq & 1)) {    /* inside a section of this thread */
         if (!retired) retired = g_ptr_array_new_with_free_func(g_free);
         g_ptr_array_add(retired, old);
         return;
