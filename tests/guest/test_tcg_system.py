@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 import time
 
+import pytest
+
 SLIM = os.environ["QS_TCG_SLIM"]
 GUEST = os.environ["QS_TCG_GUEST_DIR"]
 
@@ -41,12 +43,34 @@ class Qmp:
                 return r
 
 
+_spawned = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftovers():
+    """A failed assertion must not leave a qemu-slim with spinning harts behind."""
+    yield
+    while _spawned:
+        p = _spawned.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+
+
 def start(tmp, *args):
     sock = os.path.join(tmp, "qmp.sock")
     p = subprocess.Popen([SLIM, "-M", "virt", "-display", "none", "-serial", "none",
                           "-qmp", f"unix:{sock},server=on,wait=off", *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _spawned.append(p)
     return p, Qmp(sock)
+
+
+def wait_for(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not met in %.0f s" % timeout
+        time.sleep(0.02)
 
 
 def test_spinning_harts_stop_cont_quit():
@@ -57,18 +81,17 @@ def test_spinning_harts_stop_cont_quit():
         tids = {c["thread-id"] for c in cpus}
         assert len(tids) == 3 and 0 not in tids          # one host thread per hart
         assert all(c["target"] == "riscv64" for c in cpus)
-        time.sleep(0.1)
+        # every hart counts (polled: the host may be busy and schedule a hart late)
+        wait_for(lambda: all(h["x"][5] > 0 for h in q.cmd("x-query-harts")["return"]))
         assert q.cmd("stop") == {"return": {}}
         assert q.cmd("query-status")["return"]["status"] == "paused"
         a = q.cmd("x-query-harts")["return"]
         time.sleep(0.1)
         b = q.cmd("x-query-harts")["return"]
         assert a == b                                      # nothing moves while stopped
-        assert all(h["x"][5] > 0 for h in a)               # every hart counted
         assert q.cmd("cont") == {"return": {}}
-        time.sleep(0.1)
-        c = q.cmd("x-query-harts")["return"]
-        assert all(c[i]["x"][5] != a[i]["x"][5] for i in range(3))
+        wait_for(lambda: all(c["x"][5] != a[i]["x"][5]
+                             for i, c in enumerate(q.cmd("x-query-harts")["return"])))
         q.cmd("quit")
         assert p.wait(timeout=10) == 0
 
@@ -79,10 +102,9 @@ def test_single_threaded_round_robin():
                      "-kernel", os.path.join(GUEST, "spin.elf"))
         cpus = q.cmd("query-cpus-fast")["return"]
         assert cpus[0]["thread-id"] == cpus[1]["thread-id"]
-        time.sleep(0.2)
+        # both harts get time
+        wait_for(lambda: all(h["x"][5] > 0 for h in q.cmd("x-query-harts")["return"]))
         q.cmd("stop")
-        h = q.cmd("x-query-harts")["return"]
-        assert h[0]["x"][5] > 0 and h[1]["x"][5] > 0     # both harts got time
         q.cmd("quit")
         assert p.wait(timeout=10) == 0
 
@@ -90,12 +112,8 @@ def test_single_threaded_round_robin():
 def test_stuck_guest_reports_and_quits():
     with tempfile.TemporaryDirectory() as tmp:
         p, q = start(tmp, "-kernel", os.path.join(GUEST, "stuck.elf"))
-        for _ in range(100):
-            h = q.cmd("x-query-harts")["return"][0]
-            if h["state"] == "stuck":
-                break
-            time.sleep(0.02)
-        assert h["state"] == "stuck"
+        wait_for(lambda: q.cmd("x-query-harts")["return"][0]["state"] == "stuck")
+        h = q.cmd("x-query-harts")["return"][0]
         assert h["mcause"] == 1                            # instruction access fault
         q.cmd("quit")
         assert p.wait(timeout=10) == 0
@@ -150,11 +168,9 @@ def check_hang(accel):
         p, q = start(tmp, "-smp", "4", "-accel", accel,
                      "-kernel", os.path.join(GUEST, "hang.elf"))
         assert len(q.cmd("query-cpus-fast")["return"]) == 4
-        for _ in range(200):
-            h = hang_states(q)
-            if h[1]["state"] == "wfi" and h[2]["mcause"] == 2 and h[3]["x"][8] > 0:
-                break
-            time.sleep(0.02)
+        wait_for(lambda: (lambda h: h[1]["state"] == "wfi" and h[2]["mcause"] == 2 and
+                                    h[3]["x"][8] > 0)(hang_states(q)))
+        h = hang_states(q)
         assert h[1]["state"] == "wfi", h[1]             # asleep with interrupts off
         assert h[2]["mcause"] == 2 and h[2]["pc"] == h[2]["mepc"], h[2]   # trap storm
         assert q.cmd("stop") == {"return": {}}
@@ -162,12 +178,9 @@ def check_hang(accel):
         time.sleep(0.05)
         assert hang_states(q) == a                      # nothing moves while stopped
         assert q.cmd("cont") == {"return": {}}
-        for _ in range(200):
-            b = hang_states(q)
-            if b[3]["x"][8] > a[3]["x"][8]:
-                break
-            time.sleep(0.02)
-        assert b[3]["x"][8] > a[3]["x"][8]              # the self-modifying loop goes on
+        # the self-modifying loop goes on
+        wait_for(lambda: hang_states(q)[3]["x"][8] > a[3]["x"][8])
+        b = hang_states(q)
         assert b[0]["state"] == "running" and b[0]["pc"] == a[0]["pc"]
         assert q.cmd("query-status")["return"]["status"] == "running"
         q.cmd("quit")
