@@ -29,10 +29,16 @@ typedef struct Conv {
     bool compress, zero_init, target_backing, ordered, progress;
     uint64_t sparse;
     uint64_t chunk, nchunks;
+    unsigned threads;
     GArray *work;           /* chunk indices that need copying */
     GMutex lock;
     GCond cond;
     uint64_t next_write, done;
+    /* in-order writes: chunks read ahead of their turn wait here (ticket -> Pending *),
+     * and whichever worker finds the next one ready writes the run of them */
+    GHashTable *pending;
+    bool writing;
+    int write_error;
 } Conv;
 
 enum { OP_DATA, OP_ZERO, OP_SKIP };
@@ -56,13 +62,91 @@ static void add_op(GArray *ops, int kind, uint64_t off, uint64_t len)
     g_array_append_val(ops, o);
 }
 
-static int conv_chunk(uint64_t ticket, void *opaque)
+typedef struct Pending { uint64_t off, len; uint8_t *buf; GArray *ops; } Pending;
+
+static void pending_free(gpointer p)
 {
-    Conv *c = opaque;
-    uint64_t i = g_array_index(c->work, uint64_t, ticket);
-    uint64_t off = i * c->chunk, len = MIN(c->chunk, c->total - off);
-    g_autofree uint8_t *buf = g_malloc(len);
-    g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(Op));
+    Pending *pd = p;
+    g_free(pd->buf);
+    g_array_unref(pd->ops);
+    g_free(pd);
+}
+
+/* Write one chunk's ops (or compressed clusters) to the target. */
+static int write_chunk(Conv *c, uint64_t off, uint64_t len, const uint8_t *buf, GArray *ops)
+{
+    int r = 0;
+    if (c->compress) {
+        uint64_t cs = MAX(qs_block_cluster_size(c->dst), 512u);
+        for (uint64_t q = off; q < off + len && r == 0; q += cs) {
+            uint64_t n = MIN(cs, off + len - q);
+            if (all_zero(buf + (q - off), n) && c->zero_init) continue;
+            r = qs_block_pwrite_compressed(c->dst, q, n, buf + (q - off));
+        }
+    } else {
+        for (guint k = 0; k < ops->len && r == 0; k++) {
+            Op *o = &g_array_index(ops, Op, k);
+            if (o->kind == OP_DATA) {
+                r = qs_block_pwrite(c->dst, o->off, o->len, buf + (o->off - off), 0);
+            } else if (o->kind == OP_ZERO && !c->zero_init) {
+                if (c->sparse) r = qs_block_pwrite_zeroes(c->dst, o->off, o->len, QS_WRITE_MAY_UNMAP);
+                else r = qs_block_pwrite(c->dst, o->off, o->len, buf + (o->off - off), 0);
+            } else if (o->kind == OP_ZERO && !c->sparse) {
+                r = qs_block_pwrite(c->dst, o->off, o->len, buf + (o->off - off), 0);
+            }
+        }
+    }
+    if (r < 0) img_error("error while writing at byte %" G_GUINT64_FORMAT ": %s", off, g_strerror(-r));
+    return r;
+}
+
+/* Called with the lock held after a chunk was written. */
+static void chunk_done(Conv *c)
+{
+    c->done++;
+    if (c->progress) img_progress(true, c->done * 100.0 / MAX(c->work->len, 1u));
+}
+
+/* In order: hand the chunk over; the worker that finds the next chunk ready (no one else
+ * writing) writes every chunk ready in sequence, so no worker sleeps waiting for its
+ * turn and no hand-off needs another thread woken.  Read-ahead is bounded. */
+static int ordered_write(Conv *c, uint64_t ticket, uint64_t off, uint64_t len, uint8_t *buf,
+                         GArray *ops)
+{
+    Pending *pd = g_new(Pending, 1);
+    *pd = (Pending){ off, len, buf, g_array_ref(ops) };
+    uint64_t window = 4 * (uint64_t)c->threads;
+    g_mutex_lock(&c->lock);
+    while (ticket >= c->next_write + window && !c->write_error)
+        g_cond_wait(&c->cond, &c->lock);
+    g_hash_table_insert(c->pending, GSIZE_TO_POINTER(ticket), pd);
+    int r = 0;
+    if (!c->writing) {
+        c->writing = true;
+        Pending *next;
+        while (!c->write_error &&
+               (next = g_hash_table_lookup(c->pending, GSIZE_TO_POINTER(c->next_write)))) {
+            g_hash_table_steal(c->pending, GSIZE_TO_POINTER(c->next_write));
+            g_mutex_unlock(&c->lock);
+            r = write_chunk(c, next->off, next->len, next->buf, next->ops);
+            pending_free(next);
+            g_mutex_lock(&c->lock);
+            if (r < 0) c->write_error = r;
+            c->next_write++;
+            chunk_done(c);
+            g_cond_broadcast(&c->cond);
+        }
+        c->writing = false;
+    }
+    r = c->write_error;
+    g_mutex_unlock(&c->lock);
+    return r;
+}
+
+/* Read [off, off+len) of the sources into buf through block status; ops say what to
+ * write where. */
+static int read_chunk(Conv *c, uint64_t off, uint64_t len, uint8_t *buf, GArray *ops)
+{
     int r = 0;
     for (uint64_t p = off; p < off + len;) {
         int k = c->nsrc - 1;
@@ -102,39 +186,29 @@ static int conv_chunk(uint64_t ticket, void *opaque)
         }
         p += n;
     }
-    if (c->ordered) {
+    return 0;
+}
+
+static int conv_chunk(uint64_t ticket, void *opaque)
+{
+    Conv *c = opaque;
+    uint64_t i = g_array_index(c->work, uint64_t, ticket);
+    uint64_t off = i * c->chunk, len = MIN(c->chunk, c->total - off);
+    g_autofree uint8_t *buf = g_malloc(len);
+    g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(Op));
+    int r = read_chunk(c, off, len, buf, ops);
+    if (r < 0 && c->ordered) {
+        /* this chunk never comes: wake whoever waits for the write window */
         g_mutex_lock(&c->lock);
-        while (c->next_write != ticket) g_cond_wait(&c->cond, &c->lock);
+        if (!c->write_error) c->write_error = r;
+        g_cond_broadcast(&c->cond);
         g_mutex_unlock(&c->lock);
     }
-    if (c->compress) {
-        uint64_t cs = MAX(qs_block_cluster_size(c->dst), 512u);
-        for (uint64_t q = off; q < off + len && r == 0; q += cs) {
-            uint64_t n = MIN(cs, off + len - q);
-            if (all_zero(buf + (q - off), n) && c->zero_init) continue;
-            r = qs_block_pwrite_compressed(c->dst, q, n, buf + (q - off));
-        }
-    } else {
-        for (guint k = 0; k < ops->len && r == 0; k++) {
-            Op *o = &g_array_index(ops, Op, k);
-            if (o->kind == OP_DATA) {
-                r = qs_block_pwrite(c->dst, o->off, o->len, buf + (o->off - off), 0);
-            } else if (o->kind == OP_ZERO && !c->zero_init) {
-                if (c->sparse) r = qs_block_pwrite_zeroes(c->dst, o->off, o->len, QS_WRITE_MAY_UNMAP);
-                else r = qs_block_pwrite(c->dst, o->off, o->len, buf + (o->off - off), 0);
-            } else if (o->kind == OP_ZERO && !c->sparse) {
-                r = qs_block_pwrite(c->dst, o->off, o->len, buf + (o->off - off), 0);
-            }
-        }
-    }
-    if (r < 0) img_error("error while writing at byte %" G_GUINT64_FORMAT ": %s", off, g_strerror(-r));
+    if (r < 0) return r;
+    if (c->ordered) return ordered_write(c, ticket, off, len, g_steal_pointer(&buf), ops);
+    r = write_chunk(c, off, len, buf, ops);
     g_mutex_lock(&c->lock);
-    if (c->ordered) {
-        c->next_write = ticket + 1;
-        g_cond_broadcast(&c->cond);
-    }
-    c->done++;
-    if (c->progress) img_progress(true, c->done * 100.0 / MAX(c->work->len, 1u));
+    chunk_done(c);
     g_mutex_unlock(&c->lock);
     return r;
 }
@@ -248,6 +322,8 @@ int img_convert(int argc, char **argv)
     cv.progress = progress && !quiet;
     g_mutex_init(&cv.lock);
     g_cond_init(&cv.cond);
+    cv.threads = (unsigned)m;
+    cv.pending = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pending_free);
     img_progress(cv.progress, 0);
     /* plan: whole chunks that read as zeros need nothing in a zero-initialised target */
     cv.work = g_array_new(FALSE, FALSE, sizeof(uint64_t));
@@ -279,6 +355,7 @@ int img_convert(int argc, char **argv)
     if (r == 0 && !(cflags & QS_BLOCK_NO_FLUSH)) r = qs_block_flush(cv.dst);
     img_progress(cv.progress, 100);
     if (cv.progress) printf("\n");
+    g_hash_table_destroy(cv.pending);   /* chunks read past a write error */
     g_mutex_clear(&cv.lock);
     g_cond_clear(&cv.cond);
     ret = r < 0 ? 1 : 0;
