@@ -39,6 +39,7 @@ typedef struct Conv {
     GHashTable *pending;
     bool writing;
     int write_error;
+    GPtrArray *free_bufs;   /* chunk buffers for reuse: fresh ones cost page faults */
 } Conv;
 
 enum { OP_DATA, OP_ZERO, OP_SKIP };
@@ -63,6 +64,15 @@ static void add_op(GArray *ops, int kind, uint64_t off, uint64_t len)
 }
 
 typedef struct Pending { uint64_t off, len; uint8_t *buf; GArray *ops; } Pending;
+
+static uint8_t *buf_get(Conv *c)
+{
+    g_mutex_lock(&c->lock);
+    uint8_t *b = c->free_bufs->len ? g_ptr_array_steal_index_fast(c->free_bufs,
+                                                                  c->free_bufs->len - 1) : NULL;
+    g_mutex_unlock(&c->lock);
+    return b ? b : g_malloc(c->chunk);
+}
 
 static void pending_free(gpointer p)
 {
@@ -115,7 +125,7 @@ static int ordered_write(Conv *c, uint64_t ticket, uint64_t off, uint64_t len, u
 {
     Pending *pd = g_new(Pending, 1);
     *pd = (Pending){ off, len, buf, g_array_ref(ops) };
-    uint64_t window = 4 * (uint64_t)c->threads;
+    uint64_t window = 2;   /* so at most threads + 2 buffers exist */
     g_mutex_lock(&c->lock);
     while (ticket >= c->next_write + window && !c->write_error)
         g_cond_wait(&c->cond, &c->lock);
@@ -129,8 +139,10 @@ static int ordered_write(Conv *c, uint64_t ticket, uint64_t off, uint64_t len, u
             g_hash_table_steal(c->pending, GSIZE_TO_POINTER(c->next_write));
             g_mutex_unlock(&c->lock);
             r = write_chunk(c, next->off, next->len, next->buf, next->ops);
-            pending_free(next);
+            g_array_unref(next->ops);
             g_mutex_lock(&c->lock);
+            g_ptr_array_add(c->free_bufs, next->buf);
+            g_free(next);
             if (r < 0) c->write_error = r;
             c->next_write++;
             chunk_done(c);
@@ -161,12 +173,14 @@ static int read_chunk(Conv *c, uint64_t off, uint64_t len, uint8_t *buf, GArray 
                       p, g_strerror(-st));
             return st;
         }
+        /* zeros in the buffer only where they are written or looked at */
+        bool fill = c->compress || !c->sparse;
         if (c->target_backing && !(st & QS_BS_ALLOCATED)) {
             add_op(ops, OP_SKIP, p, n);
-            memset(buf + (p - off), 0, n);
+            if (fill) memset(buf + (p - off), 0, n);
         } else if (st & QS_BS_ZERO) {
             add_op(ops, OP_ZERO, p, n);
-            memset(buf + (p - off), 0, n);
+            if (fill) memset(buf + (p - off), 0, n);
         } else {
             r = qs_block_pread(s, local, n, buf + (p - off));
             if (r < 0) {
@@ -194,7 +208,7 @@ static int conv_chunk(uint64_t ticket, void *opaque)
     Conv *c = opaque;
     uint64_t i = g_array_index(c->work, uint64_t, ticket);
     uint64_t off = i * c->chunk, len = MIN(c->chunk, c->total - off);
-    g_autofree uint8_t *buf = g_malloc(len);
+    g_autofree uint8_t *buf = buf_get(c);
     g_autoptr(GArray) ops = g_array_new(FALSE, FALSE, sizeof(Op));
     int r = read_chunk(c, off, len, buf, ops);
     if (r < 0 && c->ordered) {
@@ -208,6 +222,7 @@ static int conv_chunk(uint64_t ticket, void *opaque)
     if (c->ordered) return ordered_write(c, ticket, off, len, g_steal_pointer(&buf), ops);
     r = write_chunk(c, off, len, buf, ops);
     g_mutex_lock(&c->lock);
+    g_ptr_array_add(c->free_bufs, g_steal_pointer(&buf));
     chunk_done(c);
     g_mutex_unlock(&c->lock);
     return r;
@@ -324,6 +339,7 @@ int img_convert(int argc, char **argv)
     g_cond_init(&cv.cond);
     cv.threads = (unsigned)m;
     cv.pending = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pending_free);
+    cv.free_bufs = g_ptr_array_new_with_free_func(g_free);
     img_progress(cv.progress, 0);
     /* plan: whole chunks that read as zeros need nothing in a zero-initialised target */
     cv.work = g_array_new(FALSE, FALSE, sizeof(uint64_t));
@@ -356,6 +372,7 @@ int img_convert(int argc, char **argv)
     img_progress(cv.progress, 100);
     if (cv.progress) printf("\n");
     g_hash_table_destroy(cv.pending);   /* chunks read past a write error */
+    g_ptr_array_free(cv.free_bufs, TRUE);
     g_mutex_clear(&cv.lock);
     g_cond_clear(&cv.cond);
     ret = r < 0 ? 1 : 0;
