@@ -2,15 +2,12 @@
 # Our qemu-img against Debian's real qemu-img 7.2 on vdi, vpc and vmdk images: each
 # reads what the other wrote, info/map/check agree, convert round trips are lossless.
 import json
-import os
 import random
-import subprocess
 
 import pytest
 
-OURS = os.environ.get("QS_QEMU_IMG", "")
-REAL = os.environ.get("QS_REAL_QEMU_IMG", "/usr/bin/qemu-img")
-QEMU_IO = os.path.join(os.path.dirname(REAL), "qemu-io")
+from imgtools import OURS, QEMU_IO, REAL, ids, js, need_tools, run
+
 # A size that is an exact VHD CHS geometry (151 x 4 x 17 sectors), so every format keeps it.
 SIZE = 151 * 4 * 17 * 512
 
@@ -31,28 +28,6 @@ CONFIGS = [
     ("vmdk", "adapter_type=lsilogic,hwversion=7,toolsversion=12345"),
     ("vmdk", "compat6=on,adapter_type=buslogic"),
 ]
-
-
-def ids(c):
-    return c[0] + ("-" + c[1].replace(",", "-").replace("=", "_") if c[1] else "")
-
-
-def need_tools():
-    if not OURS or not os.path.exists(OURS):
-        pytest.skip("QS_QEMU_IMG (our qemu-img) is not set")
-    if not os.path.exists(REAL):
-        pytest.skip("the real qemu-img (qemu-utils) is not installed")
-
-
-def run(tool, *args, ok=True):
-    p = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120)
-    if ok and p.returncode != 0:
-        raise AssertionError(f"{tool} {' '.join(args)} failed ({p.returncode}): {p.stderr}")
-    return p
-
-
-def js(tool, *args):
-    return json.loads(run(tool, *args).stdout)
 
 
 @pytest.fixture
