@@ -57,6 +57,44 @@ int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len)
     return 0;
 }
 
+int fmt_table_pread(QsBlock *bs, uint64_t block_size, FmtBlockLookup lookup,
+                    uint64_t off, size_t len, void *buf)
+{
+    uint8_t *p = buf;
+    while (len) {
+        uint64_t in = off % block_size;
+        size_t n = (size_t)MIN((uint64_t)len, block_size - in);
+        uint64_t host = lookup(bs, (uint32_t)(off / block_size));
+        if (host != FMT_UNALLOCATED) {
+            int r = qs_block_pread(bs->file, host + in, n, p);
+            if (r < 0) return r;
+        } else {
+            memset(p, 0, n);
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int fmt_table_zero(QsBlock *bs, uint64_t block_size, FmtBlockLookup lookup,
+                   uint64_t off, uint64_t len)
+{
+    while (len) {
+        uint64_t in = off % block_size;
+        uint64_t n = MIN(len, block_size - in);
+        uint64_t host = lookup(bs, (uint32_t)(off / block_size));
+        if (host != FMT_UNALLOCATED) {
+            int r = fmt_write_zeros(bs->file, host + in, n);
+            if (r < 0) return r;
+        }
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
 int fmt_status_in_file(QsBlock *file, uint64_t map, uint64_t *pnum, int ret)
 {
     uint64_t n, m;

@@ -52,6 +52,19 @@ QsBlock *fmt_create_file(const char *filename, GError **errp);
 /* Write len zero bytes at off (in 1 MiB chunks). */
 int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len);
 
+/* Images that map fixed-size guest blocks through one table (vdi, vpc, parallels):
+ * lookup gives the host offset of guest block idx's start, or FMT_UNALLOCATED; it takes
+ * the driver's lock itself, so I/O is done outside it. */
+#define FMT_UNALLOCATED UINT64_MAX
+typedef uint64_t (*FmtBlockLookup)(QsBlock *bs, uint32_t idx);
+/* Read through the table: allocated ranges from bs->file, unallocated ones as zeros. */
+int fmt_table_pread(QsBlock *bs, uint64_t block_size, FmtBlockLookup lookup,
+                    uint64_t off, size_t len, void *buf);
+/* Zero through the table: allocated ranges are zeroed in the file; unallocated ones
+ * already read as zeros. */
+int fmt_table_zero(QsBlock *bs, uint64_t block_size, FmtBlockLookup lookup,
+                   uint64_t off, uint64_t len);
+
 /* Finish a block status answer of DATA|OFFSET_VALID at host offset map in file, as
  * QEMU's block layer does: holes of the file read as zeros (ZERO is added) and the run is
  * cut where the file's status changes. */

@@ -214,28 +214,20 @@ static void prl_close(QsBlock *bs)
     g_mutex_clear(&s->lock);
 }
 
+/* Host offset of guest cluster idx, or FMT_UNALLOCATED. */
+static uint64_t prl_lookup(QsBlock *bs, uint32_t idx)
+{
+    Prl *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    uint32_t e = s->bat[idx];
+    g_mutex_unlock(&s->lock);
+    return e ? prl_host(s, e) : FMT_UNALLOCATED;
+}
+
 static int prl_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
 {
     Prl *s = bs->opaque;
-    uint8_t *p = buf;
-    while (len) {
-        uint32_t idx = (uint32_t)(off / s->cluster);
-        uint64_t in = off % s->cluster;
-        size_t n = (size_t)MIN((uint64_t)len, s->cluster - in);
-        g_mutex_lock(&s->lock);
-        uint32_t e = s->bat[idx];
-        g_mutex_unlock(&s->lock);
-        if (e) {
-            int r = qs_block_pread(bs->file, prl_host(s, e) + in, n, p);
-            if (r < 0) return r;
-        } else {
-            memset(p, 0, n);
-        }
-        p += n;
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return fmt_table_pread(bs, s->cluster, prl_lookup, off, len, buf);
 }
 
 static int set_bat(QsBlock *bs, uint32_t idx, uint32_t e)
@@ -299,21 +291,7 @@ static int prl_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, in
 static int prl_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags)
 {
     Prl *s = bs->opaque;
-    while (len) {
-        uint32_t idx = (uint32_t)(off / s->cluster);
-        uint64_t in = off % s->cluster;
-        uint64_t n = MIN(len, s->cluster - in);
-        g_mutex_lock(&s->lock);
-        uint32_t e = s->bat[idx];
-        g_mutex_unlock(&s->lock);
-        if (e) {   /* unallocated clusters read as zeros already */
-            int r = fmt_write_zeros(bs->file, prl_host(s, e) + in, n);
-            if (r < 0) return r;
-        }
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return fmt_table_zero(bs, s->cluster, prl_lookup, off, len);
 }
 
 static int prl_flush(QsBlock *bs)

@@ -136,28 +136,20 @@ static uint64_t block_host(Vdi *s, uint32_t e)
     return s->offset_data + (uint64_t)e * s->block_size;
 }
 
+/* Host offset of guest block idx, or FMT_UNALLOCATED. */
+static uint64_t vdi_lookup(QsBlock *bs, uint32_t idx)
+{
+    Vdi *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    uint32_t e = s->bmap[idx];
+    g_mutex_unlock(&s->lock);
+    return is_alloc(e) ? block_host(s, e) : FMT_UNALLOCATED;
+}
+
 static int vdi_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
 {
     Vdi *s = bs->opaque;
-    uint8_t *p = buf;
-    while (len) {
-        uint32_t idx = (uint32_t)(off / s->block_size);
-        uint64_t in = off % s->block_size;
-        size_t n = (size_t)MIN((uint64_t)len, s->block_size - in);
-        g_mutex_lock(&s->lock);
-        uint32_t e = s->bmap[idx];
-        g_mutex_unlock(&s->lock);
-        if (is_alloc(e)) {
-            int r = qs_block_pread(bs->file, block_host(s, e) + in, n, p);
-            if (r < 0) return r;
-        } else {
-            memset(p, 0, n);
-        }
-        p += n;
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return fmt_table_pread(bs, s->block_size, vdi_lookup, off, len, buf);
 }
 
 /* Under the lock: give block idx a data block holding buf at in (zeros elsewhere). */
@@ -209,21 +201,7 @@ static int vdi_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, in
 static int vdi_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags)
 {
     Vdi *s = bs->opaque;
-    while (len) {
-        uint32_t idx = (uint32_t)(off / s->block_size);
-        uint64_t in = off % s->block_size;
-        uint64_t n = MIN(len, s->block_size - in);
-        g_mutex_lock(&s->lock);
-        uint32_t e = s->bmap[idx];
-        g_mutex_unlock(&s->lock);
-        if (is_alloc(e)) {   /* unallocated blocks read as zeros already */
-            int r = fmt_write_zeros(bs->file, block_host(s, e) + in, n);
-            if (r < 0) return r;
-        }
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return fmt_table_zero(bs, s->block_size, vdi_lookup, off, len);
 }
 
 static int vdi_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,

@@ -213,29 +213,21 @@ static uint64_t data_host(Vpc *s, uint32_t e)
     return (uint64_t)e * 512 + s->bitmap_size;
 }
 
+/* Host offset of guest block idx of a dynamic image, or FMT_UNALLOCATED. */
+static uint64_t vpc_lookup(QsBlock *bs, uint32_t idx)
+{
+    Vpc *s = bs->opaque;
+    g_mutex_lock(&s->lock);
+    uint32_t e = s->bat[idx];
+    g_mutex_unlock(&s->lock);
+    return e != VHD_UNALLOCATED ? data_host(s, e) : FMT_UNALLOCATED;
+}
+
 static int vpc_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
 {
     Vpc *s = bs->opaque;
     if (s->type == VHD_FIXED) return qs_block_pread(bs->file, off, len, buf);
-    uint8_t *p = buf;
-    while (len) {
-        uint32_t idx = (uint32_t)(off / s->block_size);
-        uint64_t in = off % s->block_size;
-        size_t n = (size_t)MIN((uint64_t)len, s->block_size - in);
-        g_mutex_lock(&s->lock);
-        uint32_t e = s->bat[idx];
-        g_mutex_unlock(&s->lock);
-        if (e != VHD_UNALLOCATED) {
-            int r = qs_block_pread(bs->file, data_host(s, e) + in, n, p);
-            if (r < 0) return r;
-        } else {
-            memset(p, 0, n);
-        }
-        p += n;
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return fmt_table_pread(bs, s->block_size, vpc_lookup, off, len, buf);
 }
 
 /* Under the lock: a new block at the footer's place, then the footer after it. */
@@ -291,21 +283,7 @@ static int vpc_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags)
 {
     Vpc *s = bs->opaque;
     if (s->type == VHD_FIXED) return fmt_write_zeros(bs->file, off, len);
-    while (len) {
-        uint32_t idx = (uint32_t)(off / s->block_size);
-        uint64_t in = off % s->block_size;
-        uint64_t n = MIN(len, s->block_size - in);
-        g_mutex_lock(&s->lock);
-        uint32_t e = s->bat[idx];
-        g_mutex_unlock(&s->lock);
-        if (e != VHD_UNALLOCATED) {
-            int r = fmt_write_zeros(bs->file, data_host(s, e) + in, n);
-            if (r < 0) return r;
-        }
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return fmt_table_zero(bs, s->block_size, vpc_lookup, off, len);
 }
 
 static int vpc_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
