@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Loops (the main loop and iothreads, each a GMainContext run by one thread), their
- * registry, the poll wrapper and the observer registry (writers and grace periods). */
+ * registry, the poll wrapper, the observer and sampler registry (writers and grace
+ * periods) and the slow paths of observed dispatches (sampling, flush, watch). */
 #include <poll.h>
 #include <string.h>
 #include <time.h>
@@ -17,7 +18,7 @@ static __thread QsLoop *cur_loop;  /* loop this thread is running, for the poll 
 
 /* ---- observers: the write side (the read side is in loop-internal.h) ---- */
 
-int qs_evloop_nobs;
+ObsGlobal qs_evloop_g;
 ObsList *qs_evloop_obs_list;       /* NULL when empty */
 bool qs_evloop_obs_fenced;
 __thread ObsReader *qs_evloop_reader_p;
@@ -85,11 +86,28 @@ static void obs_synchronize(void)
  * walking them, so they are freed by a later publish made outside any section. */
 static GPtrArray *retired;
 
+static uint32_t last_epoch;
+
+/* Publish nl (its counts and epoch filled in here), with obs_lock held. */
 static void obs_publish(ObsList *nl)
 {
     membarrier_setup();
+    if (nl) {
+        nl->nclassic = nl->nsampler = 0;
+        nl->period = 0;
+        for (guint i = 0; i < nl->n; i++) {
+            const QsEvloopSampler *smp = nl->e[i].smp;
+            if (!smp) { nl->nclassic++; continue; }
+            nl->nsampler++;
+            if (!nl->period || smp->period < nl->period) nl->period = smp->period;
+        }
+        if (++last_epoch == 0) last_epoch = 1;   /* 0 marks a source never sampled */
+        nl->epoch = last_epoch;
+    }
     ObsList *old = __atomic_exchange_n(&qs_evloop_obs_list, nl, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&qs_evloop_nobs, nl ? (int)nl->n : 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&qs_evloop_g.nclassic, nl ? (int)nl->nclassic : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&qs_evloop_g.epoch, nl ? nl->epoch : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&qs_evloop_g.n, nl ? (int)nl->n : 0, __ATOMIC_RELEASE);
     obs_synchronize();
     if (qs_evloop_reader_p && (qs_evloop_reader_p->seq & 1)) {    /* inside a section of this thread */
         if (!retired) retired = g_ptr_array_new_with_free_func(g_free);
@@ -100,61 +118,91 @@ static void obs_publish(ObsList *nl)
     if (retired) g_ptr_array_set_size(retired, 0);
 }
 
-static ObsList *obs_copy(guint extra, const QsEvloopObserver *skip)
+static ObsList *obs_copy(guint extra, const void *skip)
 {
     ObsList *cur = qs_evloop_obs_list;
     guint n = cur ? cur->n : 0;
     ObsList *nl = g_malloc0(sizeof(ObsList) + (n + extra) * sizeof(ObsEntry));
     for (guint i = 0; i < n; i++) {
-        if (cur->e[i].obs != skip) nl->e[nl->n++] = cur->e[i];
+        if (cur->e[i].key != skip) nl->e[nl->n++] = cur->e[i];
     }
     return nl;
 }
 
-static void observer_undo(void *data)
+static void obs_remove_key(const void *key)
 {
-    qs_evloop_observer_remove(data);
+    g_mutex_lock(&obs_lock);
+    ObsList *cur = qs_evloop_obs_list;
+    bool found = false;
+    for (guint i = 0; cur && i < cur->n; i++) found |= cur->e[i].key == key;
+    if (found) {
+        ObsList *nl = obs_copy(0, key);
+        if (!nl->n) g_clear_pointer(&nl, g_free);
+        obs_publish(nl);
+    }
+    g_mutex_unlock(&obs_lock);
 }
 
-bool qs_evloop_observer_add(const QsEvloopObserver *obs, void *opaque, GError **errp)
+static void observer_undo(void *data)
 {
-    if (!obs || !obs->name || !*obs->name) {
-        g_set_error(errp, QS_ERROR, QS_ERROR_FAILED, "event-loop observer without a name");
+    obs_remove_key(data);
+}
+
+/* Register an observer or a sampler (entry e). */
+static bool obs_add(const ObsEntry *e, GError **errp)
+{
+    if (!e->name || !*e->name) {
+        g_set_error(errp, QS_ERROR, QS_ERROR_FAILED, "event-loop %s without a name",
+                    e->smp ? "sampler" : "observer");
+        return false;
+    }
+    if (e->smp && (e->smp->period < 1 || e->smp->period > 65536)) {
+        g_set_error(errp, QS_ERROR, QS_ERROR_FAILED,
+                    "event-loop sampler '%s': period %u is not 1..65536", e->name,
+                    e->smp->period);
         return false;
     }
     g_mutex_lock(&obs_lock);
     ObsList *cur = qs_evloop_obs_list;
     for (guint i = 0; cur && i < cur->n; i++) {
-        if (!strcmp(cur->e[i].obs->name, obs->name)) {
+        if (!strcmp(cur->e[i].name, e->name)) {
             g_mutex_unlock(&obs_lock);
             g_set_error(errp, QS_ERROR, QS_ERROR_FAILED,
-                        "event-loop observer '%s' is already registered", obs->name);
+                        "event-loop observer '%s' is already registered", e->name);
             return false;
         }
     }
     g_mutex_unlock(&obs_lock);
-    if (!qs_module_claim("observer", obs->name, errp)) return false;
+    if (!qs_module_claim("observer", e->name, errp)) return false;
     g_mutex_lock(&obs_lock);
     ObsList *nl = obs_copy(1, NULL);
-    nl->e[nl->n++] = (ObsEntry){ obs, opaque };
+    nl->e[nl->n++] = *e;
     obs_publish(nl);
     g_mutex_unlock(&obs_lock);
-    qs_module_track(observer_undo, (void *)obs);
+    qs_module_track(observer_undo, (void *)e->key);
     return true;
+}
+
+bool qs_evloop_observer_add(const QsEvloopObserver *obs, void *opaque, GError **errp)
+{
+    ObsEntry e = { .key = obs, .name = obs ? obs->name : NULL, .obs = obs, .opaque = opaque };
+    return obs_add(&e, errp);
+}
+
+bool qs_evloop_sampler_add(const QsEvloopSampler *smp, void *opaque, GError **errp)
+{
+    ObsEntry e = { .key = smp, .name = smp ? smp->name : NULL, .smp = smp, .opaque = opaque };
+    return obs_add(&e, errp);
 }
 
 void qs_evloop_observer_remove(const QsEvloopObserver *obs)
 {
-    g_mutex_lock(&obs_lock);
-    ObsList *cur = qs_evloop_obs_list;
-    bool found = false;
-    for (guint i = 0; cur && i < cur->n; i++) found |= cur->e[i].obs == obs;
-    if (found) {
-        ObsList *nl = obs_copy(0, obs);
-        if (!nl->n) g_clear_pointer(&nl, g_free);
-        obs_publish(nl);
-    }
-    g_mutex_unlock(&obs_lock);
+    obs_remove_key(obs);
+}
+
+void qs_evloop_sampler_remove(const QsEvloopSampler *smp)
+{
+    obs_remove_key(smp);
 }
 
 /* Loop life-cycle callbacks, through a read-side section (no lock held, so a callback
@@ -164,23 +212,180 @@ static void obs_loop_event(QsLoop *loop, bool added)
     ObsList *l;
     unsigned token = obs_enter(&l);
     for (guint i = 0; l && i < l->n; i++) {
-        const QsEvloopObserver *o = l->e[i].obs;
-        if (added && o->loop_added) o->loop_added(loop, l->e[i].opaque);
-        if (!added && o->loop_removed) o->loop_removed(loop, l->e[i].opaque);
+        const ObsEntry *e = &l->e[i];
+        void (*fn)(QsLoop *, void *);
+        if (e->obs) fn = added ? e->obs->loop_added : e->obs->loop_removed;
+        else fn = added ? e->smp->loop_added : e->smp->loop_removed;
+        if (fn) fn(loop, e->opaque);
     }
     obs_leave(token);
+}
+
+/* ---- observed dispatches: the slow paths (the fast ones are in loop-internal.h) ---- */
+
+static GMutex src_lock;            /* every loop's source list, ObsSource.home */
+
+/* Hand s's unreported dispatches to the samplers of l (inside a section). */
+static void report_pending(ObsList *l, ObsSource *s)
+{
+    if (OBS_LOAD(&s->epoch) != l->epoch) return;     /* counted for an older list */
+    uint32_t left = OBS_LOAD(&s->left), armed = OBS_LOAD(&s->armed);
+    if (armed <= left) return;
+    OBS_STORE(&s->armed, left);
+    for (guint i = 0; i < l->n; i++) {
+        const QsEvloopSampler *smp = l->e[i].smp;
+        if (smp && smp->dispatch_count) smp->dispatch_count(&s->info, armed - left, l->e[i].opaque);
+    }
+}
+
+/* In loop's thread: report every source's unreported dispatches. */
+static void obs_flush(QsLoop *loop)
+{
+    __atomic_store_n(&loop->pub.flush_req, 0, __ATOMIC_RELAXED);
+    ObsList *l;
+    unsigned token = obs_enter(&l);
+    if (l && l->nsampler) {
+        g_mutex_lock(&src_lock);
+        for (ObsSource *s = loop->sources; s; s = s->next) report_pending(l, s);
+        g_mutex_unlock(&src_lock);
+    }
+    obs_leave(token);
+}
+
+static inline void flush_if_asked(QsLoop *run)
+{
+    if (run && G_UNLIKELY(__atomic_load_n(&run->pub.flush_req, __ATOMIC_ACQUIRE))) obs_flush(run);
+}
+
+/* A dispatch that is sampled, or runs while observers (called for every dispatch) are
+ * registered, or the first of its source under the current list. */
+uint64_t qs_obs_begin_slow(ObsSource *s, QsLoop *run, uint64_t tok)
+{
+    flush_if_asked(run);
+    ObsList *l;
+    unsigned token = obs_enter(&l);
+    if (!l) goto out;
+    if (l->nclassic) {
+        tok |= OBS_TOK_HOOKS;
+        for (guint i = 0; i < l->n; i++) {
+            const QsEvloopObserver *o = l->e[i].obs;
+            if (o && o->dispatch_begin) o->dispatch_begin(&s->info, l->e[i].opaque);
+        }
+    }
+    if (!l->nsampler) goto out;
+    if (OBS_LOAD(&s->epoch) != l->epoch) {
+        /* first dispatch under this list: counts from before are not its samplers' */
+        OBS_STORE(&s->epoch, l->epoch);
+        OBS_STORE(&s->left, 1);
+        OBS_STORE(&s->armed, 1);
+    }
+    uint32_t left = OBS_LOAD(&s->left);
+    if (left > 1) {                   /* not sampled: only observers made us come here */
+        OBS_STORE(&s->left, left - 1);
+        goto out;
+    }
+    uint64_t count = (uint64_t)OBS_LOAD(&s->armed) - left + 1;
+    OBS_STORE(&s->left, l->period);  /* a slow source is set back to 1 by its end */
+    OBS_STORE(&s->armed, l->period);
+    s->sampled_epoch = l->epoch;
+    tok |= OBS_TOK_HOOKS | OBS_TOK_SAMPLED;
+    for (guint i = 0; i < l->n; i++) {
+        const QsEvloopSampler *smp = l->e[i].smp;
+        if (smp && smp->dispatch_begin) smp->dispatch_begin(&s->info, count, l->e[i].opaque);
+    }
+out:
+    obs_leave(token);
+    return tok;
+}
+
+void qs_obs_end_slow(ObsSource *s, QsLoop *run, uint64_t tok)
+{
+    ObsList *l;
+    unsigned token = obs_enter(&l);
+    /* samplers only if they are the ones whose begin ran */
+    bool sampled = l && (tok & OBS_TOK_SAMPLED) && s->sampled_epoch == l->epoch;
+    bool slow = false;
+    for (guint i = 0; l && i < l->n; i++) {
+        const ObsEntry *e = &l->e[i];
+        if (e->obs && e->obs->dispatch_end) e->obs->dispatch_end(&s->info, e->opaque);
+        if (e->smp && sampled && e->smp->dispatch_end) slow |= e->smp->dispatch_end(&s->info, e->opaque);
+    }
+    if (slow) {
+        OBS_STORE(&s->left, 1);
+        OBS_STORE(&s->armed, 1);
+    }
+    obs_leave(token);
+}
+
+static GMutex watch_lock;          /* serialises qs_loop_watch callers */
+
+void qs_obs_watched(ObsSource *s, QsLoop *run, uint64_t seq)
+{
+    uint64_t cookie = OBS_LOAD(&run->pub.watch_cookie);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (OBS_LOAD(&run->pub.watch_seq) != seq) return;   /* being replaced */
+    ObsList *l;
+    unsigned token = obs_enter(&l);
+    for (guint i = 0; l && i < l->n; i++) {
+        const QsEvloopSampler *smp = l->e[i].smp;
+        if (smp && smp->dispatch_watched) smp->dispatch_watched(&s->info, cookie, l->e[i].opaque);
+    }
+    obs_leave(token);
+}
+
+bool qs_loop_current(QsLoop *loop, uint64_t *seq, uint64_t *source_id)
+{
+    uint64_t s1, c;
+    for (int tries = 0;; tries++) {
+        s1 = __atomic_load_n(&loop->pub.seq, __ATOMIC_ACQUIRE);
+        c = OBS_LOAD(&loop->pub.cur);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        /* a loop changing faster than we read: any recent pair will do */
+        if (OBS_LOAD(&loop->pub.seq) == s1 || tries == 100) break;
+    }
+    *seq = s1;
+    *source_id = c;
+    return c != 0;
+}
+
+void qs_loop_watch(QsLoop *loop, uint64_t seq, uint64_t cookie)
+{
+    g_mutex_lock(&watch_lock);
+    /* 0 first, so the loop never pairs the new cookie with the old seq */
+    __atomic_store_n(&loop->pub.watch_seq, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    OBS_STORE(&loop->pub.watch_cookie, cookie);
+    __atomic_store_n(&loop->pub.watch_seq, seq, __ATOMIC_RELEASE);
+    g_mutex_unlock(&watch_lock);
+}
+
+void qs_loop_flush(QsLoop *loop)
+{
+    if (qs_loop_in_thread(loop)) {
+        obs_flush(loop);
+    } else if (!__atomic_exchange_n(&loop->pub.flush_req, 1, __ATOMIC_ACQ_REL)) {
+        g_main_context_wakeup(loop->ctx);
+    }
+}
+
+QsLoop *qs_loop_running(void)
+{
+    return cur_loop;
 }
 
 /* ---- loops ---- */
 
 static void obs_poll(QsLoop *loop, bool begin, int timeout)
 {
+    flush_if_asked(loop);
     ObsList *l;
     unsigned token = obs_enter(&l);
     for (guint i = 0; l && i < l->n; i++) {
-        const QsEvloopObserver *o = l->e[i].obs;
-        if (begin && o->poll_begin) o->poll_begin(loop, timeout, l->e[i].opaque);
-        if (!begin && o->poll_end) o->poll_end(loop, l->e[i].opaque);
+        const ObsEntry *e = &l->e[i];
+        void (*pb)(QsLoop *, int, void *) = e->obs ? e->obs->poll_begin : e->smp->poll_begin;
+        void (*pe)(QsLoop *, void *) = e->obs ? e->obs->poll_end : e->smp->poll_end;
+        if (begin && pb) pb(loop, timeout, e->opaque);
+        if (!begin && pe) pe(loop, e->opaque);
     }
     obs_leave(token);
 }
@@ -304,6 +509,11 @@ void qs_iothread_free(QsLoop *l)
     g_main_context_wakeup(l->ctx);
     g_thread_join(l->thread);
     qs_timer_loop_cleanup(l);
+    /* sources freed later must not report to observers for a loop that is gone */
+    g_mutex_lock(&src_lock);
+    for (ObsSource *s = l->sources; s; s = s->next) s->home = NULL;
+    l->sources = NULL;
+    g_mutex_unlock(&src_lock);
     obs_loop_event(l, false);
     g_mutex_lock(&reg_lock);
     g_ptr_array_remove(loops, l);
@@ -360,19 +570,41 @@ void qs_loop_foreach(void (*fn)(const QsLoopDesc *desc, void *opaque), void *opa
 
 static guint64 next_source_id;
 
-void qs_source_info_init(QsSourceInfo *info, QsLoop *loop, const char *name,
-                         QsSourceKind kind)
+void qs_obs_source_init(ObsSource *s, QsLoop *loop, const char *name, QsSourceKind kind)
 {
+    QsSourceInfo *info = &s->info;
     info->id = __atomic_add_fetch(&next_source_id, 1, __ATOMIC_RELAXED);
     info->name = g_strdup(name && *name ? name : "(unnamed)");
     info->kind = kind;
     info->loop = loop;
+    s->left = s->armed = s->epoch = s->sampled_epoch = 0;
+    g_mutex_lock(&src_lock);
+    s->home = loop;
+    s->prev = NULL;
+    s->next = loop->sources;
+    if (s->next) s->next->prev = s;
+    loop->sources = s;
+    g_mutex_unlock(&src_lock);
 }
 
-void qs_source_info_clear(QsSourceInfo *info)
+void qs_obs_source_clear(ObsSource *s)
 {
-    g_free((char *)info->name);
-    info->name = NULL;
+    g_mutex_lock(&src_lock);
+    if (s->home) {
+        if (obs_active()) {
+            ObsList *l;
+            unsigned token = obs_enter(&l);
+            if (l && l->nsampler) report_pending(l, s);
+            obs_leave(token);
+        }
+        if (s->prev) s->prev->next = s->next;
+        else s->home->sources = s->next;
+        if (s->next) s->next->prev = s->prev;
+        s->home = NULL;
+    }
+    g_mutex_unlock(&src_lock);
+    g_free((char *)s->info.name);
+    s->info.name = NULL;
 }
 
 const char *qs_source_kind_name(QsSourceKind kind)

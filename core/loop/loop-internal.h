@@ -6,7 +6,20 @@
 
 #include "qs/evloop.h"
 
+/* What a loop's thread publishes for readers in other threads (qs_loop_current), on a
+ * cache line of its own: only that thread writes seq and cur, with plain stores. */
+typedef struct LoopPub {
+    uint64_t seq;         /* changes at every begin and end of an observed dispatch */
+    uint64_t cur;         /* id of the source being dispatched, 0 when none */
+    uint64_t watch_seq;   /* qs_loop_watch: written by readers */
+    uint64_t watch_cookie;
+    int flush_req;        /* qs_loop_flush asked from another thread (atomic) */
+} __attribute__((aligned(64))) LoopPub;
+
+typedef struct ObsSource ObsSource;
+
 struct QsLoop {
+    LoopPub pub;
     char *name;
     GMainContext *ctx;
     GMainLoop *ml;
@@ -16,23 +29,35 @@ struct QsLoop {
     bool is_main;
     int stopping;         /* iothread: leave the loop (atomic) */
     GSource *timer_lists[2];   /* per QsClockType, created on first timer */
+    ObsSource *sources;   /* its observed sources, under the source-list lock */
 };
 
-/* ---- observers: the read side, inlined into every dispatch ----
+/* ---- observers and samplers: the read side, inlined into every dispatch ----
  * Readers (loop threads) call through the current immutable list inside a per-thread
  * section: the outermost enter makes the thread's seq odd, the leave makes it even
  * again, with plain stores.  Writers (add/remove, rare) publish a new list, then make
  * every thread execute a full memory barrier (membarrier(2), or a fence on the read
  * side where the kernel lacks it), then wait for each thread whose seq is odd to change
- * it: after that no thread can still use the old list or its observers. */
+ * it: after that no thread can still use the old list or its observers.
+ *
+ * Samplers are not called on most dispatches: the core counts down per source and only
+ * enters a section (and calls them) on sampled ones; the rest costs a few plain stores
+ * to the source and to the loop's LoopPub, which only the dispatching thread writes. */
 
 typedef struct ObsEntry {
-    const QsEvloopObserver *obs;
+    const void *key;                  /* obs or smp */
+    const char *name;
+    const QsEvloopObserver *obs;      /* one of obs and smp is set */
+    const QsEvloopSampler *smp;
     void *opaque;
 } ObsEntry;
 
 typedef struct ObsList {
     guint n;
+    guint nclassic;       /* entries with obs */
+    guint nsampler;       /* entries with smp */
+    uint32_t epoch;       /* changes with every published list (never 0) */
+    uint32_t period;      /* smallest sampler period */
     ObsEntry e[];
 } ObsList;
 
@@ -42,8 +67,15 @@ typedef struct ObsReader {
     unsigned seq;
 } ObsReader;
 
-/* Number of registered observers: the only thing the no-observer path reads. */
-extern int qs_evloop_nobs;
+/* What every dispatch reads, on one read-mostly cache line: written only when the list
+ * changes.  n is the only thing the no-observer path reads. */
+typedef struct ObsGlobal {
+    int n;                /* registered observers and samplers */
+    int nclassic;         /* observers: the slow path for every dispatch */
+    uint32_t epoch;       /* the list's epoch: a source sampled under another restarts */
+} __attribute__((aligned(64))) ObsGlobal;
+
+extern ObsGlobal qs_evloop_g;
 extern ObsList *qs_evloop_obs_list;
 extern bool qs_evloop_obs_fenced;    /* no membarrier(2): readers fence themselves */
 /* The thread's reader, on a cache line of its own (NULL until its first section).  Not in
@@ -79,36 +111,82 @@ static inline void obs_leave(unsigned token)
 
 static inline bool obs_active(void)
 {
-    return __atomic_load_n(&qs_evloop_nobs, __ATOMIC_ACQUIRE) != 0;
+    return __atomic_load_n(&qs_evloop_g.n, __ATOMIC_ACQUIRE) != 0;
 }
 
-static inline void obs_dispatch_hook(const QsSourceInfo *src, bool end)
+/* An observed source: its info and its sampling state.  left/armed/epoch are written by
+ * the dispatching thread only (and by flush/free under the source-list lock): relaxed. */
+struct ObsSource {
+    QsSourceInfo info;
+    uint32_t left;        /* dispatches until the next sampled one (<= 1: the next) */
+    uint32_t armed;       /* left after the last report: armed - left not reported */
+    uint32_t epoch;       /* list epoch left/armed belong to (0: none yet) */
+    uint32_t sampled_epoch;   /* list whose samplers' dispatch_begin ran last */
+    QsLoop *home;         /* loop whose list it is on; NULL once detached */
+    ObsSource *prev, *next;
+};
+
+#define OBS_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define OBS_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+/* Token of a dispatch, kept by the dispatching function between obs_begin and obs_end:
+ * 0 when nothing was published (no observer at its begin), else the id of the source
+ * current before it (the parent of a nested dispatch, else 0) << 3 | flags. */
+#define OBS_TOK_ON 1u         /* published: restore the parent at the end */
+#define OBS_TOK_HOOKS 2u      /* begin hooks ran: the slow end */
+#define OBS_TOK_SAMPLED 4u    /* samplers' dispatch_begin ran */
+#define OBS_TOK_SHIFT 3
+
+/* The out-of-line parts (evloop.c): hooks of a sampled dispatch or one with observers. */
+uint64_t qs_obs_begin_slow(ObsSource *s, QsLoop *run, uint64_t tok);
+void qs_obs_end_slow(ObsSource *s, QsLoop *run, uint64_t tok);
+void qs_obs_watched(ObsSource *s, QsLoop *run, uint64_t seq);
+
+/* Around every observed dispatch: tok = obs_begin(s, run); callback; obs_end(s, run,
+ * tok).  run is the loop whose thread dispatches (NULL: a thread running no loop; then
+ * nothing is published).  With no observer: one load and one well-predicted branch at
+ * the begin, one test of a register at the end. */
+static inline uint64_t obs_begin(ObsSource *s, QsLoop *run)
 {
-    ObsList *l;
-    unsigned token = obs_enter(&l);
-    for (guint i = 0; l && i < l->n; i++) {
-        const QsEvloopObserver *o = l->e[i].obs;
-        void (*fn)(const QsSourceInfo *, void *) = end ? o->dispatch_end : o->dispatch_begin;
-        if (fn) fn(src, l->e[i].opaque);
+    if (G_LIKELY(!obs_active())) return 0;
+    uint64_t tok = OBS_TOK_ON;
+    if (run) {
+        uint64_t parent = OBS_LOAD(&run->pub.cur);
+        tok |= parent << OBS_TOK_SHIFT;
+        OBS_STORE(&run->pub.cur, s->info.id);
+        __atomic_store_n(&run->pub.seq, OBS_LOAD(&run->pub.seq) + 1, __ATOMIC_RELEASE);
     }
-    obs_leave(token);
+    uint32_t left = OBS_LOAD(&s->left);
+    if (G_UNLIKELY(left <= 1 || OBS_LOAD(&s->epoch) != OBS_LOAD(&qs_evloop_g.epoch) ||
+                   OBS_LOAD(&qs_evloop_g.nclassic))) {
+        return qs_obs_begin_slow(s, run, tok);
+    }
+    OBS_STORE(&s->left, left - 1);
+    return tok;
 }
 
-/* With no observer: one load and one well-predicted branch per dispatch. */
-static inline void obs_begin(const QsSourceInfo *src)
+static inline void obs_end(ObsSource *s, QsLoop *run, uint64_t tok)
 {
-    if (G_UNLIKELY(obs_active())) obs_dispatch_hook(src, false);
+    if (G_LIKELY(!tok)) return;
+    if (G_UNLIKELY(tok & OBS_TOK_HOOKS)) qs_obs_end_slow(s, run, tok);
+    if (run) {
+        uint64_t seq = OBS_LOAD(&run->pub.seq);
+        if (G_UNLIKELY(__atomic_load_n(&run->pub.watch_seq, __ATOMIC_ACQUIRE) == seq)) {
+            qs_obs_watched(s, run, seq);
+        }
+        OBS_STORE(&run->pub.cur, tok >> OBS_TOK_SHIFT);
+        __atomic_store_n(&run->pub.seq, seq + 1, __ATOMIC_RELEASE);
+    }
 }
 
-static inline void obs_end(const QsSourceInfo *src)
-{
-    if (G_UNLIKELY(obs_active())) obs_dispatch_hook(src, true);
-}
+/* Fill a source's info (a fresh id, a copy of name, freed by qs_obs_source_clear) and put
+ * it on its loop's list. */
+void qs_obs_source_init(ObsSource *s, QsLoop *loop, const char *name, QsSourceKind kind);
+/* Report its unreported dispatches, take it off its loop's list, free the name. */
+void qs_obs_source_clear(ObsSource *s);
 
-/* Fill a source's info: a fresh id, a copy of name (freed by info_clear). */
-void qs_source_info_init(QsSourceInfo *info, QsLoop *loop, const char *name,
-                         QsSourceKind kind);
-void qs_source_info_clear(QsSourceInfo *info);
+/* The loop this thread runs now (NULL if none): where a stepped timer is published. */
+QsLoop *qs_loop_running(void);
 
 /* The main loop's GMainLoop and running it in this thread (qs_main_loop_run). */
 GMainLoop *qs_loop_gmainloop(QsLoop *loop);

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Observed GSources: fd handlers, bottom halves (schedulable from any thread), one-shot
- * calls and idle handlers.  Each dispatch is bracketed by the observer hooks. */
+ * calls and idle handlers.  Each dispatch is bracketed by obs_begin/obs_end (observers,
+ * samplers and the loop's published current source). */
 #include "loop-internal.h"
 
 /* ---- fd handlers ---- */
 
 struct QsFdHandler {
     GSource gs;
-    QsSourceInfo info;
+    ObsSource os;
     gpointer tag;
     int fd;
     QsFdFunc cb;
@@ -19,15 +20,15 @@ static gboolean fd_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
     QsFdHandler *h = (QsFdHandler *)gs;
     GIOCondition cond = g_source_query_unix_fd(gs, h->tag);
     if (!cond) return G_SOURCE_CONTINUE;
-    obs_begin(&h->info);
+    uint64_t tok = obs_begin(&h->os, h->os.info.loop);
     h->cb(h->fd, cond, h->opaque);
-    obs_end(&h->info);
+    obs_end(&h->os, h->os.info.loop, tok);
     return G_SOURCE_CONTINUE;
 }
 
 static void fd_finalize(GSource *gs)
 {
-    qs_source_info_clear(&((QsFdHandler *)gs)->info);
+    qs_obs_source_clear(&((QsFdHandler *)gs)->os);
 }
 
 static GSourceFuncs fd_funcs = { .dispatch = fd_dispatch, .finalize = fd_finalize };
@@ -36,12 +37,12 @@ QsFdHandler *qs_fd_handler_new(QsLoop *loop, const char *name, int fd, GIOCondit
                                QsFdFunc cb, void *opaque)
 {
     QsFdHandler *h = (QsFdHandler *)g_source_new(&fd_funcs, sizeof(QsFdHandler));
-    qs_source_info_init(&h->info, loop, name, QS_SOURCE_FD);
+    qs_obs_source_init(&h->os, loop, name, QS_SOURCE_FD);
     h->fd = fd;
     h->cb = cb;
     h->opaque = opaque;
     h->tag = g_source_add_unix_fd(&h->gs, fd, events | G_IO_HUP | G_IO_ERR);
-    g_source_set_name(&h->gs, h->info.name);
+    g_source_set_name(&h->gs, h->os.info.name);
     g_source_attach(&h->gs, qs_loop_context(loop));
     return h;
 }
@@ -62,7 +63,7 @@ void qs_fd_handler_free(QsFdHandler *h)
 
 struct QsBH {
     GSource gs;
-    QsSourceInfo info;
+    ObsSource os;
     int scheduled;
     bool oneshot;
     QsBHFunc cb;
@@ -84,15 +85,15 @@ static gboolean bh_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
 {
     QsBH *bh = (QsBH *)gs;
     if (!g_atomic_int_compare_and_exchange(&bh->scheduled, 1, 0)) return G_SOURCE_CONTINUE;
-    obs_begin(&bh->info);
+    uint64_t tok = obs_begin(&bh->os, bh->os.info.loop);
     bh->cb(bh->opaque);
-    obs_end(&bh->info);
+    obs_end(&bh->os, bh->os.info.loop, tok);
     return bh->oneshot ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
 
 static void bh_finalize(GSource *gs)
 {
-    qs_source_info_clear(&((QsBH *)gs)->info);
+    qs_obs_source_clear(&((QsBH *)gs)->os);
 }
 
 static GSourceFuncs bh_funcs = {
@@ -103,11 +104,11 @@ static GSourceFuncs bh_funcs = {
 QsBH *qs_bh_new(QsLoop *loop, const char *name, QsBHFunc cb, void *opaque)
 {
     QsBH *bh = (QsBH *)g_source_new(&bh_funcs, sizeof(QsBH));
-    qs_source_info_init(&bh->info, loop, name, QS_SOURCE_BH);
+    qs_obs_source_init(&bh->os, loop, name, QS_SOURCE_BH);
     bh->cb = cb;
     bh->opaque = opaque;
     g_source_set_priority(&bh->gs, G_PRIORITY_HIGH);
-    g_source_set_name(&bh->gs, bh->info.name);
+    g_source_set_name(&bh->gs, bh->os.info.name);
     g_source_attach(&bh->gs, qs_loop_context(loop));
     return bh;
 }
@@ -116,7 +117,7 @@ void qs_bh_schedule(QsBH *bh)
 {
     if (g_atomic_int_compare_and_exchange(&bh->scheduled, 0, 1)) {
         /* The loop's own thread is not polling now: prepare() sees the flag next. */
-        if (!qs_loop_in_thread(bh->info.loop)) g_main_context_wakeup(qs_loop_context(bh->info.loop));
+        if (!qs_loop_in_thread(bh->os.info.loop)) g_main_context_wakeup(qs_loop_context(bh->os.info.loop));
     }
 }
 
@@ -135,7 +136,7 @@ void qs_bh_free(QsBH *bh)
 void qs_loop_call(QsLoop *loop, const char *name, QsBHFunc cb, void *opaque)
 {
     QsBH *bh = (QsBH *)g_source_new(&bh_funcs, sizeof(QsBH));
-    qs_source_info_init(&bh->info, loop, name, QS_SOURCE_BH);
+    qs_obs_source_init(&bh->os, loop, name, QS_SOURCE_BH);
     bh->cb = cb;
     bh->opaque = opaque;
     bh->oneshot = true;
@@ -149,7 +150,7 @@ void qs_loop_call(QsLoop *loop, const char *name, QsBHFunc cb, void *opaque)
 
 struct QsIdle {
     GSource gs;
-    QsSourceInfo info;
+    ObsSource os;
     bool done;
     QsIdleFunc cb;
     void *opaque;
@@ -170,15 +171,15 @@ static gboolean idle_check(GSource *gs)
 static gboolean idle_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
 {
     QsIdle *i = (QsIdle *)gs;
-    obs_begin(&i->info);
+    uint64_t tok = obs_begin(&i->os, i->os.info.loop);
     i->done = !i->cb(i->opaque);
-    obs_end(&i->info);
+    obs_end(&i->os, i->os.info.loop, tok);
     return G_SOURCE_CONTINUE;
 }
 
 static void idle_finalize(GSource *gs)
 {
-    qs_source_info_clear(&((QsIdle *)gs)->info);
+    qs_obs_source_clear(&((QsIdle *)gs)->os);
 }
 
 static GSourceFuncs idle_funcs = {
@@ -189,11 +190,11 @@ static GSourceFuncs idle_funcs = {
 QsIdle *qs_idle_new(QsLoop *loop, const char *name, QsIdleFunc cb, void *opaque)
 {
     QsIdle *i = (QsIdle *)g_source_new(&idle_funcs, sizeof(QsIdle));
-    qs_source_info_init(&i->info, loop, name, QS_SOURCE_IDLE);
+    qs_obs_source_init(&i->os, loop, name, QS_SOURCE_IDLE);
     i->cb = cb;
     i->opaque = opaque;
     g_source_set_priority(&i->gs, G_PRIORITY_DEFAULT_IDLE);
-    g_source_set_name(&i->gs, i->info.name);
+    g_source_set_name(&i->gs, i->os.info.name);
     g_source_attach(&i->gs, qs_loop_context(loop));
     return i;
 }

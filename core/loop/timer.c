@@ -12,7 +12,7 @@ typedef struct TimerList {
 } TimerList;
 
 struct QsTimer {
-    QsSourceInfo info;
+    ObsSource os;
     TimerList *list;
     int refs;            /* under lock: the owner's, plus one while firing */
     int64_t expire;      /* -1: disarmed; under lock */
@@ -143,19 +143,20 @@ int64_t qs_clock_next_deadline(QsClockType clock)
 static void timer_unref_locked(QsTimer *t)
 {
     if (--t->refs == 0) {
-        qs_source_info_clear(&t->info);
+        qs_obs_source_clear(&t->os);
         g_free(t);
     }
 }
 
-/* Fire t (already disarmed), with lock held on entry and exit. */
-static void timer_fire_locked(QsTimer *t)
+/* Fire t (already disarmed) for the loop `run` whose thread calls (NULL: none), with
+ * lock held on entry and exit. */
+static void timer_fire_locked(QsTimer *t, QsLoop *run)
 {
     t->refs++;
     g_mutex_unlock(&lock);
-    obs_begin(&t->info);
+    uint64_t tok = obs_begin(&t->os, run);
     t->cb(t->opaque);
-    obs_end(&t->info);
+    obs_end(&t->os, run, tok);
     g_mutex_lock(&lock);
     timer_unref_locked(t);
 }
@@ -169,11 +170,12 @@ int64_t qs_clock_step(int64_t ns)
         return v;
     }
     int64_t target = vclock > G_MAXINT64 - ns ? G_MAXINT64 : vclock + ns;
+    QsLoop *run = qs_loop_running();    /* the timers run in this thread, for its loop */
     QsTimer *t;
     while ((t = earliest_locked(QS_CLOCK_VIRTUAL, NULL, target, UINT64_MAX))) {
         if (t->expire > vclock) vclock = t->expire;
         t->expire = -1;
-        timer_fire_locked(t);
+        timer_fire_locked(t, run);
     }
     vclock = target;
     g_mutex_unlock(&lock);
@@ -201,7 +203,7 @@ static gboolean list_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
         QsTimer *t;
         while ((t = earliest_locked(l->clock, l, now, armed_before))) {
             t->expire = -1;
-            timer_fire_locked(t);
+            timer_fire_locked(t, l->loop);
         }
     }
     rearm_locked(l);
@@ -261,7 +263,7 @@ QsTimer *qs_timer_new(QsLoop *loop, QsClockType clock, const char *name, QsTimer
                       void *opaque)
 {
     QsTimer *t = g_new0(QsTimer, 1);
-    qs_source_info_init(&t->info, loop, name, QS_SOURCE_TIMER);
+    qs_obs_source_init(&t->os, loop, name, QS_SOURCE_TIMER);
     t->refs = 1;
     t->expire = -1;
     t->cb = cb;

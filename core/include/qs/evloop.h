@@ -199,4 +199,74 @@ typedef struct QsEvloopObserver {
 bool qs_evloop_observer_add(const QsEvloopObserver *obs, void *opaque, GError **errp);
 void qs_evloop_observer_remove(const QsEvloopObserver *obs);
 
+/*
+ * A sampler (ABI 1.2) is the cheap kind of observer, for profilers: the core counts and
+ * samples every dispatch itself and calls the sampler only on sampled ones.
+ *
+ * Per source the core keeps a countdown: the first dispatch of every source after the
+ * sampler is added, and then one dispatch in `period`, are sampled: dispatch_begin and
+ * dispatch_end run around them, and dispatch_begin gets `count`, the number of
+ * dispatches of that source not reported yet, this one included.  A source whose
+ * dispatch_end returned true ("slow") has every dispatch sampled (count 1) until a
+ * dispatch_end returns false.  Unsampled dispatches cost the core a few plain stores to
+ * memory its thread owns, with no call and no clock read.  Counts stay exact: dispatches
+ * not reported yet are handed to dispatch_count when the source is freed (any thread)
+ * and when the loop flushes them (qs_loop_flush).  Sum of the counts = dispatches.
+ *
+ * With several samplers, all see the same sampled dispatches and the same counts; the
+ * period is the smallest of theirs, and a source is slow if any sampler's dispatch_end
+ * said so.  poll_begin/poll_end, loop_added/loop_removed are called as for an observer;
+ * dispatch_watched: see qs_loop_watch.  Callbacks run in the loop's thread (a virtual
+ * timer stepped by qs_clock_step runs in the stepping thread; dispatch_count also in the
+ * thread that frees a source), concurrently from several loops.  dispatch_end is called
+ * exactly for the dispatches whose dispatch_begin was (none if the sampler was removed
+ * or another added in between).  Removal and module rollback: as for observers
+ * ("observer:NAME" is claimed, the name is shared with observers).
+ */
+typedef struct QsEvloopSampler {
+    const char *name;
+    /* sample one dispatch in `period` of each source: 1 (all) .. 65536 */
+    unsigned period;
+    void (*poll_begin)(QsLoop *loop, int timeout_ms, void *opaque);
+    void (*poll_end)(QsLoop *loop, void *opaque);
+    void (*dispatch_begin)(const QsSourceInfo *src, uint64_t count, void *opaque);
+    /* return true to have every dispatch of src sampled from now on */
+    bool (*dispatch_end)(const QsSourceInfo *src, void *opaque);
+    /* count dispatches of src that no dispatch_begin reported (flush, source freed) */
+    void (*dispatch_count)(const QsSourceInfo *src, uint64_t count, void *opaque);
+    /* the dispatch a qs_loop_watch call named has ended (its dispatch_begin may not have
+     * been called: it was not sampled); cookie is the watcher's */
+    void (*dispatch_watched)(const QsSourceInfo *src, uint64_t cookie, void *opaque);
+    void (*loop_added)(QsLoop *loop, void *opaque);
+    void (*loop_removed)(QsLoop *loop, void *opaque);
+} QsEvloopSampler;
+
+bool qs_evloop_sampler_add(const QsEvloopSampler *smp, void *opaque, GError **errp);
+void qs_evloop_sampler_remove(const QsEvloopSampler *smp);
+
+/*
+ * What a loop is dispatching now, readable from any thread while the loop lives (e.g. by
+ * a profiler thread that must answer while every loop is stuck).  While an observer or a
+ * sampler is registered, the loop's thread publishes, at every begin and end of an
+ * observed dispatch, the id of the source being dispatched and a sequence number that
+ * changes at each of those events.  Returns false if no dispatch is running (seq is
+ * still set).  A dispatch seen with the same seq and id for a time T has run for at
+ * least T (there is no clock read on the dispatch path, so its start is not known: a
+ * reader dates it from when it first saw it).  After a nested dispatch ends, the outer
+ * one is current again under a new seq.  The pair is consistent except in the
+ * nanoseconds between the two stores of a change.
+ */
+bool qs_loop_current(QsLoop *loop, uint64_t *seq, uint64_t *source_id);
+
+/* Ask for dispatch_watched(src, cookie) at the end of the dispatch current at `seq` (as
+ * returned by qs_loop_current), if it is still current; replaces an earlier request.
+ * Lets a sampler time a long dispatch it did not sample.  Any thread. */
+void qs_loop_watch(QsLoop *loop, uint64_t seq, uint64_t cookie);
+
+/* Ask the loop to hand its sources' unreported counts to dispatch_count: at once if
+ * called from the loop's thread, else the loop is woken and does it at its next poll or
+ * next sampled dispatch (so within one of its iterations unless a dispatch is stuck).
+ * Any thread. */
+void qs_loop_flush(QsLoop *loop);
+
 #endif

@@ -14,12 +14,13 @@
  * registry's semantics.  A module built for a newer minor or another major is refused.
  * History: 1.0 loader, options, device/TCG-pass/migration registries; 1.1 adds the
  * event loop, chardev, QMP, memory, IRQ, PCI, machine, block and TCG IR headers.
+ * 1.2 adds event-loop samplers, qs_loop_current, qs_loop_watch and qs_loop_flush.
  *
  * The descriptor is read before any function of the module is called; a module must
  * not use ELF constructors, which the dynamic linker would run before that check.
  */
 #define QS_ABI_MAJOR 1
-#define QS_ABI_MINOR 1
+#define QS_ABI_MINOR 2
 
 #define QS_MODULE_MAGIC 0x51534d44u /* "QSMD" */
 #define QS_MODULE_DESC_SYMBOL "qs_module_descriptor"

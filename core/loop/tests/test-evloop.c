@@ -443,10 +443,10 @@ static void test_observers(void)
     g_mutex_init(&s.lock);
     GError *err = NULL;
     QsLoop *m = qs_loop_main();
-    g_assert_cmpint(qs_evloop_nobs, ==, 0);
+    g_assert_cmpint(qs_evloop_g.n, ==, 0);
     g_assert_true(qs_evloop_observer_add(&test_observer, &s, &err));
     g_assert_no_error(err);
-    g_assert_cmpint(qs_evloop_nobs, ==, 1);
+    g_assert_cmpint(qs_evloop_g.n, ==, 1);
     /* a second registration under the same name is refused */
     g_assert_false(qs_evloop_observer_add(&test_observer, &s, &err));
     g_assert_nonnull(strstr(err->message, "'test-observer' is already registered"));
@@ -495,7 +495,7 @@ static void test_observers(void)
 
     /* after removal nothing more arrives */
     qs_evloop_observer_remove(&test_observer);
-    g_assert_cmpint(qs_evloop_nobs, ==, 0);
+    g_assert_cmpint(qs_evloop_g.n, ==, 0);
     guint n = s.events->len;
     int polls = s.polls_begin;
     qs_bh_schedule(bh);
@@ -619,7 +619,7 @@ static void test_observer_remove_stress(void)
 /* The same without membarrier(2): readers fence their own entry. */
 static void test_observer_remove_stress_fenced(void)
 {
-    g_assert_cmpint(qs_evloop_nobs, ==, 0);
+    g_assert_cmpint(qs_evloop_g.n, ==, 0);
     bool saved = qs_evloop_obs_fenced;
     qs_evloop_obs_fenced = true;
     stress_remove();
@@ -640,21 +640,21 @@ static void test_observer_module_rollback(void)
     g_assert_false(qs_module_load(fail, &err));
     g_assert_nonnull(strstr(err->message, "observer test: init fails on purpose"));
     g_clear_error(&err);
-    g_assert_cmpint(qs_evloop_nobs, ==, 0);
+    g_assert_cmpint(qs_evloop_g.n, ==, 0);
     drain();   /* would call into the unloaded module if the observer were left */
 
     g_assert_false(qs_module_load(undecl, &err));
     g_assert_nonnull(strstr(err->message, "without declaring \"observer:test-undeclared\""));
     g_clear_error(&err);
-    g_assert_cmpint(qs_evloop_nobs, ==, 0);
+    g_assert_cmpint(qs_evloop_g.n, ==, 0);
 
     g_assert_true(qs_module_load(good, &err));
     g_assert_no_error(err);
-    g_assert_cmpint(qs_evloop_nobs, ==, 1);
+    g_assert_cmpint(qs_evloop_g.n, ==, 1);
     qs_loop_call(qs_loop_main(), "after-good", nop, NULL);
     drain();
     qs_module_unload_all();
-    g_assert_cmpint(qs_evloop_nobs, ==, 0);
+    g_assert_cmpint(qs_evloop_g.n, ==, 0);
     drain();
 }
 
