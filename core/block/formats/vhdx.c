@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The vhdx driver: Hyper-V VHDX 1.00 images, dynamic, fixed and differencing (read), with
+/* The vhdx driver: Hyper-V VHDX 1.00 images, dynamic, fixed and differencing (read-write), with
  * checksummed headers, region and metadata tables, the BAT, and metadata writes journaled. */
+#include <sys/stat.h>
+#include <glib/gstdio.h>
 #include "vhdx.h"
 
 #define GUID_BAT        "2dc27766-f623-4200-9d64-115e9bfd4a08"
@@ -215,6 +217,26 @@ static char *utf16_at(const uint8_t *p, uint32_t bytes)
     return g_utf16_to_utf8(w, bytes / 2, NULL, NULL, NULL);
 }
 
+/* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" (braces optional) into a stored GUID. */
+static bool linkage_parse(const char *v, uint8_t out[16])
+{
+    size_t n = strlen(v);
+    if (n == 38 && v[0] == '{' && v[37] == '}') { v++; n -= 2; }
+    if (n != 36) return false;
+    for (size_t i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? v[i] != '-' : !g_ascii_isxdigit(v[i])) return false;
+    }
+    char tmp[37];
+    memcpy(tmp, v, 36);
+    tmp[36] = 0;
+    guid_from(tmp, out);
+    return true;
+}
+
+/* The parent locator (MS-VHDX 2.6.2.6): a VHDX locator type, then key/value entries in
+ * UTF-16LE.  parent_linkage (the parent's DataWriteGuid) is required; the path is taken
+ * from relative_path, else a POSIX absolute_win32_path. */
 static bool parse_parent_locator(QsBlock *bs, const uint8_t *d, uint32_t len, GError **errp)
 {
     Vhdx *s = bs->opaque;
@@ -224,6 +246,8 @@ static bool parse_parent_locator(QsBlock *bs, const uint8_t *d, uint32_t len, GE
         guid_str(d, g);
         return fmt_err(errp, "vhdx: parent locator type %s is not a VHDX parent", g);
     }
+    if (le16_at(d + 16))
+        return fmt_err(errp, "vhdx: parent locator reserved field is %u, not 0", le16_at(d + 16));
     uint16_t n = le16_at(d + 18);
     if (20 + (uint32_t)n * 12 > len)
         return fmt_err(errp, "vhdx: parent locator key_value_count %u does not fit in %u bytes",
@@ -241,17 +265,33 @@ static bool parse_parent_locator(QsBlock *bs, const uint8_t *d, uint32_t len, GE
         g_autofree char *k = utf16_at(d + ko, kl), *v = utf16_at(d + vo, vl);
         if (!k || !v)
             return fmt_err(errp, "vhdx: parent locator entry %u is not valid UTF-16", i);
-        if (!strcmp(k, "relative_path") && !rel) rel = g_steal_pointer(&v);
-        else if (!strcmp(k, "absolute_win32_path") && !abs) abs = g_steal_pointer(&v);
-        else if (!strcmp(k, "parent_linkage") && !s->parent_linkage)
-            s->parent_linkage = g_steal_pointer(&v);
+        char **slot = !strcmp(k, "relative_path") ? &rel
+                    : !strcmp(k, "absolute_win32_path") ? &abs
+                    : !strcmp(k, "parent_linkage") ? &s->parent_linkage
+                    : !strcmp(k, "parent_linkage2") ? &s->parent_linkage2 : NULL;
+        if (!slot) continue;   /* volume_path and unknown keys: nothing to use here */
+        if (*slot)
+            return fmt_err(errp, "vhdx: parent locator key '%s' appears twice", k);
+        if (strlen(v) > VHDX_PATH_MAX)
+            return fmt_err(errp, "vhdx: parent locator value of '%s' is %zu bytes long (at "
+                           "most %u)", k, strlen(v), VHDX_PATH_MAX);
+        *slot = g_steal_pointer(&v);
     }
-    char *path = rel ? g_steal_pointer(&rel) : abs && abs[0] == '/' ? g_steal_pointer(&abs)
-                                                                     : NULL;
+    uint8_t g[16];
+    if (!s->parent_linkage)
+        return fmt_err(errp, "vhdx: the parent locator of '%s' has no parent_linkage",
+                       bs->filename);
+    if (!linkage_parse(s->parent_linkage, g))
+        return fmt_err(errp, "vhdx: parent_linkage '%s' is not a GUID", s->parent_linkage);
+    if (s->parent_linkage2 && !linkage_parse(s->parent_linkage2, g))
+        return fmt_err(errp, "vhdx: parent_linkage2 '%s' is not a GUID", s->parent_linkage2);
+    char *path = rel && *rel ? g_steal_pointer(&rel)
+               : abs && abs[0] == '/' ? g_steal_pointer(&abs) : NULL;
     if (!path)
         return fmt_err(errp, "vhdx: differencing image '%s' names no usable parent path "
                        "(relative_path or a POSIX absolute_win32_path)", bs->filename);
     for (char *c = path; *c; c++) if (*c == '\\') *c = '/';
+    if (g_str_has_prefix(path, "./") && path[2]) memmove(path, path + 2, strlen(path + 2) + 1);
     bs->backing_file = path;
     bs->backing_fmt = g_strdup("vhdx");
     return true;
@@ -438,8 +478,9 @@ static bool read_bat(QsBlock *bs, GError **errp)
     Vhdx *s = bs->opaque;
     s->chunk_ratio = VHDX_SECTORS_PER_BITMAP * s->logical_sector / s->block_size;
     s->data_blocks = div_up(s->disk_size, s->block_size);
+    s->nchunks = div_up(s->data_blocks, s->chunk_ratio);
     if (s->has_parent)
-        s->bat_entries = div_up(s->data_blocks, s->chunk_ratio) * (s->chunk_ratio + 1);
+        s->bat_entries = s->nchunks * (s->chunk_ratio + 1);
     else
         s->bat_entries = s->data_blocks ? s->data_blocks + (s->data_blocks - 1) / s->chunk_ratio
                                         : 0;
@@ -456,6 +497,88 @@ static bool read_bat(QsBlock *bs, GError **errp)
     int r = cap ? qs_block_pread(bs->file, s->bat_offset, cap, s->bat) : 0;
     if (r < 0) return fmt_errno(errp, r, "vhdx: could not read the BAT of '%s'", bs->filename);
     for (uint64_t i = 0; i < cap / 8; i++) s->bat[i] = GUINT64_FROM_LE(s->bat[i]);
+    return true;
+}
+
+/* The DataWriteGuid in the current header of the VHDX file at path (read from the file
+ * itself: the image may be open elsewhere in this process). */
+static bool read_data_guid(const char *path, uint8_t out[16], GError **errp)
+{
+    QsBlock *f = qs_block_open_file(path, 0, errp);
+    if (!f) return false;
+    Vhdx v = { 0 };
+    QsBlock t = { .file = f, .opaque = &v, .filename = (char *)path };
+    uint8_t sig[8];
+    bool ok = false;
+    int r = f->size >= VHDX_HEADER_SECTION ? qs_block_pread(f, 0, 8, sig) : -EINVAL;
+    if (r < 0 || memcmp(sig, "vhdxfile", 8))
+        fmt_err(errp, "vhdx: parent '%s' is not a VHDX image", path);
+    else if (read_headers(&t, errp)) {
+        memcpy(out, v.hdr[v.cur] + H_DATA_GUID, 16);
+        ok = true;
+    }
+    qs_block_close(f);
+    return ok;
+}
+
+/* The files of the chain being opened by this thread, to refuse loops. */
+static __thread struct { dev_t dev; ino_t ino; } chain[VHDX_CHAIN_MAX];
+static __thread unsigned chain_len;
+
+/* Open the parent of a differencing image (as a VHDX image) and check that it is the
+ * one the child was made from: its DataWriteGuid is the locator's parent_linkage. */
+static bool open_parent(QsBlock *bs, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    g_autofree char *path = qs_block_backing_path(bs, bs->backing_file);
+    GStatBuf me, ps;
+    if (g_stat(path, &ps) < 0)
+        return fmt_errno(errp, -errno, "Could not open backing file: vhdx: parent '%s' of '%s'",
+                         path, bs->filename);
+    bool have_me = g_stat(bs->filename, &me) == 0;
+    if (chain_len >= VHDX_CHAIN_MAX)
+        return fmt_err(errp, "vhdx: the parent chain of '%s' is deeper than %u images",
+                       bs->filename, VHDX_CHAIN_MAX);
+    for (unsigned i = 0; i <= chain_len; i++) {
+        dev_t d = i < chain_len ? chain[i].dev : me.st_dev;
+        ino_t n = i < chain_len ? chain[i].ino : me.st_ino;
+        if ((i < chain_len || have_me) && d == ps.st_dev && n == ps.st_ino)
+            return fmt_err(errp, "vhdx: parent chain loop: the parent '%s' of '%s' is already "
+                           "in its chain", path, bs->filename);
+    }
+    if (have_me) {
+        chain[chain_len].dev = me.st_dev;
+        chain[chain_len].ino = me.st_ino;
+    } else {
+        chain[chain_len].dev = 0;
+        chain[chain_len].ino = 0;
+    }
+    chain_len++;
+    GError *err = NULL;
+    QsBlock *p = qs_block_open(path, "vhdx", bs->flags & ~(QS_BLOCK_RDWR | QS_BLOCK_CHECK), NULL,
+                               &err);
+    chain_len--;
+    if (!p) {
+        g_set_error(errp, QS_BLOCK_ERROR, 0, "Could not open backing file: %s", err->message);
+        g_error_free(err);
+        return false;
+    }
+    Vhdx *pv = p->opaque;
+    const uint8_t *have = pv->hdr[pv->cur] + H_DATA_GUID;
+    uint8_t want[16], want2[16];
+    linkage_parse(s->parent_linkage, want);
+    bool ok = !memcmp(have, want, 16) ||
+              (s->parent_linkage2 && linkage_parse(s->parent_linkage2, want2) &&
+               !memcmp(have, want2, 16));
+    if (!ok) {
+        char g[37];
+        guid_str(have, g);
+        qs_block_close(p);
+        return fmt_err(errp, "vhdx: parent '%s' has DataWriteGuid {%s} but '%s' expects "
+                       "parent_linkage %s: the parent was modified after the child was made",
+                       path, g, bs->filename, s->parent_linkage);
+    }
+    bs->backing = p;
     return true;
 }
 
@@ -485,9 +608,8 @@ static bool vhdx_open(QsBlock *bs, const QsOpts *opts, GError **errp)
     if (!read_regions(bs, errp) || !read_metadata(bs, errp) || !read_bat(bs, errp))
         return false;
     if (!check && validate_bat(bs, false, errp) < 0) return false;
-    if (rw && s->has_parent)
-        return fmt_err(errp, "vhdx: writing differencing images is not supported; open '%s' "
-                       "read-only", bs->filename);
+    if (s->has_parent && !(bs->flags & QS_BLOCK_NO_BACKING) && !open_parent(bs, errp))
+        return false;
     bs->size = s->disk_size;
     s->data_end = align_up(bs->file->size, VHDX_MiB);
     s->file_end = bs->file->size;
@@ -517,11 +639,59 @@ static void vhdx_close(QsBlock *bs)
     g_free(s->bat_dirty);
     g_free(s->bat);
     g_free(s->parent_linkage);
+    g_free(s->parent_linkage2);
+    for (uint64_t c = 0; s->sbm && c < s->nchunks; c++) g_free(s->sbm[c]);
+    g_free(s->sbm);
     g_cond_clear(&s->idle);
     g_mutex_clear(&s->lock);
 }
 
 /* ---- I/O ---- */
+
+/* Under the lock: the sector bitmap of chunk c, read from the file on first use (all
+ * clear while the chunk has no bitmap block).  NULL with *err set on failure. */
+static VhdxSbm *get_sbm(QsBlock *bs, uint64_t c, int *err)
+{
+    Vhdx *s = bs->opaque;
+    if (!s->has_parent || c >= s->nchunks) { *err = -EIO; return NULL; }
+    if (!s->sbm) s->sbm = g_new0(VhdxSbm *, s->nchunks);
+    if (s->sbm[c]) return s->sbm[c];
+    VhdxSbm *m = g_try_malloc0(sizeof(*m));
+    if (!m) { *err = -ENOMEM; return NULL; }
+    uint64_t e = s->bat[c * (s->chunk_ratio + 1) + s->chunk_ratio];
+    if (BAT_STATE(e) == SB_PRESENT) {
+        int r = qs_block_pread(bs->file, BAT_OFFSET(e), VHDX_MiB, m->bits);
+        if (r < 0) { g_free(m); *err = r; return NULL; }
+    }
+    s->sbm[c] = m;
+    return m;
+}
+
+static bool bit_at(const uint8_t *bm, uint64_t i)
+{
+    return bm[i / 8] >> (i % 8) & 1;
+}
+
+/* Under the lock: copy the bitmap bits of the logical sectors of [off, off+n) (all in one
+ * block) into a new buffer whose bit 0 is bit (*bit0 & ~7) of the chunk's bitmap. */
+static uint8_t *copy_bits(QsBlock *bs, uint64_t block, uint64_t off, uint64_t n,
+                          uint64_t *bit0, int *err)
+{
+    Vhdx *s = bs->opaque;
+    uint32_t ls = s->logical_sector;
+    if (!s->has_parent) { *err = -EIO; return NULL; }   /* invalid state, seen by check */
+    uint64_t sb = s->bat[bitmap_index(s, block)];
+    if (BAT_STATE(sb) != SB_PRESENT) { *err = -EIO; return NULL; }
+    VhdxSbm *m = get_sbm(bs, block / s->chunk_ratio, err);
+    if (!m) return NULL;
+    uint64_t first = off / ls, last = (off + n - 1) / ls;
+    *bit0 = first % VHDX_SECTORS_PER_BITMAP;
+    uint64_t nbytes = (*bit0 + (last - first)) / 8 - *bit0 / 8 + 1;
+    uint8_t *bm = g_try_malloc(nbytes);
+    if (!bm) { *err = -ENOMEM; return NULL; }
+    memcpy(bm, m->bits + *bit0 / 8, nbytes);
+    return bm;
+}
 
 /* Read [off, off+n) of payload block `block` whose BAT entry is e. */
 static int read_block(QsBlock *bs, uint64_t block, uint64_t e, uint64_t off, size_t n,
@@ -543,28 +713,21 @@ static int read_block(QsBlock *bs, uint64_t block, uint64_t e, uint64_t off, siz
         return -EIO;
     }
     /* per logical sector: the chunk's sector bitmap says this file or the parent */
-    g_mutex_lock(&s->lock);
-    uint64_t sb = s->bat[bitmap_index(s, block)];
-    g_mutex_unlock(&s->lock);
-    if (BAT_STATE(sb) != SB_PRESENT) return -EIO;
     uint32_t ls = s->logical_sector;
-    uint64_t first = off / ls, last = (off + n - 1) / ls;
-    uint64_t bit0 = first % VHDX_SECTORS_PER_BITMAP;
-    uint64_t nbytes = (bit0 + (last - first)) / 8 - bit0 / 8 + 1;
-    g_autofree uint8_t *bm = g_try_malloc(nbytes);
-    if (!bm) return -ENOMEM;
-    int r = qs_block_pread(bs->file, BAT_OFFSET(sb) + bit0 / 8, nbytes, bm);
-    if (r < 0) return r;
+    uint64_t bit0;
+    int r = 0;
+    g_mutex_lock(&s->lock);
+    g_autofree uint8_t *bm = copy_bits(bs, block, off, n, &bit0, &r);
+    g_mutex_unlock(&s->lock);
+    if (!bm) return r;
     uint64_t pos = off;
     while (pos < off + n) {
-        uint64_t sec = pos / ls;
-        uint64_t bit = sec % VHDX_SECTORS_PER_BITMAP - (bit0 & ~7ull);
-        bool set = bm[bit / 8] >> (bit % 8) & 1;
-        uint64_t end = MIN((sec + 1) * ls, off + n);
-        /* extend the run while the bits agree */
-        while (end < off + n) {
+        uint64_t bit = (pos / ls) % VHDX_SECTORS_PER_BITMAP - (bit0 & ~7ull);
+        bool set = bit_at(bm, bit);
+        uint64_t end = MIN((pos / ls + 1) * ls, off + n);
+        while (end < off + n) {   /* extend the run while the bits agree */
             uint64_t b2 = (end / ls) % VHDX_SECTORS_PER_BITMAP - (bit0 & ~7ull);
-            if ((bool)(bm[b2 / 8] >> (b2 % 8) & 1) != set) break;
+            if (bit_at(bm, b2) != set) break;
             end = MIN(end + ls, off + n);
         }
         size_t len = (size_t)(end - pos);
@@ -597,23 +760,31 @@ static int vhdx_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
     return 0;
 }
 
-/* Under the lock: the first write of this session stamps new file/data write GUIDs and a
- * log GUID into both headers (the specification's order: before any other write). */
-static int start_session(QsBlock *bs)
+/* Under the lock: the first write of this session stamps a new file write GUID and a log
+ * GUID into both headers (the specification's order: before any other write); the first
+ * change of user data (`data`) also a new data write GUID, which unlinks children made
+ * from this image, as the specification intends. */
+static int start_session(QsBlock *bs, bool data)
 {
     Vhdx *s = bs->opaque;
-    if (s->session_started) return 0;
+    if (s->session_started && (s->data_stamped || !data)) return 0;
     uint8_t fg[16], dg[16];
     fmt_uuid_random(fg);
     fmt_uuid_random(dg);
-    fmt_uuid_random(s->log_guid);
-    s->log_seq = 1;
-    s->log_pos = 0;
-    uint64_t nsec = (s->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
-    if (!s->bat_dirty) s->bat_dirty = g_malloc0((size_t)(nsec / 8 + 1));
-    s->ndirty = 0;
-    int r = vhdx_update_headers(bs, fg, dg, s->log_guid);
-    if (r == 0) s->session_started = true;
+    if (!s->session_started) {
+        fmt_uuid_random(s->log_guid);
+        s->log_seq = 1;
+        s->log_pos = 0;
+        uint64_t nsec = (s->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
+        if (!s->bat_dirty) s->bat_dirty = g_malloc0((size_t)(nsec / 8 + 1));
+        s->ndirty = 0;
+    }
+    int r = vhdx_update_headers(bs, s->session_started ? NULL : fg, data ? dg : NULL,
+                                s->log_guid);
+    if (r == 0) {
+        s->session_started = true;
+        s->data_stamped |= data;
+    }
     return r;
 }
 
@@ -629,10 +800,45 @@ static void set_bat(Vhdx *s, uint64_t i, uint64_t v)
     }
 }
 
-/* Under the lock: make the BAT updates durable, in the order the specification and QEMU
- * follow: the new blocks' data is flushed first, then the changed BAT sectors go through
- * the log (VHDX_BATCH sectors per entry: entry, flush, write in place, flush).  On error
- * the sectors stay pending. */
+/* Under the lock: mark the logical sectors of [a, b) (in one block) present in this file. */
+static void set_bits(QsBlock *bs, uint64_t block, uint64_t a, uint64_t b)
+{
+    Vhdx *s = bs->opaque;
+    VhdxSbm *m = s->sbm[block / s->chunk_ratio];   /* loaded by the caller */
+    uint32_t ls = s->logical_sector;
+    for (uint64_t sec = a / ls; sec < b / ls; sec++) {
+        uint64_t i = sec % VHDX_SECTORS_PER_BITMAP;
+        m->bits[i / 8] |= (uint8_t)(1u << (i % 8));
+        uint64_t d = i / 8 / VHDX_LOG_SECTOR;
+        if (!(m->dirty[d / 8] & (1u << (d % 8)))) {
+            m->dirty[d / 8] |= (uint8_t)(1u << (d % 8));
+            s->ndirty++;
+        }
+    }
+}
+
+/* Journal batches of 4 KiB sectors: add() queues one, a full batch goes to the log. */
+typedef struct Batch {
+    uint8_t *buf;
+    uint64_t offs[VHDX_BATCH];
+    unsigned n;
+} Batch;
+
+static int batch_add(QsBlock *bs, Batch *b, uint64_t off, const uint8_t *src)
+{
+    memcpy(b->buf + (size_t)b->n * VHDX_LOG_SECTOR, src, VHDX_LOG_SECTOR);
+    b->offs[b->n++] = off;
+    if (b->n < VHDX_BATCH) return 0;
+    b->n = 0;
+    return vhdx_log_write(bs, b->offs, b->buf, VHDX_BATCH);
+}
+
+/* Under the lock: make the BAT and sector bitmap updates durable, in the order the
+ * specification and QEMU follow: the new blocks' data is flushed first, then the changed
+ * sectors go through the log (VHDX_BATCH sectors per entry: entry, flush, write in
+ * place, flush).  Bitmap sectors go first and the BAT from its end down, so that at every
+ * point a partially present block's bitmap entry is durable before the block's entry.
+ * On error the sectors stay pending (and are all journaled again next time). */
 static int commit_bat(QsBlock *bs)
 {
     Vhdx *s = bs->opaque;
@@ -640,43 +846,45 @@ static int commit_bat(QsBlock *bs)
     while (s->inflight) g_cond_wait(&s->idle, &s->lock);   /* new blocks' data written */
     int r = qs_block_flush(bs->file);   /* the data before the BAT points at it */
     if (r < 0) return r;
-    uint64_t nsec = (s->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
-    g_autofree uint8_t *buf = g_malloc((size_t)VHDX_BATCH * VHDX_LOG_SECTOR);
-    uint64_t offs[VHDX_BATCH], secs[VHDX_BATCH];
-    unsigned n = 0;
-    for (uint64_t sec = 0; sec <= nsec; sec++) {
-        if (sec < nsec && (s->bat_dirty[sec / 8] & (1u << (sec % 8)))) {
-            uint8_t *p = buf + (size_t)n * VHDX_LOG_SECTOR;
-            uint64_t first = sec * (VHDX_LOG_SECTOR / 8);   /* s->bat holds whole sectors */
-            for (unsigned k = 0; k < VHDX_LOG_SECTOR / 8; k++)
-                put_le64(p + k * 8, s->bat[first + k]);
-            offs[n] = s->bat_offset + sec * VHDX_LOG_SECTOR;
-            secs[n++] = sec;
-        }
-        if (n && (n == VHDX_BATCH || sec == nsec)) {
-            r = vhdx_log_write(bs, offs, buf, n);
-            if (r < 0) return r;
-            for (unsigned k = 0; k < n; k++)
-                s->bat_dirty[secs[k] / 8] &= (uint8_t)~(1u << (secs[k] % 8));
-            s->ndirty -= n;
-            n = 0;
-        }
+    g_autofree uint8_t *sec = g_malloc(VHDX_LOG_SECTOR);
+    Batch b = { .buf = g_malloc((size_t)VHDX_BATCH * VHDX_LOG_SECTOR) };
+    for (uint64_t c = 0; r == 0 && s->sbm && c < s->nchunks; c++) {
+        VhdxSbm *m = s->sbm[c];
+        uint64_t e = s->bat[c * (s->chunk_ratio + 1) + s->chunk_ratio];
+        for (unsigned k = 0; r == 0 && m && k < VHDX_MiB / VHDX_LOG_SECTOR; k++)
+            if (m->dirty[k / 8] & (1u << (k % 8)))
+                r = batch_add(bs, &b, BAT_OFFSET(e) + (uint64_t)k * VHDX_LOG_SECTOR,
+                              m->bits + (size_t)k * VHDX_LOG_SECTOR);
     }
+    uint64_t nsec = (s->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
+    for (uint64_t k = nsec; r == 0 && k-- > 0;) {
+        if (!(s->bat_dirty[k / 8] & (1u << (k % 8)))) continue;
+        uint64_t first = k * (VHDX_LOG_SECTOR / 8);   /* s->bat holds whole sectors */
+        for (unsigned i = 0; i < VHDX_LOG_SECTOR / 8; i++)
+            put_le64(sec + i * 8, s->bat[first + i]);
+        r = batch_add(bs, &b, s->bat_offset + k * VHDX_LOG_SECTOR, sec);
+    }
+    if (r == 0 && b.n) r = vhdx_log_write(bs, b.offs, b.buf, b.n);
+    g_free(b.buf);
+    if (r < 0) return r;
+    memset(s->bat_dirty, 0, (size_t)(nsec / 8 + 1));
+    for (uint64_t c = 0; s->sbm && c < s->nchunks; c++)
+        if (s->sbm[c]) memset(s->sbm[c]->dirty, 0, sizeof(s->sbm[c]->dirty));
+    s->ndirty = 0;
     return 0;
 }
 
-/* Under the lock: give block `block` (not present) space at the end of the file and
- * point its BAT entry there (in memory, journaled later by commit_bat).  The file grows
- * VHDX_EXTEND_STEP at a time (the unused rest is given back at close).  The caller writes
- * the data without the lock and then calls alloc_done; commit_bat waits for that. */
-static int64_t allocate(QsBlock *bs, uint64_t block)
+/* Under the lock: `len` bytes (a multiple of 1 MiB) at the end of the file.  The file
+ * grows VHDX_EXTEND_STEP at a time (the unused rest is given back at close), so new space
+ * reads as zeros. */
+static int64_t grab(QsBlock *bs, uint64_t len)
 {
     Vhdx *s = bs->opaque;
     uint64_t host = align_up(s->data_end, VHDX_MiB);
-    if (host > (uint64_t)QS_BLOCK_MAX_SIZE - s->block_size) return -ENOSPC;
-    if (host + s->block_size > s->file_end) {
-        uint64_t step = MAX((uint64_t)s->block_size, VHDX_EXTEND_STEP);
-        uint64_t end = host + s->block_size;
+    if (host > (uint64_t)QS_BLOCK_MAX_SIZE - len) return -ENOSPC;
+    if (host + len > s->file_end) {
+        uint64_t step = MAX(len, VHDX_EXTEND_STEP);
+        uint64_t end = host + len;
         if (end <= (uint64_t)QS_BLOCK_MAX_SIZE - step) end = host + step;
         GError *err = NULL;
         if (!qs_block_truncate(bs->file, end, false, QS_PREALLOC_OFF, &err)) {
@@ -686,10 +894,21 @@ static int64_t allocate(QsBlock *bs, uint64_t block)
         }
         s->file_end = end;
     }
-    s->data_end = host + s->block_size;
-    set_bat(s, bat_index(s, block), host | PAYLOAD_FULLY_PRESENT);
-    s->inflight++;
+    s->data_end = host + len;
     return (int64_t)host;
+}
+
+/* Under the lock: give block `block` space and point its BAT entry there with `state`
+ * (in memory, journaled later by commit_bat).  The caller writes the data without the
+ * lock and then calls alloc_done; commit_bat waits for that. */
+static int64_t allocate(QsBlock *bs, uint64_t block, unsigned state)
+{
+    Vhdx *s = bs->opaque;
+    int64_t host = grab(bs, s->block_size);
+    if (host < 0) return host;
+    set_bat(s, bat_index(s, block), (uint64_t)host | state);
+    s->inflight++;
+    return host;
 }
 
 /* Under the lock: the data of a block allocate() placed is written (or failed). */
@@ -700,31 +919,109 @@ static int alloc_done(QsBlock *bs)
     return s->ndirty >= VHDX_BATCH ? commit_bat(bs) : 0;
 }
 
+/* Under the lock: chunk c of a differencing image gets its sector bitmap block (zeros:
+ * every sector still in the parent) and the bitmap is loaded. */
+static int ensure_bitmap(QsBlock *bs, uint64_t c)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t i = c * (s->chunk_ratio + 1) + s->chunk_ratio;
+    int r = 0;
+    if (BAT_STATE(s->bat[i]) != SB_PRESENT) {
+        int64_t host = grab(bs, VHDX_MiB);
+        if (host < 0) return (int)host;
+        set_bat(s, i, (uint64_t)host | SB_PRESENT);
+    }
+    return get_sbm(bs, c, &r) ? 0 : r;
+}
+
+/* Under the lock: write [off, off+n) of partially present block `block` at host, with
+ * the head and tail logical sectors completed from where they are now (this file or the
+ * parent), then mark the sectors present. */
+static int write_partial_locked(QsBlock *bs, uint64_t block, int64_t host, uint64_t off,
+                                size_t n, const uint8_t *p)
+{
+    Vhdx *s = bs->opaque;
+    uint32_t ls = s->logical_sector;
+    uint64_t base = block * s->block_size;
+    uint64_t a = align_down(off, ls), b = align_up(off + n, ls);
+    VhdxSbm *m = s->sbm[block / s->chunk_ratio];
+    g_autofree uint8_t *t = g_try_malloc(b - a);
+    if (!t) return -ENOMEM;
+    int r = 0;
+    for (uint64_t sec = a; r == 0 && sec < b; sec += ls) {
+        if (sec > a && sec < b - ls) continue;   /* only the head and tail sectors */
+        if (sec >= off && sec + ls <= off + n) continue;   /* wholly overwritten */
+        uint64_t i = (sec / ls) % VHDX_SECTORS_PER_BITMAP;
+        r = bit_at(m->bits, i) ? qs_block_pread(bs->file, (uint64_t)host + (sec - base), ls,
+                                                t + (sec - a))
+                               : qs_block_read_backing(bs, sec, ls, t + (sec - a));
+    }
+    memcpy(t + (off - a), p, n);
+    if (r == 0) r = qs_block_pwrite(bs->file, (uint64_t)host + (a - base), b - a, t, 0);
+    if (r == 0) set_bits(bs, block, a, b);
+    return r;
+}
+
+/* Write [off, off+n), inside one block. */
+static int write_block(QsBlock *bs, uint64_t block, uint64_t off, size_t n, const uint8_t *p)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t base = block * s->block_size, in = off - base;
+    uint32_t ls = s->logical_sector;
+    g_mutex_lock(&s->lock);
+    uint64_t e = s->bat[bat_index(s, block)];
+    unsigned st = BAT_STATE(e);
+    bool whole = in == 0 && n == MIN((uint64_t)s->block_size, s->disk_size - base);
+    int64_t host;
+    bool fresh = false;
+    int r = 0;
+    if (st == PAYLOAD_FULLY_PRESENT) {
+        host = (int64_t)BAT_OFFSET(e);
+    } else if (st == PAYLOAD_PARTIALLY_PRESENT) {
+        host = (int64_t)BAT_OFFSET(e);
+        r = ensure_bitmap(bs, block / s->chunk_ratio);   /* present: just loads it */
+    } else if (!s->has_parent || st != PAYLOAD_NOT_PRESENT || whole) {
+        /* zeros or nothing underneath (or all of it written): the other bytes of the new
+         * block are zeros already, the file was extended past it */
+        host = allocate(bs, block, PAYLOAD_FULLY_PRESENT);
+        st = PAYLOAD_FULLY_PRESENT;
+        fresh = host >= 0;
+    } else {
+        r = ensure_bitmap(bs, block / s->chunk_ratio);
+        host = r < 0 ? r : allocate(bs, block, PAYLOAD_PARTIALLY_PRESENT);
+        st = PAYLOAD_PARTIALLY_PRESENT;
+        fresh = host >= 0;
+    }
+    if (r < 0 || host < 0) {
+        g_mutex_unlock(&s->lock);
+        return r < 0 ? r : (int)host;
+    }
+    if (st == PAYLOAD_PARTIALLY_PRESENT && (off % ls || (off + n) % ls)) {
+        /* a sector only partly written: complete it under the lock, so that two such
+         * writes into one sector cannot both start from the parent's data */
+        r = write_partial_locked(bs, block, host, off, n, p);
+    } else {
+        g_mutex_unlock(&s->lock);
+        r = qs_block_pwrite(bs->file, (uint64_t)host + in, n, p, 0);
+        g_mutex_lock(&s->lock);
+        if (r == 0 && st == PAYLOAD_PARTIALLY_PRESENT) set_bits(bs, block, off, off + n);
+    }
+    int r2 = fresh ? alloc_done(bs) : s->ndirty >= VHDX_BATCH ? commit_bat(bs) : 0;
+    g_mutex_unlock(&s->lock);
+    return r < 0 ? r : r2;
+}
+
 static int vhdx_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, int flags)
 {
     Vhdx *s = bs->opaque;
     const uint8_t *p = buf;
     g_mutex_lock(&s->lock);
-    int r = start_session(bs);
+    int r = start_session(bs, true);
     g_mutex_unlock(&s->lock);
     while (r == 0 && len) {
         uint64_t block = off / s->block_size;
-        uint64_t in = off - block * s->block_size;
-        size_t n = (size_t)MIN((uint64_t)len, s->block_size - in);
-        g_mutex_lock(&s->lock);
-        uint64_t e = s->bat[bat_index(s, block)];
-        bool present = BAT_STATE(e) == PAYLOAD_FULLY_PRESENT;
-        int64_t host = present ? (int64_t)BAT_OFFSET(e) : allocate(bs, block);
-        g_mutex_unlock(&s->lock);
-        if (host < 0) return (int)host;
-        /* a new block's other bytes are zeros already: the file was extended past it */
-        r = qs_block_pwrite(bs->file, (uint64_t)host + in, n, p, 0);
-        if (!present) {
-            g_mutex_lock(&s->lock);
-            int r2 = alloc_done(bs);
-            g_mutex_unlock(&s->lock);
-            if (r == 0) r = r2;
-        }
+        size_t n = (size_t)MIN((uint64_t)len, (block + 1) * s->block_size - off);
+        r = write_block(bs, block, off, n, p);
         p += n;
         off += n;
         len -= n;
@@ -736,21 +1033,87 @@ static int vhdx_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags
 {
     Vhdx *s = bs->opaque;
     g_mutex_lock(&s->lock);
-    int r = start_session(bs);
+    int r = start_session(bs, true);
     g_mutex_unlock(&s->lock);
+    g_autofree uint8_t *z = NULL;
     while (r == 0 && len) {
         uint64_t block = off / s->block_size;
         uint64_t in = off - block * s->block_size;
         uint64_t n = MIN(len, s->block_size - in);
         g_mutex_lock(&s->lock);
-        uint64_t e = s->bat[bat_index(s, block)];
+        uint64_t i = bat_index(s, block), e = s->bat[i];
+        unsigned st = BAT_STATE(e);
+        bool whole = in == 0 && n == MIN((uint64_t)s->block_size,
+                                         s->disk_size - block * s->block_size);
+        if (s->has_parent && st == PAYLOAD_NOT_PRESENT && whole) {
+            set_bat(s, i, PAYLOAD_ZERO);   /* no longer the parent's: zeros */
+            st = PAYLOAD_ZERO;
+            if (s->ndirty >= VHDX_BATCH) r = commit_bat(bs);
+        }
         g_mutex_unlock(&s->lock);
-        if (BAT_STATE(e) == PAYLOAD_FULLY_PRESENT)   /* other states read as zeros */
+        if (r < 0) break;
+        if (st == PAYLOAD_FULLY_PRESENT) {
             r = fmt_write_zeros(bs->file, BAT_OFFSET(e) + in, n);
+        } else if (s->has_parent && (st == PAYLOAD_NOT_PRESENT ||
+                                     st == PAYLOAD_PARTIALLY_PRESENT)) {
+            /* the parent's data underneath: zeros are written as data */
+            if (!z) z = g_malloc0(MIN((uint64_t)s->block_size, 8 * VHDX_MiB));
+            for (uint64_t k = 0; r == 0 && k < n; k += 8 * VHDX_MiB)
+                r = write_block(bs, block, off + k, (size_t)MIN(n - k, 8 * VHDX_MiB), z);
+        }   /* other states read as zeros already */
         off += n;
         len -= n;
     }
     return r;
+}
+
+/* Differencing images: what is this file's (data or zeros) and what is the parent's;
+ * other images answer as QEMU's vhdx (which has no block status): all data. */
+static int vhdx_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                             uint64_t *map, QsBlock **file)
+{
+    Vhdx *s = bs->opaque;
+    if (!s->has_parent) {
+        *pnum = len;
+        return QS_BS_DATA | QS_BS_ALLOCATED;
+    }
+    uint64_t block = off / s->block_size, in = off - block * s->block_size;
+    uint64_t n = MIN(len, s->block_size - in);
+    uint32_t ls = s->logical_sector;
+    g_mutex_lock(&s->lock);
+    uint64_t e = s->bat[bat_index(s, block)];
+    int r = 0, ret;
+    switch (BAT_STATE(e)) {
+    case PAYLOAD_FULLY_PRESENT:
+        ret = QS_BS_DATA | QS_BS_ALLOCATED | QS_BS_OFFSET_VALID;
+        break;
+    case PAYLOAD_NOT_PRESENT:
+        ret = 0;
+        break;
+    case PAYLOAD_PARTIALLY_PRESENT: {
+        uint64_t bit0;
+        g_autofree uint8_t *bm = copy_bits(bs, block, off, n, &bit0, &r);
+        if (!bm) break;
+        uint64_t b = (off / ls) % VHDX_SECTORS_PER_BITMAP - (bit0 & ~7ull);
+        bool set = bit_at(bm, b);
+        uint64_t end = MIN((off / ls + 1) * ls, off + n);
+        while (end < off + n && bit_at(bm, (end / ls) % VHDX_SECTORS_PER_BITMAP - (bit0 & ~7ull))
+                                == set)
+            end = MIN(end + ls, off + n);
+        n = end - off;
+        ret = set ? QS_BS_DATA | QS_BS_ALLOCATED | QS_BS_OFFSET_VALID : 0;
+        break;
+    }
+    default:
+        ret = QS_BS_ZERO | QS_BS_ALLOCATED;
+    }
+    g_mutex_unlock(&s->lock);
+    if (r < 0) return r;
+    *pnum = n;
+    if (!(ret & QS_BS_OFFSET_VALID)) return ret;
+    *map = BAT_OFFSET(e) + in;
+    *file = bs->file;
+    return fmt_status_in_file(bs->file, *map, pnum, ret);
 }
 
 static int vhdx_flush(QsBlock *bs)
@@ -772,7 +1135,7 @@ static bool vhdx_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **e
     int r = 0;
     if (bad > 0 && (fix & QS_CHECK_FIX_ERRORS) && (bs->flags & QS_BLOCK_RDWR)) {
         /* blocks whose data is past the end of the file are gone: they read as zeros */
-        r = start_session(bs);
+        r = start_session(bs, false);
         for (uint64_t i = 0; r == 0 && i < s->bat_entries; i++) {
             bool is_bitmap = i % (s->chunk_ratio + 1) == s->chunk_ratio;
             uint64_t e = s->bat[i];
@@ -798,9 +1161,199 @@ static uint32_t vhdx_cluster_size(QsBlock *bs)
     return ((Vhdx *)bs->opaque)->block_size;
 }
 
+/* ---- parent locator writing (create, rebase, commit) ---- */
+
+/* UTF-8 s as UTF-16LE at p; returns the bytes written (p may be NULL: just count). */
+static size_t put_utf16(uint8_t *p, const char *s)
+{
+    glong n = 0;
+    g_autofree gunichar2 *w = g_utf8_to_utf16(s, -1, NULL, &n, NULL);
+    for (glong i = 0; p && i < n; i++) put_le16(p + 2 * i, w[i]);
+    return (size_t)n * 2;
+}
+
+/* The locator of a child at child_fn whose parent is `backing` (as given by the user:
+ * relative to the child's directory, or absolute) with DataWriteGuid guid: the keys
+ * parent_linkage, relative_path (Windows separators) and absolute_win32_path. */
+static uint8_t *build_locator(const char *child_fn, const char *backing, const uint8_t *guid,
+                              uint32_t *plen, GError **errp)
+{
+    QsBlock tmp = { .filename = (char *)child_fn };
+    g_autofree char *path = qs_block_backing_path(&tmp, backing);
+    g_autofree char *abs = g_canonicalize_filename(path, NULL);
+    g_autofree char *rel = NULL;
+    if (!g_path_is_absolute(backing)) {
+        rel = g_strconcat(g_str_has_prefix(backing, "./") || g_str_has_prefix(backing, "../")
+                          ? "" : ".\\", backing, NULL);
+    } else {
+        g_autofree char *cdir = g_path_get_dirname(child_fn);
+        g_autofree char *cabs = g_canonicalize_filename(cdir, NULL);
+        g_autofree char *pdir = g_path_get_dirname(abs), *pbase = g_path_get_basename(abs);
+        if (!strcmp(cabs, pdir)) rel = g_strconcat(".\\", pbase, NULL);
+    }
+    for (char *c = rel; c && *c; c++) if (*c == '/') *c = '\\';
+    char g[37], link[40];
+    guid_str(guid, g);
+    g_snprintf(link, sizeof(link), "{%s}", g);
+    const char *keys[3] = { "parent_linkage", "relative_path", "absolute_win32_path" };
+    const char *vals[3] = { link, rel, abs };
+    unsigned n = 0;
+    size_t total = 20;
+    for (unsigned i = 0; i < 3; i++) {
+        if (!vals[i]) continue;
+        if (strlen(vals[i]) > VHDX_PATH_MAX || !g_utf8_validate(vals[i], -1, NULL))
+            return fmt_err(errp, "vhdx: parent path '%s' is longer than %u bytes or not UTF-8",
+                           vals[i], VHDX_PATH_MAX), NULL;
+        total += 12 + put_utf16(NULL, keys[i]) + put_utf16(NULL, vals[i]);
+        n++;
+    }
+    uint8_t *d = g_malloc0(total);
+    guid_from(GUID_PARENT_VHDX, d);
+    put_le16(d + 18, (uint16_t)n);
+    size_t at = 20 + 12 * n;
+    for (unsigned i = 0, k = 0; i < 3; i++) {
+        if (!vals[i]) continue;
+        uint8_t *e = d + 20 + 12 * k++;
+        size_t kl = put_utf16(d + at, keys[i]);
+        put_le32(e, (uint32_t)at);
+        put_le16(e + 8, (uint16_t)kl);
+        at += kl;
+        size_t vl = put_utf16(d + at, vals[i]);
+        put_le32(e + 4, (uint32_t)at);
+        put_le16(e + 10, (uint16_t)vl);
+        at += vl;
+    }
+    *plen = (uint32_t)total;
+    return d;
+}
+
+/* Under the lock, session started: replace the parent locator of a differencing image
+ * with loc (placed after the other metadata items), journaled: locator sectors first,
+ * then the metadata table sector that points at it. */
+static int write_locator(QsBlock *bs, const uint8_t *loc, uint32_t len)
+{
+    Vhdx *s = bs->opaque;
+    g_autofree uint8_t *t = g_malloc(VHDX_TABLE_SIZE);
+    int r = qs_block_pread(bs->file, s->meta_offset, VHDX_TABLE_SIZE, t);
+    if (r < 0) return r;
+    uint16_t n = le16_at(t + 10);
+    int idx = -1;
+    uint64_t end = VHDX_TABLE_SIZE;
+    for (uint16_t i = 0; i < n && i < VHDX_MAX_ENTRIES; i++) {
+        const uint8_t *e = t + 32 + (size_t)i * 32;
+        if (!(le32_at(e + 24) & 1) && guid_is(e, GUID_PARENT_LOC)) idx = i;
+        else end = MAX(end, (uint64_t)le32_at(e + 16) + le32_at(e + 20));
+    }
+    if (idx < 0) return -EINVAL;
+    uint64_t at = align_up(end, VHDX_LOG_SECTOR), cap = align_up(len, VHDX_LOG_SECTOR);
+    if (at + cap > s->meta_length) return -ENOSPC;
+    g_autofree uint8_t *buf = g_malloc0((size_t)cap);
+    memcpy(buf, loc, len);
+    Batch b = { .buf = g_malloc((size_t)VHDX_BATCH * VHDX_LOG_SECTOR) };
+    for (uint64_t k = 0; r == 0 && k < cap; k += VHDX_LOG_SECTOR)
+        r = batch_add(bs, &b, s->meta_offset + at + k, buf + k);
+    uint8_t *e = t + 32 + (size_t)idx * 32;
+    put_le32(e + 16, (uint32_t)at);
+    put_le32(e + 20, len);
+    size_t tsec = (size_t)(32 + idx * 32) / VHDX_LOG_SECTOR * VHDX_LOG_SECTOR;
+    if (r == 0 && b.n) r = vhdx_log_write(bs, b.offs, b.buf, b.n);   /* the locator first */
+    if (r == 0) r = vhdx_log_write(bs, (uint64_t[]){ s->meta_offset + tsec }, t + tsec, 1);
+    g_free(b.buf);
+    return r;
+}
+
+/* Under the lock: point the image at parent `backing` (as recorded), linked to the
+ * parent's current DataWriteGuid. */
+static bool relink(QsBlock *bs, const char *backing, GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    QsBlock tmp = { .filename = bs->filename };
+    g_autofree char *path = qs_block_backing_path(&tmp, backing);
+    uint8_t guid[16];
+    if (!read_data_guid(path, guid, errp)) return false;
+    uint32_t len;
+    g_autofree uint8_t *loc = build_locator(bs->filename, backing, guid, &len, errp);
+    if (!loc) return false;
+    int r = start_session(bs, false);
+    if (r == 0) r = write_locator(bs, loc, len);
+    if (r < 0)
+        return fmt_errno(errp, r, "vhdx: could not write the parent locator of '%s'",
+                         bs->filename);
+    char g[37];
+    guid_str(guid, g);
+    g_free(s->parent_linkage);
+    s->parent_linkage = g_strdup_printf("{%s}", g);
+    g_clear_pointer(&s->parent_linkage2, g_free);
+    g_free(bs->backing_file);
+    bs->backing_file = g_strdup(backing);
+    g_free(bs->backing_fmt);
+    bs->backing_fmt = g_strdup("vhdx");
+    return true;
+}
+
+/* rebase: a differencing image gets another VHDX parent (its parent cannot be removed:
+ * the BAT of a differencing image has another layout). */
+static bool vhdx_change_backing(QsBlock *bs, const char *file, const char *fmt,
+                                GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    if (!s->has_parent)
+        return fmt_err(errp, "vhdx: '%s' is not a differencing image; a parent can only be "
+                       "given when the image is created", bs->filename);
+    if (!file)
+        return fmt_err(errp, "vhdx: the parent of differencing image '%s' cannot be removed; "
+                       "use 'convert' to make a standalone image", bs->filename);
+    if (fmt && strcmp(fmt, "vhdx"))
+        return fmt_err(errp, "vhdx: the parent of a differencing image must be a VHDX image, "
+                       "not '%s'", fmt);
+    g_mutex_lock(&s->lock);
+    bool ok = relink(bs, file, errp);
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
+/* commit: every block goes back to the parent; the child is linked to the parent's new
+ * DataWriteGuid (the commit changed the parent), and the space is given back at close. */
+static int vhdx_make_empty(QsBlock *bs)
+{
+    Vhdx *s = bs->opaque;
+    if (!s->has_parent) return -ENOTSUP;
+    g_mutex_lock(&s->lock);
+    int r = start_session(bs, true);
+    for (uint64_t i = 0; r == 0 && i < s->bat_entries; i++)
+        if (s->bat[i]) set_bat(s, i, 0);   /* PAYLOAD_NOT_PRESENT, SB_NOT_PRESENT */
+    for (uint64_t c = 0; r == 0 && s->sbm && c < s->nchunks; c++) {
+        VhdxSbm *m = s->sbm[c];
+        if (!m) continue;
+        for (size_t k = 0; k < sizeof(m->dirty); k++) s->ndirty -= __builtin_popcount(m->dirty[k]);
+        g_clear_pointer(&s->sbm[c], g_free);
+    }
+    if (r == 0) r = commit_bat(bs);
+    if (r == 0) {
+        GError *err = NULL;
+        g_autofree char *backing = g_strdup(bs->backing_file);
+        if (!relink(bs, backing, &err)) {
+            fprintf(stderr, "%s\n", err->message);
+            g_error_free(err);
+            r = -EIO;
+        }
+    }
+    if (r == 0) {
+        uint64_t end = MAX(MAX(s->log_offset + s->log_length, s->bat_offset + s->bat_length),
+                           s->meta_offset + s->meta_length);
+        s->file_end = MAX(s->file_end, bs->file->size);
+        s->data_end = MAX(align_up(end, VHDX_MiB), VHDX_HEADER_SECTION);
+    }
+    g_mutex_unlock(&s->lock);
+    return r;
+}
+
 /* ---- create ---- */
 
 static const QsPropDesc vhdx_create_opts[] = {
+    { "backing_file", QS_PROP_STRING, NULL, "File name of the parent VHDX image (makes a "
+      "differencing image)" },
+    { "backing_fmt", QS_PROP_STRING, NULL, "Image format of the parent: vhdx" },
     { "block_size", QS_PROP_SIZE, "0", "Block Size; min 1MB, max 256MB. 0 means "
       "auto-calculate based on image size." },
     { "block_state_zero", QS_PROP_BOOL, "on", "Force use of payload blocks of type 'ZERO'." },
@@ -832,6 +1385,23 @@ static bool vhdx_create(const char *filename, const QsOpts *o, GError **errp)
     else if (sub && strcmp(sub, "dynamic"))
         return fmt_err(errp, "Parameter 'subformat' does not accept value '%s'", sub);
     if (size > VHDX_MAX_SIZE) return fmt_err(errp, "Image size too large; max of 64TB");
+    const char *backing = qs_opts_get_str(o, "backing_file");
+    const char *bfmt = qs_opts_get_str(o, "backing_fmt");
+    g_autofree uint8_t *loc = NULL;
+    uint32_t loc_len = 0;
+    if (backing) {
+        if (bfmt && strcmp(bfmt, "vhdx"))
+            return fmt_err(errp, "vhdx: the parent of a differencing image must be a VHDX "
+                           "image, not '%s'", bfmt);
+        if (fixed) return fmt_err(errp, "vhdx: a differencing image cannot be fixed");
+        QsBlock tmp = { .filename = (char *)filename };
+        g_autofree char *path = qs_block_backing_path(&tmp, backing);
+        uint8_t guid[16];
+        if (!read_data_guid(path, guid, errp)) return false;
+        loc = build_locator(filename, backing, guid, &loc_len, errp);
+        if (!loc) return false;
+        zero = false;   /* blocks not present read from the parent */
+    }
     if (log_size < VHDX_MiB || log_size > UINT32_MAX - VHDX_MiB + 1)
         return fmt_err(errp, "Log size must be a multiple of 1 MB");
     if (bsz == 0) {
@@ -842,7 +1412,8 @@ static bool vhdx_create(const char *filename, const QsOpts *o, GError **errp)
     if (!is_pow2(bsz)) return fmt_err(errp, "Block size must be a power of two");
     uint64_t chunk = VHDX_SECTORS_PER_BITMAP * 512 / bsz;
     uint64_t blocks = div_up(size, bsz);
-    uint64_t entries = blocks ? blocks + (blocks - 1) / chunk : 0;
+    uint64_t entries = backing ? div_up(blocks, chunk) * (chunk + 1)
+                     : blocks ? blocks + (blocks - 1) / chunk : 0;
     uint64_t bat_off = align_up(VHDX_HEADER_SECTION + log_size, VHDX_MiB);
     uint64_t bat_len = MAX(align_up(entries * 8, VHDX_MiB), VHDX_MiB);
     uint64_t meta_off = bat_off + bat_len;
@@ -890,8 +1461,9 @@ static bool vhdx_create(const char *filename, const QsOpts *o, GError **errp)
     /* metadata table and items */
     memset(buf, 0, VHDX_TABLE_SIZE);
     memcpy(buf, "metadata", 8);
-    put_le16(buf + 10, 5);
+    put_le16(buf + 10, backing ? 6 : 5);
     uint32_t t = VHDX_TABLE_SIZE;
+    if (backing) put_meta_entry(buf + 192, GUID_PARENT_LOC, t + 4096, loc_len, 4);
     put_meta_entry(buf + 32, GUID_FILE_PARAM, t, 8, 4);
     put_meta_entry(buf + 64, GUID_DISK_SIZE, t + 8, 8, 6);
     put_meta_entry(buf + 96, GUID_PAGE83, t + 16, 16, 6);
@@ -900,12 +1472,13 @@ static bool vhdx_create(const char *filename, const QsOpts *o, GError **errp)
     if (r == 0) r = qs_block_pwrite(f, meta_off, VHDX_TABLE_SIZE, buf, 0);
     uint8_t items[40] = { 0 };
     put_le32(items, (uint32_t)bsz);
-    put_le32(items + 4, fixed ? 1 : 0);
+    put_le32(items + 4, fixed ? 1 : backing ? 2 : 0);   /* LeaveBlocksAllocated, HasParent */
     put_le64(items + 8, size);
     fmt_uuid_random(items + 16);
     put_le32(items + 32, 512);
     put_le32(items + 36, 512);
     if (r == 0) r = qs_block_pwrite(f, meta_off + VHDX_TABLE_SIZE, sizeof(items), items, 0);
+    if (r == 0 && loc) r = qs_block_pwrite(f, meta_off + VHDX_TABLE_SIZE + 4096, loc_len, loc, 0);
     /* BAT: fixed images have every block present and preallocated (zeros) */
     uint64_t end = data_off + (fixed ? blocks * bsz : 0);
     GError *err = NULL;
@@ -938,7 +1511,7 @@ static bool vhdx_create(const char *filename, const QsOpts *o, GError **errp)
 
 const QsBlockDriver qs_block_drv_vhdx = {
     .name = "vhdx",
-    .desc = "Hyper-V VHDX 1.00 (dynamic, fixed; differencing read-only)",
+    .desc = "Hyper-V VHDX 1.00 (dynamic, fixed, differencing)",
     .instance_size = sizeof(Vhdx),
     .probe = vhdx_probe,
     .create_opts = vhdx_create_opts,
@@ -949,6 +1522,9 @@ const QsBlockDriver qs_block_drv_vhdx = {
     .pwrite = vhdx_pwrite,
     .pwrite_zeroes = vhdx_pwrite_zeroes,
     .flush = vhdx_flush,
+    .block_status = vhdx_block_status,
+    .change_backing = vhdx_change_backing,
+    .make_empty = vhdx_make_empty,
     .check = vhdx_check,
     .cluster_size = vhdx_cluster_size,
 };

@@ -22,6 +22,8 @@
 #define VHDX_LOG_SECTOR     4096u
 #define VHDX_BATCH          64u               /* BAT sectors per log entry */
 #define VHDX_EXTEND_STEP    (64ull << 20)     /* the file grows this much at a time */
+#define VHDX_PATH_MAX       4096u             /* longest parent path accepted (UTF-8 bytes) */
+#define VHDX_CHAIN_MAX      32u               /* deepest chain of differencing images */
 
 /* payload block states (BAT entry bits 0-2) */
 enum {
@@ -31,6 +33,13 @@ enum {
 enum { SB_NOT_PRESENT = 0, SB_PRESENT = 6 };
 #define BAT_STATE(e)   ((unsigned)((e) & 7))
 #define BAT_OFFSET(e)  ((e) & ~(VHDX_MiB - 1))   /* FileOffsetMB << 20 */
+
+/* The sector bitmap of one chunk of a differencing image (a bit per logical sector: set
+ * = the sector is in this file, clear = in the parent), cached whole while open. */
+typedef struct VhdxSbm {
+    uint8_t dirty[VHDX_MiB / VHDX_LOG_SECTOR / 8];   /* 4 KiB sectors not yet journaled */
+    uint8_t bits[VHDX_MiB];
+} VhdxSbm;
 
 typedef struct Vhdx {
     GMutex lock;
@@ -50,16 +59,20 @@ typedef struct Vhdx {
     uint8_t page83[16];
     uint64_t chunk_ratio, data_blocks, bat_entries;
     uint64_t *bat;                  /* host-endian */
-    char *parent_linkage;
+    char *parent_linkage;           /* the locator's values, as read */
+    char *parent_linkage2;
+    VhdxSbm **sbm;                  /* differencing: per chunk, loaded on first use */
+    uint64_t nchunks;
     /* writing */
     bool session_started;           /* headers carry this session's GUIDs and log GUID */
+    bool data_stamped;              /* ... and a new data write GUID (user data changed) */
     uint8_t log_guid[16];
     uint64_t log_seq;
     uint32_t log_pos;               /* where the next log entry goes, in the log */
     uint64_t data_end;              /* the next payload block goes here */
     uint64_t file_end;              /* the file was extended up to here (>= data_end) */
     uint8_t *bat_dirty;             /* BAT sectors changed in memory, not yet journaled */
-    unsigned ndirty;
+    unsigned ndirty;                /* BAT and sector bitmap sectors not yet journaled */
     unsigned inflight;              /* new blocks whose data is being written */
     GCond idle;                     /* inflight dropped to 0 */
     bool replayed;                  /* the log was replayed when opening */
