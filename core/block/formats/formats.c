@@ -57,6 +57,23 @@ int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len)
     return 0;
 }
 
+int fmt_file_copy(QsBlock *file, uint64_t from, uint64_t to, uint64_t len)
+{
+    size_t chunk = (size_t)MIN(len, (uint64_t)1 << 20);
+    g_autofree uint8_t *buf = g_try_malloc(MAX(chunk, 1u));
+    if (!buf) return -ENOMEM;
+    while (len) {
+        size_t n = (size_t)MIN(len, (uint64_t)chunk);
+        int r = qs_block_pread(file, from, n, buf);
+        if (r == 0) r = qs_block_pwrite(file, to, n, buf, 0);
+        if (r < 0) return r;
+        from += n;
+        to += n;
+        len -= n;
+    }
+    return 0;
+}
+
 int fmt_table_pread(QsBlock *bs, uint64_t block_size, FmtBlockLookup lookup,
                     uint64_t off, size_t len, void *buf)
 {

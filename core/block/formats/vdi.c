@@ -260,6 +260,158 @@ static bool vdi_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
     return true;
 }
 
+/* Under the lock: write bmap entries [from, to) (host-endian in s->bmap, or unallocated
+ * past s->blocks) and pad the map's last sector with zeros as vdi_create does. */
+static int write_bmap(QsBlock *bs, uint32_t from, uint32_t to)
+{
+    Vdi *s = bs->opaque;
+    uint64_t end = MIN(align_up((uint64_t)to * 4, 512) / 4, (s->offset_data - s->offset_bmap) / 4);
+    uint32_t buf[1024];
+    for (uint64_t i = from; i < end;) {
+        size_t n = (size_t)MIN(end - i, (uint64_t)G_N_ELEMENTS(buf));
+        for (size_t j = 0; j < n; j++)
+            buf[j] = GUINT32_TO_LE(i + j < s->blocks ? s->bmap[i + j] : 0);
+        int r = qs_block_pwrite(bs->file, s->offset_bmap + i * 4, n * 4, buf, 0);
+        if (r < 0) return r;
+        i += n;
+    }
+    return 0;
+}
+
+/* Under the lock: the header fields a resize or a repair changes. */
+static int write_header(QsBlock *bs)
+{
+    Vdi *s = bs->opaque;
+    uint8_t h[H_ALLOCATED + 4 - H_OFFSET_DATA];
+    int r = qs_block_pread(bs->file, H_OFFSET_DATA, sizeof(h), h);
+    if (r < 0) return r;
+    put_le32(h + H_OFFSET_DATA - H_OFFSET_DATA, (uint32_t)s->offset_data);
+    put_le64(h + H_DISK_SIZE - H_OFFSET_DATA, s->disk_size);
+    put_le32(h + H_BLOCKS - H_OFFSET_DATA, s->blocks);
+    put_le32(h + H_ALLOCATED - H_OFFSET_DATA, s->allocated);
+    return qs_block_pwrite(bs->file, H_OFFSET_DATA, sizeof(h), h, 0);
+}
+
+/* Under the lock: move every allocated block to the lowest free data indices, so that
+ * indices run 0..allocated-1 with no gap (blocks at or past `keep` are dropped first). */
+static int compact(QsBlock *bs, uint32_t keep)
+{
+    Vdi *s = bs->opaque;
+    g_autofree uint8_t *used = g_malloc0(MAX(s->next_block, 1u));
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < keep; i++)
+        if (is_alloc(s->bmap[i]) && s->bmap[i] < s->next_block) { used[s->bmap[i]] = 1; n++; }
+    uint32_t hole = 0;
+    for (uint32_t i = 0; i < keep; i++) {
+        uint32_t e = s->bmap[i];
+        if (!is_alloc(e) || e < n) continue;
+        while (used[hole]) hole++;
+        int r = fmt_file_copy(bs->file, block_host(s, e), block_host(s, hole), s->block_size);
+        if (r < 0) return r;
+        used[hole] = 1;
+        s->bmap[i] = hole;
+    }
+    s->allocated = n;
+    s->next_block = n;
+    return 0;
+}
+
+static int vdi_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prealloc,
+                        GError **errp)
+{
+    Vdi *s = bs->opaque;
+    if (prealloc != QS_PREALLOC_OFF) {
+        fmt_err(errp, "vdi: preallocation=%s is not supported when resizing",
+                qs_prealloc_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (size % 512) {
+        fmt_err(errp, "vdi: the new size %" G_GUINT64_FORMAT " is not a multiple of 512",
+                size);
+        return -EINVAL;
+    }
+    uint64_t nb64 = div_up(size, s->block_size);
+    if (nb64 > VDI_BLOCKS_MAX) {
+        fmt_err(errp, "vdi: the new size %" G_GUINT64_FORMAT " needs %" G_GUINT64_FORMAT
+                " blocks, at most %u", size, nb64, VDI_BLOCKS_MAX);
+        return -EFBIG;
+    }
+    uint32_t nb = (uint32_t)nb64;
+    int r = 0;
+    g_mutex_lock(&s->lock);
+    uint32_t old = s->blocks;
+    if (size < s->disk_size) {
+        /* blocks past the end go; what is kept is packed so indices stay below blocks */
+        r = compact(bs, nb);
+        uint64_t in = size % s->block_size;
+        if (r == 0 && in && is_alloc(s->bmap[nb - 1]))
+            r = fmt_write_zeros(bs->file, block_host(s, s->bmap[nb - 1]) + in,
+                                s->block_size - in);
+        s->blocks = nb;
+    } else if (nb > old) {
+        uint64_t need = s->offset_bmap + align_up((uint64_t)nb * 4, 512);
+        if (need > s->offset_data) {
+            /* the map grows into the data area: its first k blocks move to the end */
+            uint32_t k = (uint32_t)div_up(need - s->offset_data, s->block_size);
+            uint64_t od = s->offset_data + (uint64_t)k * s->block_size;
+            if (od > UINT32_MAX) {
+                g_mutex_unlock(&s->lock);
+                fmt_err(errp, "vdi: growing to %" G_GUINT64_FORMAT " bytes needs the data "
+                        "area at %" G_GUINT64_FORMAT ", past the header's 32-bit offset_data",
+                        size, od);
+                return -EFBIG;
+            }
+            uint32_t at = MAX(s->next_block, k);
+            for (uint32_t i = 0; i < old && r == 0; i++) {
+                uint32_t e = s->bmap[i];
+                if (!is_alloc(e) || e >= k) continue;
+                r = fmt_file_copy(bs->file, block_host(s, e), block_host(s, at),
+                                  s->block_size);
+                s->bmap[i] = at++;
+            }
+            if (r == 0) r = qs_block_flush(bs->file);
+            if (r == 0) {
+                for (uint32_t i = 0; i < old; i++)
+                    if (is_alloc(s->bmap[i])) s->bmap[i] -= k;
+                s->next_block = at - k;
+                s->offset_data = od;
+            }
+        }
+        uint32_t *m = r == 0 ? g_try_renew(uint32_t, s->bmap, nb) : s->bmap;
+        if (!m) r = -ENOMEM;
+        else s->bmap = m;
+        for (uint32_t i = old; r == 0 && i < nb; i++) {
+            if (s->type == VDI_TYPE_STATIC) {
+                s->bmap[i] = s->next_block++;
+                s->allocated++;
+            } else {
+                s->bmap[i] = VDI_UNALLOCATED;
+            }
+        }
+        if (r == 0) s->blocks = nb;
+    }
+    if (r == 0) r = write_bmap(bs, 0, s->blocks);
+    if (r == 0) {
+        s->disk_size = size;
+        r = write_header(bs);
+    }
+    uint64_t end = block_host(s, s->next_block);
+    if (r == 0 && (s->type == VDI_TYPE_STATIC || end < bs->file->size)) {
+        /* static images own all their blocks; a shrunk image gives back what it freed */
+        GError *e = NULL;
+        if (!qs_block_truncate(bs->file, end, true, QS_PREALLOC_OFF, &e)) {
+            r = -EIO;
+            g_propagate_error(errp, e);
+        }
+    }
+    if (r == 0) r = qs_block_flush(bs->file);
+    if (r == 0) bs->size = size;
+    g_mutex_unlock(&s->lock);
+    if (r < 0 && errp && !*errp)
+        fmt_errno(errp, r, "vdi: could not resize '%s'", bs->filename);
+    return r;
+}
+
 static uint32_t vdi_cluster_size(QsBlock *bs)
 {
     return ((Vdi *)bs->opaque)->block_size;
@@ -361,6 +513,7 @@ const QsBlockDriver qs_block_drv_vdi = {
     .pwrite_zeroes = vdi_pwrite_zeroes,
     .block_status = vdi_block_status,
     .check = vdi_check,
+    .truncate = vdi_truncate,
     .cluster_size = vdi_cluster_size,
     .measure = vdi_measure,
 };
