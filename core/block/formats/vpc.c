@@ -35,8 +35,9 @@ typedef struct Vpc {
     uint8_t footer[VHD_FOOTER];
     uint32_t type;
     uint64_t footer_off;        /* where the (trailing) footer is */
-    uint64_t table_offset;
+    uint64_t table_offset, doff;
     uint32_t entries, block_size, bitmap_size;
+    bool by_chs;                /* the size is the CHS geometry's (not current_size) */
     uint32_t *bat;              /* host-endian sector numbers */
 } Vpc;
 
@@ -136,7 +137,8 @@ static bool vpc_open(QsBlock *bs, const QsOpts *opts, GError **errp)
                    memcmp(app, "tap", 4);
     if (force) use_chs = !strcmp(force, "chs");
     uint64_t size = chs * 512;
-    if (!use_chs || chs == VHD_MAX_GEOMETRY) size = cur & ~511ull;
+    s->by_chs = use_chs && chs != VHD_MAX_GEOMETRY;
+    if (!s->by_chs) size = cur & ~511ull;
     if (size > (uint64_t)QS_BLOCK_MAX_SIZE)
         return fmt_err(errp, "vpc: disk size %" G_GUINT64_FORMAT " is too large", size);
 
@@ -153,6 +155,7 @@ static bool vpc_open(QsBlock *bs, const QsOpts *opts, GError **errp)
     if (doff < VHD_FOOTER || doff > fsize || fsize - doff < VHD_DYN_HEADER)
         return fmt_err(errp, "vpc: dynamic header offset %#" G_GINT64_MODIFIER "x is outside "
                        "the file (%" G_GUINT64_FORMAT " bytes)", doff, fsize);
+    s->doff = doff;
     uint8_t d[VHD_DYN_HEADER];
     r = qs_block_pread(bs->file, doff, sizeof(d), d);
     if (r < 0) return fmt_errno(errp, r, "vpc: could not read the dynamic header of '%s'", fn);
@@ -319,6 +322,174 @@ static int vpc_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *p
     return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
 }
 
+static bool vpc_geometry_for(uint64_t size, bool force, uint64_t *total_sectors,
+                             uint16_t *c, uint8_t *h, uint8_t *sp, GError **errp);
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Under the lock: write BAT entries [from, to) and the dynamic header's entry count. */
+static int write_bat(QsBlock *bs, uint32_t from, uint32_t to)
+{
+    Vpc *s = bs->opaque;
+    uint32_t buf[1024];
+    for (uint64_t i = from; i < to;) {
+        size_t n = (size_t)MIN(to - i, (uint64_t)G_N_ELEMENTS(buf));
+        for (size_t j = 0; j < n; j++) buf[j] = GUINT32_TO_BE(s->bat[i + j]);
+        int r = qs_block_pwrite(bs->file, s->table_offset + i * 4, n * 4, buf, 0);
+        if (r < 0) return r;
+        i += n;
+    }
+    uint8_t d[VHD_DYN_HEADER];
+    int r = qs_block_pread(bs->file, s->doff, sizeof(d), d);
+    if (r < 0) return r;
+    put_be32(d + D_MAX_ENTRIES, s->entries);
+    put_be32(d + D_CHECKSUM, vhd_checksum(d, sizeof(d), D_CHECKSUM));
+    return qs_block_pwrite(bs->file, s->doff, sizeof(d), d, 0);
+}
+
+/* Under the lock: a dynamic image gets `ne` table entries.  Growing past the table's
+ * room moves the blocks in the way to the end; shrinking drops the blocks past the end
+ * and moves the last kept ones into the holes, so the file ends after the last block. */
+static int resize_dynamic(QsBlock *bs, uint32_t ne, uint64_t nsize)
+{
+    Vpc *s = bs->opaque;
+    uint64_t stride = (uint64_t)s->bitmap_size + s->block_size;
+    uint32_t old = s->entries;
+    int r = 0;
+    if (ne > old) {
+        uint64_t bat_end = align_up(s->table_offset + (uint64_t)ne * 4, 512);
+        if (s->doff > s->table_offset && s->doff < bat_end) return -ENOTSUP;
+        for (uint32_t i = 0; i < old && r == 0; i++) {
+            uint64_t start = (uint64_t)s->bat[i] * 512;
+            if (s->bat[i] == VHD_UNALLOCATED || start >= bat_end) continue;
+            uint64_t to = MAX(s->footer_off, bat_end);
+            if (to / 512 >= VHD_UNALLOCATED) return -EFBIG;
+            r = fmt_file_copy(bs->file, start, to, stride);
+            s->bat[i] = (uint32_t)(to / 512);
+            s->footer_off = to + stride;
+        }
+        s->footer_off = MAX(s->footer_off, bat_end);
+        uint32_t *m = r == 0 ? g_try_renew(uint32_t, s->bat, ne) : s->bat;
+        if (!m) return -ENOMEM;
+        s->bat = m;
+        for (uint32_t i = old; i < ne; i++) s->bat[i] = VHD_UNALLOCATED;
+        s->entries = ne;
+        return r ? r : write_bat(bs, 0, ne);
+    }
+    uint64_t meta_end = MAX(s->doff + VHD_DYN_HEADER,
+                            align_up(s->table_offset + (uint64_t)old * 4, 512));
+    g_autofree uint32_t *freed = g_new(uint32_t, MAX(old, 1u));
+    g_autofree uint32_t *kept = g_new(uint32_t, MAX(old, 1u));
+    uint32_t nf = 0, nk = 0;
+    for (uint32_t i = 0; i < old; i++) {
+        if (s->bat[i] == VHD_UNALLOCATED) continue;
+        if (i >= ne) freed[nf++] = s->bat[i];
+        else kept[nk++] = i;
+        if (i >= ne) s->bat[i] = VHD_UNALLOCATED;
+    }
+    qsort(freed, nf, 4, cmp_u32);
+    /* kept entries by host position, last first */
+    for (uint32_t a = 1; a < nk; a++)
+        for (uint32_t b = a; b > 0 && s->bat[kept[b - 1]] < s->bat[kept[b]]; b--) {
+            uint32_t t = kept[b]; kept[b] = kept[b - 1]; kept[b - 1] = t;
+        }
+    for (uint32_t f = 0, k = 0; f < nf && k < nk && r == 0; f++, k++) {
+        uint32_t i = kept[k];
+        if (s->bat[i] < freed[f]) break;
+        r = fmt_file_copy(bs->file, (uint64_t)s->bat[i] * 512, (uint64_t)freed[f] * 512,
+                          stride);
+        s->bat[i] = freed[f];
+    }
+    uint64_t end = meta_end;
+    for (uint32_t i = 0; i < ne; i++)
+        if (s->bat[i] != VHD_UNALLOCATED) end = MAX(end, (uint64_t)s->bat[i] * 512 + stride);
+    uint64_t in = nsize % s->block_size;
+    if (r == 0 && ne && in && s->bat[ne - 1] != VHD_UNALLOCATED)
+        r = fmt_write_zeros(bs->file, data_host(s, s->bat[ne - 1]) + in, s->block_size - in);
+    s->entries = ne;
+    s->footer_off = end;
+    return r ? r : write_bat(bs, 0, ne);
+}
+
+static int vpc_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prealloc,
+                        GError **errp)
+{
+    Vpc *s = bs->opaque;
+    if (prealloc != QS_PREALLOC_OFF) {
+        fmt_err(errp, "vpc: preallocation=%s is not supported when resizing",
+                qs_prealloc_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (size % 512) {
+        fmt_err(errp, "vpc: the new size %" G_GUINT64_FORMAT " is not a multiple of 512",
+                size);
+        return -EINVAL;
+    }
+    uint8_t *f = s->footer;
+    uint64_t total;
+    uint16_t c;
+    uint8_t h, sp;
+    if (s->by_chs) {
+        /* as qemu-img create: the smallest geometry that holds the size */
+        if (!vpc_geometry_for(size, false, &total, &c, &h, &sp, errp)) return -EFBIG;
+    } else {
+        total = size / 512;
+        if (total > VHD_MAX_SECTORS) {
+            fmt_err(errp, "Disk size is too large, max size is 2040 GiB");
+            return -EFBIG;
+        }
+        if ((uint64_t)be16_at(f + F_CYLS) * f[F_HEADS] * f[F_SECS] == VHD_MAX_GEOMETRY) {
+            c = VHD_CHS_MAX_C; h = VHD_CHS_MAX_H; sp = VHD_CHS_MAX_S;
+        } else {
+            vhd_geometry(total, &c, &h, &sp);
+        }
+    }
+    uint64_t nsize = total * 512;
+    int r = 0;
+    g_mutex_lock(&s->lock);
+    uint64_t old_footer = s->footer_off;
+    if (s->type == VHD_FIXED) {
+        /* the data ends where the footer begins */
+        if (nsize > old_footer) r = fmt_write_zeros(bs->file, old_footer, nsize - old_footer);
+        s->footer_off = nsize;
+    } else {
+        uint64_t ne = div_up(nsize, s->block_size);
+        if (ne >= VHD_UNALLOCATED) r = -EFBIG;
+        else r = resize_dynamic(bs, (uint32_t)ne, nsize);
+    }
+    if (r == 0) {
+        put_be64(f + F_CURRENT_SIZE, nsize);
+        put_be16(f + F_CYLS, c);
+        f[F_HEADS] = h;
+        f[F_SECS] = sp;
+        put_be32(f + F_CHECKSUM, vhd_checksum(f, VHD_FOOTER, F_CHECKSUM));
+        if (s->type == VHD_DYNAMIC) r = qs_block_pwrite(bs->file, 0, VHD_FOOTER, f, 0);
+        if (r == 0) r = qs_block_pwrite(bs->file, s->footer_off, VHD_FOOTER, f, 0);
+    }
+    if (r == 0 && bs->file->size > s->footer_off + VHD_FOOTER) {
+        GError *e = NULL;
+        if (!qs_block_truncate(bs->file, s->footer_off + VHD_FOOTER, true, QS_PREALLOC_OFF,
+                               &e)) {
+            g_mutex_unlock(&s->lock);
+            g_propagate_error(errp, e);
+            return -EIO;
+        }
+    }
+    if (r == 0) r = qs_block_flush(bs->file);
+    if (r == 0) bs->size = nsize;
+    g_mutex_unlock(&s->lock);
+    if (r == -ENOTSUP)
+        fmt_err(errp, "vpc: cannot grow '%s': its dynamic header (at %#" G_GINT64_MODIFIER
+                "x) lies where the block table would grow", bs->filename, s->doff);
+    else if (r < 0)
+        fmt_errno(errp, r, "vpc: could not resize '%s'", bs->filename);
+    return r;
+}
+
 static uint32_t vpc_cluster_size(QsBlock *bs)
 {
     Vpc *s = bs->opaque;
@@ -479,6 +650,7 @@ const QsBlockDriver qs_block_drv_vpc = {
     .pwrite = vpc_pwrite,
     .pwrite_zeroes = vpc_pwrite_zeroes,
     .block_status = vpc_block_status,
+    .truncate = vpc_truncate,
     .cluster_size = vpc_cluster_size,
     .measure = vpc_measure,
 };
