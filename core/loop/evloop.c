@@ -101,12 +101,13 @@ static void obs_publish(ObsList *nl)
             nl->nsampler++;
             if (!nl->period || smp->period < nl->period) nl->period = smp->period;
         }
-        if (++last_epoch == 0) last_epoch = 1;   /* 0 marks a source never sampled */
+        /* 0 marks a source never sampled, OBS_GATE_ALL is no epoch */
+        if (++last_epoch == OBS_GATE_ALL) last_epoch = 1;
         nl->epoch = last_epoch;
     }
     ObsList *old = __atomic_exchange_n(&qs_evloop_obs_list, nl, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&qs_evloop_g.nclassic, nl ? (int)nl->nclassic : 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&qs_evloop_g.epoch, nl ? nl->epoch : 0, __ATOMIC_RELAXED);
+    uint32_t gate = !nl ? 0 : nl->nclassic ? OBS_GATE_ALL : nl->epoch;
+    __atomic_store_n(&qs_evloop_g.gate, gate, __ATOMIC_RELAXED);
     __atomic_store_n(&qs_evloop_g.n, nl ? (int)nl->n : 0, __ATOMIC_RELEASE);
     obs_synchronize();
     if (qs_evloop_reader_p && (qs_evloop_reader_p->seq & 1)) {    /* inside a section of this thread */

@@ -71,9 +71,13 @@ typedef struct ObsReader {
  * changes.  n is the only thing the no-observer path reads. */
 typedef struct ObsGlobal {
     int n;                /* registered observers and samplers */
-    int nclassic;         /* observers: the slow path for every dispatch */
-    uint32_t epoch;       /* the list's epoch: a source sampled under another restarts */
+    /* A source whose epoch is not this takes the slow path: the list's epoch, or
+     * OBS_GATE_ALL (no source has it) while observers, called on every dispatch, are
+     * registered. */
+    uint32_t gate;
 } __attribute__((aligned(64))) ObsGlobal;
+
+#define OBS_GATE_ALL UINT32_MAX
 
 extern ObsGlobal qs_evloop_g;
 extern ObsList *qs_evloop_obs_list;
@@ -144,32 +148,33 @@ void qs_obs_watched(ObsSource *s, QsLoop *run, uint64_t seq);
 
 /* Around every observed dispatch: tok = obs_begin(s, run); callback; obs_end(s, run,
  * tok).  run is the loop whose thread dispatches (NULL: a thread running no loop; then
- * nothing is published).  With no observer: one load and one well-predicted branch at
- * the begin, one test of a register at the end. */
-static inline uint64_t obs_begin(ObsSource *s, QsLoop *run)
+ * nothing is published); the _loop variants are for a run that is never NULL.  With no
+ * observer: one load and one well-predicted branch at the begin, one test of a register
+ * at the end. */
+__attribute__((always_inline))
+static inline uint64_t obs_begin_any(ObsSource *s, QsLoop *run, bool run_set)
 {
     if (G_LIKELY(!obs_active())) return 0;
     uint64_t tok = OBS_TOK_ON;
-    if (run) {
-        uint64_t parent = OBS_LOAD(&run->pub.cur);
-        tok |= parent << OBS_TOK_SHIFT;
+    if (run_set || run) {
+        tok |= OBS_LOAD(&run->pub.cur) << OBS_TOK_SHIFT;
         OBS_STORE(&run->pub.cur, s->info.id);
         __atomic_store_n(&run->pub.seq, OBS_LOAD(&run->pub.seq) + 1, __ATOMIC_RELEASE);
     }
     uint32_t left = OBS_LOAD(&s->left);
-    if (G_UNLIKELY(left <= 1 || OBS_LOAD(&s->epoch) != OBS_LOAD(&qs_evloop_g.epoch) ||
-                   OBS_LOAD(&qs_evloop_g.nclassic))) {
+    if (G_UNLIKELY(left <= 1 || OBS_LOAD(&s->epoch) != OBS_LOAD(&qs_evloop_g.gate))) {
         return qs_obs_begin_slow(s, run, tok);
     }
     OBS_STORE(&s->left, left - 1);
     return tok;
 }
 
-static inline void obs_end(ObsSource *s, QsLoop *run, uint64_t tok)
+__attribute__((always_inline))
+static inline void obs_end_any(ObsSource *s, QsLoop *run, uint64_t tok, bool run_set)
 {
     if (G_LIKELY(!tok)) return;
     if (G_UNLIKELY(tok & OBS_TOK_HOOKS)) qs_obs_end_slow(s, run, tok);
-    if (run) {
+    if (run_set || run) {
         uint64_t seq = OBS_LOAD(&run->pub.seq);
         if (G_UNLIKELY(__atomic_load_n(&run->pub.watch_seq, __ATOMIC_ACQUIRE) == seq)) {
             qs_obs_watched(s, run, seq);
@@ -177,6 +182,26 @@ static inline void obs_end(ObsSource *s, QsLoop *run, uint64_t tok)
         OBS_STORE(&run->pub.cur, tok >> OBS_TOK_SHIFT);
         __atomic_store_n(&run->pub.seq, seq + 1, __ATOMIC_RELEASE);
     }
+}
+
+static inline uint64_t obs_begin(ObsSource *s, QsLoop *run)
+{
+    return obs_begin_any(s, run, false);
+}
+
+static inline void obs_end(ObsSource *s, QsLoop *run, uint64_t tok)
+{
+    obs_end_any(s, run, tok, false);
+}
+
+static inline uint64_t obs_begin_loop(ObsSource *s, QsLoop *run)
+{
+    return obs_begin_any(s, run, true);
+}
+
+static inline void obs_end_loop(ObsSource *s, QsLoop *run, uint64_t tok)
+{
+    obs_end_any(s, run, tok, true);
 }
 
 /* Fill a source's info (a fresh id, a copy of name, freed by qs_obs_source_clear) and put

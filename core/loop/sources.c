@@ -20,9 +20,9 @@ static gboolean fd_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
     QsFdHandler *h = (QsFdHandler *)gs;
     GIOCondition cond = g_source_query_unix_fd(gs, h->tag);
     if (!cond) return G_SOURCE_CONTINUE;
-    uint64_t tok = obs_begin(&h->os, h->os.info.loop);
+    uint64_t tok = obs_begin_loop(&h->os, h->os.info.loop);
     h->cb(h->fd, cond, h->opaque);
-    obs_end(&h->os, h->os.info.loop, tok);
+    obs_end_loop(&h->os, h->os.info.loop, tok);
     return G_SOURCE_CONTINUE;
 }
 
@@ -85,9 +85,9 @@ static gboolean bh_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
 {
     QsBH *bh = (QsBH *)gs;
     if (!g_atomic_int_compare_and_exchange(&bh->scheduled, 1, 0)) return G_SOURCE_CONTINUE;
-    uint64_t tok = obs_begin(&bh->os, bh->os.info.loop);
+    uint64_t tok = obs_begin_loop(&bh->os, bh->os.info.loop);
     bh->cb(bh->opaque);
-    obs_end(&bh->os, bh->os.info.loop, tok);
+    obs_end_loop(&bh->os, bh->os.info.loop, tok);
     return bh->oneshot ? G_SOURCE_REMOVE : G_SOURCE_CONTINUE;
 }
 
@@ -171,9 +171,9 @@ static gboolean idle_check(GSource *gs)
 static gboolean idle_dispatch(GSource *gs, GSourceFunc unused, gpointer data)
 {
     QsIdle *i = (QsIdle *)gs;
-    uint64_t tok = obs_begin(&i->os, i->os.info.loop);
+    uint64_t tok = obs_begin_loop(&i->os, i->os.info.loop);
     i->done = !i->cb(i->opaque);
-    obs_end(&i->os, i->os.info.loop, tok);
+    obs_end_loop(&i->os, i->os.info.loop, tok);
     return G_SOURCE_CONTINUE;
 }
 
