@@ -430,6 +430,113 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
     return true;
 }
 
+/* Under the lock: write BAT entries [from, to) (zeros past s->bat_entries). */
+static int write_bat(QsBlock *bs, uint32_t from, uint32_t to)
+{
+    Prl *s = bs->opaque;
+    uint32_t buf[1024];
+    for (uint64_t i = from; i < to;) {
+        size_t n = (size_t)MIN(to - i, (uint64_t)G_N_ELEMENTS(buf));
+        for (size_t j = 0; j < n; j++)
+            buf[j] = GUINT32_TO_LE(i + j < s->bat_entries ? s->bat[i + j] : 0);
+        int r = qs_block_pwrite(bs->file, PRL_HEADER_SIZE + i * 4, n * 4, buf, 0);
+        if (r < 0) return r;
+        i += n;
+    }
+    return 0;
+}
+
+/* Under the lock: shrinking to `ne` entries drops the clusters past them and moves the
+ * last kept clusters into the holes, so the file can end after the last kept one. */
+static int drop_and_pack(QsBlock *bs, uint32_t ne)
+{
+    Prl *s = bs->opaque;
+    uint32_t old = s->bat_entries;
+    g_autofree uint32_t *freed = g_new(uint32_t, MAX(old, 1u));
+    g_autofree HostRef *kept = g_new(HostRef, MAX(old, 1u));
+    uint32_t nf = 0, nk = 0;
+    for (uint32_t i = 0; i < old; i++) {
+        if (!s->bat[i]) continue;
+        if (i >= ne) freed[nf++] = s->bat[i];
+        else kept[nk++] = (HostRef){ prl_host(s, s->bat[i]), i };
+    }
+    qsort(freed, nf, 4, cmp_u32);
+    qsort(kept, nk, sizeof(*kept), cmp_ref);
+    int r = 0;
+    for (uint32_t f = 0; f < nf && nk && r == 0; f++, nk--) {
+        HostRef *k = &kept[nk - 1];
+        if (k->off < prl_host(s, freed[f])) break;
+        r = fmt_file_copy(bs->file, k->off, prl_host(s, freed[f]), s->cluster);
+        if (r == 0) r = set_bat(bs, k->idx, freed[f]);
+    }
+    for (uint32_t i = ne; i < old; i++) s->bat[i] = 0;
+    return r;
+}
+
+static int prl_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prealloc,
+                        GError **errp)
+{
+    Prl *s = bs->opaque;
+    if (prealloc != QS_PREALLOC_OFF) {
+        fmt_err(errp, "parallels: preallocation=%s is not supported when resizing",
+                qs_prealloc_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (size % 512) {
+        fmt_err(errp, "parallels: the new size %" G_GUINT64_FORMAT " is not a multiple of 512",
+                size);
+        return -EINVAL;
+    }
+    uint64_t ne = div_up(size, s->cluster);
+    if (ne > PRL_MAX_ENTRIES || (!s->ext_magic && size / 512 > UINT32_MAX)) {
+        fmt_err(errp, "parallels: the new size %" G_GUINT64_FORMAT " is too large for a "
+                "cluster size of %" G_GUINT64_FORMAT, size, s->cluster);
+        return -EFBIG;
+    }
+    if (PRL_HEADER_SIZE + ne * 4 > s->data_off) {
+        /* the clusters after the BAT would have to move (with the extension's) */
+        fmt_err(errp, "parallels: growing '%s' to %" G_GUINT64_FORMAT " bytes needs a BAT of "
+                "%" G_GUINT64_FORMAT " entries, more than the %" G_GUINT64_FORMAT " that fit "
+                "before data_off; not supported", bs->filename, size, ne,
+                (s->data_off - PRL_HEADER_SIZE) / 4);
+        return -ENOTSUP;
+    }
+    int r = 0;
+    g_mutex_lock(&s->lock);
+    uint32_t old = s->bat_entries;
+    if (ne < old) {
+        r = drop_and_pack(bs, (uint32_t)ne);
+    } else if (ne > old) {
+        uint32_t *m = g_try_renew(uint32_t, s->bat, ne);
+        if (!m) r = -ENOMEM;
+        else s->bat = m;
+        for (uint32_t i = old; r == 0 && i < ne; i++) s->bat[i] = 0;
+    }
+    uint64_t in = size % s->cluster;
+    if (r == 0 && size < bs->size && in && s->bat[ne - 1])
+        r = fmt_write_zeros(bs->file, prl_host(s, s->bat[ne - 1]) + in, s->cluster - in);
+    if (r == 0) {
+        s->bat_entries = (uint32_t)ne;
+        r = write_bat(bs, 0, MAX(old, (uint32_t)ne));
+    }
+    if (r == 0) {
+        uint8_t h[PRL_HEADER_SIZE];
+        r = qs_block_pread(bs->file, 0, sizeof(h), h);
+        put_le32(h + H_CYLINDERS, (uint32_t)(size / 512 / 16 / 32));
+        put_le32(h + H_BAT_ENTRIES, (uint32_t)ne);
+        if (s->ext_magic) put_le64(h + H_NB_SECTORS, size / 512);
+        else put_le32(h + H_NB_SECTORS, (uint32_t)(size / 512));
+        if (r == 0) r = qs_block_pwrite(bs->file, 0, sizeof(h), h, 0);
+    }
+    /* the file ends after the last cluster in use: prl_close truncates it there */
+    s->data_end = used_end(s, bs->file->size);
+    if (r == 0) r = qs_block_flush(bs->file);
+    if (r == 0) bs->size = size;
+    g_mutex_unlock(&s->lock);
+    if (r < 0) fmt_errno(errp, r, "parallels: could not resize '%s'", bs->filename);
+    return r;
+}
+
 static void prl_info(QsBlock *bs, JsonBuilder *b)
 {
     Prl *s = bs->opaque;
@@ -511,6 +618,7 @@ const QsBlockDriver qs_block_drv_parallels = {
     .pwrite = prl_pwrite,
     .pwrite_zeroes = prl_pwrite_zeroes,
     .flush = prl_flush,
+    .truncate = prl_truncate,
     .block_status = prl_block_status,
     .check = prl_check,
     .info_specific = prl_info,
