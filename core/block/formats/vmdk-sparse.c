@@ -359,7 +359,7 @@ int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock
         int r = vmdk_sparse_lookup(e, off, &host);
         if (r < 0) return r;
         if (host == 0) {
-            r = qs_block_read_backing(bs, disk_off, n, p);
+            r = vmdk_read_backing(bs, disk_off, n, p);
         } else if (host == VMDK_GTE_ZEROED) {
             memset(p, 0, n);
         } else if (e->compressed) {
@@ -574,7 +574,7 @@ int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, 
             if (hosts[i] <= VMDK_GTE_ZEROED) {
                 size_t n = (size_t)MIN((uint64_t)len, e->grain - off % e->grain);
                 if (hosts[i] == VMDK_GTE_ZEROED) memset(p, 0, n);
-                else r = qs_block_read_backing(bs, disk_off, n, p);
+                else r = vmdk_read_backing(bs, disk_off, n, p);
                 p += n;
                 off += n;
                 disk_off += n;

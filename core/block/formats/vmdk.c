@@ -364,6 +364,54 @@ static int vmdk_io(QsBlock *bs, IoKind kind, uint64_t off, uint64_t len, uint8_t
     return 0;
 }
 
+int vmdk_read_backing(QsBlock *bs, uint64_t off, size_t len, void *buf)
+{
+    Vmdk *s = bs->opaque;
+    if (bs->backing && !__atomic_load_n(&s->cid_checked, __ATOMIC_ACQUIRE)) {
+        if (bs->backing->drv != &qs_block_drv_vmdk ||
+            ((Vmdk *)bs->backing->opaque)->cid != s->parent_cid)
+            return -EINVAL;
+        __atomic_store_n(&s->cid_checked, true, __ATOMIC_RELEASE);
+    }
+    return qs_block_read_backing(bs, off, len, buf);
+}
+
+static bool write_desc(QsBlock *bs, GString *out, GError **errp);
+
+/* As QEMU: the first write after each open gives the image a new random CID, so that
+ * children made from it no longer read through it. */
+static int update_cid(QsBlock *bs)
+{
+    Vmdk *s = bs->opaque;
+    if (__atomic_load_n(&s->cid_updated, __ATOMIC_ACQUIRE) || !s->desc) return 0;
+    g_mutex_lock(&s->lock);
+    int r = 0;
+    if (!s->cid_updated) {
+        uint32_t cid = g_random_int();
+        g_auto(GStrv) lines = g_strsplit(s->desc, "\n", -1);
+        g_autoptr(GString) out = g_string_new("");
+        for (char **l = lines; *l; l++) {
+            const char *eq = strchr(*l, '=');
+            g_autofree char *key = eq ? g_strstrip(g_strndup(*l, (gsize)(eq - *l))) : NULL;
+            if (key && !strcmp(key, "CID")) g_string_append_printf(out, "CID=%08x", cid);
+            else g_string_append(out, *l);
+            if (l[1]) g_string_append_c(out, '\n');
+        }
+        GError *err = NULL;
+        if (write_desc(bs, out, &err)) {
+            g_free(s->desc);
+            s->desc = g_string_free(g_steal_pointer(&out), FALSE);
+            s->cid = cid;
+        } else {
+            r = err->code ? -err->code : -EIO;
+            g_error_free(err);
+        }
+        __atomic_store_n(&s->cid_updated, true, __ATOMIC_RELEASE);
+    }
+    g_mutex_unlock(&s->lock);
+    return r;
+}
+
 static int vmdk_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
 {
     return vmdk_io(bs, IO_READ, off, len, buf);
@@ -371,6 +419,8 @@ static int vmdk_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
 
 static int vmdk_pwrite(QsBlock *bs, uint64_t off, size_t len, const void *buf, int flags)
 {
+    int r = update_cid(bs);
+    if (r < 0) return r;
     return vmdk_io(bs, IO_WRITE, off, len, (uint8_t *)buf);
 }
 
@@ -379,11 +429,15 @@ static int vmdk_pwrite_compressed(QsBlock *bs, uint64_t off, size_t len, const v
     Vmdk *s = bs->opaque;
     VmdkExtent *e = find_extent(s, off);
     if (e->kind != EXT_SPARSE || !e->compressed) return -ENOTSUP;
+    int r = update_cid(bs);
+    if (r < 0) return r;
     return vmdk_io(bs, IO_WRITE, off, len, (uint8_t *)buf);
 }
 
 static int vmdk_pwrite_zeroes(QsBlock *bs, uint64_t off, uint64_t len, int flags)
 {
+    int r = update_cid(bs);
+    if (r < 0) return r;
     return vmdk_io(bs, IO_ZERO, off, len, NULL);
 }
 
@@ -629,27 +683,11 @@ static bool vmdk_create(const char *filename, const QsOpts *o, GError **errp)
     return true;
 }
 
-/* Rewrite the descriptor with another parent (rebase -u, commit's change of backing). */
-static bool vmdk_change_backing(QsBlock *bs, const char *file, const char *fmt, GError **errp)
+/* Write descriptor text `out` in place of the image's descriptor (embedded: it must fit
+ * in its space; a descriptor file is rewritten whole). */
+static bool write_desc(QsBlock *bs, GString *out, GError **errp)
 {
     Vmdk *s = bs->opaque;
-    if (fmt && strcmp(fmt, "vmdk"))
-        return fmt_err(errp, "Invalid backing file format: %s. Only vmdk is supported.", fmt);
-    if (!s->desc) return fmt_err(errp, "vmdk: '%s' has no descriptor", bs->filename);
-    if (file && (strchr(file, '"') || strchr(file, '\n') || strlen(file) > 4096))
-        return fmt_err(errp, "vmdk: backing file name '%.80s' cannot be stored", file);
-    g_auto(GStrv) lines = g_strsplit(s->desc, "\n", -1);
-    g_autoptr(GString) out = g_string_new("");
-    for (char **l = lines; *l; l++) {
-        if (g_str_has_prefix(*l, "parentFileNameHint")) continue;
-        if (g_str_has_prefix(*l, "parentCID")) {
-            g_string_append_printf(out, "parentCID=%08x\n", file ? s->parent_cid : 0xffffffffu);
-            if (file && *file) g_string_append_printf(out, "parentFileNameHint=\"%s\"\n", file);
-            continue;
-        }
-        g_string_append(out, *l);
-        if (l[1]) g_string_append_c(out, '\n');
-    }
     if (s->desc_offset && out->len > s->desc_size)
         return fmt_err(errp, "vmdk: the new descriptor does not fit in %" G_GUINT64_FORMAT
                        " bytes", s->desc_size);
@@ -666,6 +704,48 @@ static bool vmdk_change_backing(QsBlock *bs, const char *file, const char *fmt, 
     }
     if (r < 0) return fmt_errno(errp, r, "vmdk: could not rewrite the descriptor of '%s'",
                                 bs->filename);
+    return true;
+}
+
+/* The CID of the VMDK image at path, read from its descriptor. */
+static bool parent_cid_of(QsBlock *bs, const char *file, uint32_t *cid, GError **errp)
+{
+    g_autofree char *path = qs_block_backing_path(bs, file);
+    QsBlock *p = qs_block_open(path, "vmdk", QS_BLOCK_NO_BACKING, NULL, errp);
+    if (!p) return false;
+    *cid = ((Vmdk *)p->opaque)->cid;
+    qs_block_close(p);
+    return true;
+}
+
+/* Rewrite the descriptor with another parent (rebase, commit's change of backing): its
+ * parentCID becomes the new parent's CID (none: ffffffff; a parent that cannot be opened,
+ * with rebase -u: kept). */
+static bool vmdk_change_backing(QsBlock *bs, const char *file, const char *fmt, GError **errp)
+{
+    Vmdk *s = bs->opaque;
+    uint32_t pcid = file && *file ? s->parent_cid : 0xffffffffu;
+    GError *perr = NULL;
+    if (file && *file && !parent_cid_of(bs, file, &pcid, &perr)) g_error_free(perr);
+    if (fmt && strcmp(fmt, "vmdk"))
+        return fmt_err(errp, "Invalid backing file format: %s. Only vmdk is supported.", fmt);
+    if (!s->desc) return fmt_err(errp, "vmdk: '%s' has no descriptor", bs->filename);
+    if (file && (strchr(file, '"') || strchr(file, '\n') || strlen(file) > 4096))
+        return fmt_err(errp, "vmdk: backing file name '%.80s' cannot be stored", file);
+    g_auto(GStrv) lines = g_strsplit(s->desc, "\n", -1);
+    g_autoptr(GString) out = g_string_new("");
+    for (char **l = lines; *l; l++) {
+        if (g_str_has_prefix(*l, "parentFileNameHint")) continue;
+        if (g_str_has_prefix(*l, "parentCID")) {
+            g_string_append_printf(out, "parentCID=%08x\n", pcid);
+            if (file && *file) g_string_append_printf(out, "parentFileNameHint=\"%s\"\n", file);
+            continue;
+        }
+        g_string_append(out, *l);
+        if (l[1]) g_string_append_c(out, '\n');
+    }
+    if (!write_desc(bs, out, errp)) return false;
+    s->parent_cid = pcid;
     g_free(s->desc);
     s->desc = g_string_free(g_steal_pointer(&out), FALSE);
     g_free(bs->backing_file);

@@ -54,11 +54,17 @@ typedef struct Vmdk {
     GMutex lock;
     bool inited;
     uint32_t cid, parent_cid;
+    bool cid_checked;          /* the parent's CID was found to be parentCID (as QEMU) */
+    bool cid_updated;          /* this open's first write gave the image a new CID */
     char *create_type;
     char *desc;                /* descriptor text */
     uint64_t desc_offset, desc_size;   /* embedded descriptor (bytes), 0 if separate */
     GPtrArray *extents;        /* of VmdkExtent * */
 } Vmdk;
+
+/* Read from the parent as QEMU 7.2 does: the first read that needs the parent fails with
+ * -EINVAL unless the parent's CID is this image's parentCID. */
+int vmdk_read_backing(QsBlock *bs, uint64_t off, size_t len, void *buf);
 
 /* Open the sparse extent e in e->file (header at offset 0; COWD or KDMV).  Validates
  * every field; for KDMV with an embedded descriptor, *desc receives it. */
