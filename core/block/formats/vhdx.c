@@ -1082,7 +1082,7 @@ static int vhdx_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *
     uint32_t ls = s->logical_sector;
     g_mutex_lock(&s->lock);
     uint64_t e = s->bat[bat_index(s, block)];
-    int r = 0, ret;
+    int r = 0, ret = 0;
     switch (BAT_STATE(e)) {
     case PAYLOAD_FULLY_PRESENT:
         ret = QS_BS_DATA | QS_BS_ALLOCATED | QS_BS_OFFSET_VALID;
