@@ -90,7 +90,8 @@ static bool vdi_open(QsBlock *bs, const QsOpts *opts, GError **errp)
     if (s->disk_size > (uint64_t)QS_BLOCK_MAX_SIZE)
         return fmt_err(errp, "vdi: disk size %" G_GUINT64_FORMAT " is too large",
                        s->disk_size);
-    if (s->allocated > s->blocks)
+    bool check = bs->flags & QS_BLOCK_CHECK;   /* check repairs what is tested below */
+    if (s->allocated > s->blocks && !check)
         return fmt_err(errp, "vdi: corrupt image (blocks_allocated %u > blocks_in_image %u)",
                        s->allocated, s->blocks);
     uint64_t bmap_bytes = (uint64_t)s->blocks * 4;
@@ -114,10 +115,11 @@ static bool vdi_open(QsBlock *bs, const QsOpts *opts, GError **errp)
         uint32_t e = GUINT32_FROM_LE(s->bmap[i]);
         s->bmap[i] = e;
         if (!is_alloc(e)) continue;
-        if (e >= s->blocks)
+        if (e >= s->blocks && !check)
             return fmt_err(errp, "vdi: corrupt image (block map entry %u is %u, beyond "
-                           "blocks_in_image %u)", i, e, s->blocks);
-        if (e >= s->next_block) s->next_block = e + 1;
+                           "blocks_in_image %u); run 'qemu-img check -r all'", i, e,
+                           s->blocks);
+        if (e >= s->next_block && e < s->blocks) s->next_block = e + 1;
     }
     bs->size = s->disk_size;
     return true;
@@ -229,34 +231,141 @@ static int vdi_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *p
     return s->type == VDI_TYPE_STATIC ? fmt_status_in_file(bs->file, *map, pnum, ret) : ret;
 }
 
+/* Under the lock: write bmap entry idx. */
+static int write_entry(QsBlock *bs, uint32_t idx)
+{
+    Vdi *s = bs->opaque;
+    uint8_t le[4];
+    put_le32(le, s->bmap[idx]);
+    return qs_block_pwrite(bs->file, s->offset_bmap + (uint64_t)idx * 4, 4, le, 0);
+}
+
+static int write_header(QsBlock *bs);
+
+/* QEMU's checks (an index past blocks_in_image, a data block used twice, the header's
+ * allocated count), ours (a data block past the end of the file, data blocks no entry
+ * uses: leaks), and their repair: a block whose data is shared or out of range gets a
+ * copy in a free data block, an entry past the end of the file (it reads as zeros)
+ * becomes unallocated, the count is rewritten, and leaked blocks are filled with the
+ * last blocks of the file, which is then truncated.  The image reads the same after. */
 static bool vdi_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
 {
     Vdi *s = bs->opaque;
-    if (fix) return fmt_err(errp, "vdi: repairing '%s' is not supported", bs->filename);
-    g_autofree uint32_t *owner = g_new(uint32_t, MAX(s->blocks, 1u));
-    for (uint32_t i = 0; i < s->blocks; i++) owner[i] = VDI_UNALLOCATED;
-    uint32_t used = 0;
+    bool fix_err = fix & QS_CHECK_FIX_ERRORS, fix_leaks = fix & QS_CHECK_FIX_LEAKS;
+    const char *verb = fix_err ? "Repairing" : "ERROR:";
+    memset(res, 0, sizeof(*res));
     g_mutex_lock(&s->lock);
+    uint64_t fsize = bs->file->size;
+    /* data blocks the file holds (a partial last one counts) */
+    uint64_t fblocks = fsize > s->offset_data ? div_up(fsize - s->offset_data, s->block_size)
+                                              : 0;
+    uint32_t n = MAX(s->blocks, 1u);
+    g_autofree uint32_t *owner = g_new(uint32_t, n);   /* data index -> first block */
+    for (uint32_t i = 0; i < s->blocks; i++) owner[i] = VDI_UNALLOCATED;
+    uint32_t counted = 0;
+    int r = 0;
+    /* first every entry that is fine, so that repairs copy into data blocks no one uses */
+    g_autofree uint8_t *bad = g_malloc0(n);
     for (uint32_t i = 0; i < s->blocks; i++) {
         uint32_t e = s->bmap[i];
         if (!is_alloc(e)) continue;
-        if (e >= s->blocks) {
-            fprintf(stderr, "ERROR: block index %u too large, is %u\n", i, e);
-            res->corruptions++;
-        } else if (owner[e] != VDI_UNALLOCATED) {
-            fprintf(stderr, "ERROR: block index %u also used by %u\n", owner[e], i);
-            res->corruptions++;
-        } else {
+        if (e < s->blocks) counted++;   /* QEMU counts shared blocks too */
+        if (e >= s->blocks || owner[e] != VDI_UNALLOCATED || block_host(s, e) >= fsize)
+            bad[i] = 1;
+        else
             owner[e] = i;
-            used++;
+    }
+    uint32_t free_idx = 0;
+    for (uint32_t i = 0; i < s->blocks && r == 0; i++) {
+        if (!bad[i]) continue;
+        uint32_t e = s->bmap[i];
+        bool in_file = block_host(s, e) < fsize;
+        if (e >= s->blocks)
+            fprintf(stderr, "%s block index %u too large, is %u\n", verb, i, e);
+        else if (!in_file)
+            fprintf(stderr, "%s block index %u points beyond the end of the file (data "
+                    "block %u at offset %" G_GUINT64_FORMAT ", file size %" G_GUINT64_FORMAT
+                    ")\n", verb, i, e, block_host(s, e), fsize);
+        else
+            fprintf(stderr, "%s block index %u also used by %u\n", verb, e, e);
+        res->corruptions++;
+        if (!fix_err) continue;
+        if (!in_file) {
+            /* it reads as zeros, and stays so */
+            s->bmap[i] = VDI_UNALLOCATED;
+        } else {
+            while (free_idx < s->blocks && owner[free_idx] != VDI_UNALLOCATED) free_idx++;
+            if (free_idx == s->blocks) { r = -ENOSPC; break; }
+            r = fmt_file_copy(bs->file, block_host(s, e), block_host(s, free_idx),
+                              s->block_size);
+            owner[free_idx] = i;
+            s->bmap[i] = free_idx;
+        }
+        if (r == 0) r = write_entry(bs, i);
+        if (r == 0) res->corruptions_fixed++;
+    }
+    uint32_t now = counted;   /* after the repairs above */
+    if (fix_err && r == 0) {
+        now = 0;
+        for (uint32_t i = 0; i < s->blocks; i++) now += is_alloc(s->bmap[i]);
+    }
+    if (r == 0 && (counted != s->allocated || now != s->allocated)) {
+        fprintf(stderr, "%s allocated blocks mismatch, is %u, should be %u\n",
+                fix_err ? "Repairing" : "ERROR:", counted, s->allocated);
+        res->corruptions++;
+        if (fix_err) {
+            s->allocated = now;
+            r = write_header(bs);
+            if (r == 0) res->corruptions_fixed++;
         }
     }
-    if (used != s->allocated) {
-        fprintf(stderr, "ERROR: allocated blocks mismatch, is %u, should be %u\n", used,
-                s->allocated);
-        res->corruptions++;
+    /* leaks: data blocks in the file no entry uses */
+    uint32_t used = 0, last = 0;
+    for (uint32_t k = 0; k < s->blocks; k++)
+        if (owner[k] != VDI_UNALLOCATED) { used++; last = k + 1; }
+    uint64_t leaked = fblocks > used ? fblocks - used : 0;
+    for (uint64_t k = 0; k < fblocks && k < s->blocks && leaked; k++)
+        if (owner[k] == VDI_UNALLOCATED)
+            fprintf(stderr, "%s data block %" G_GUINT64_FORMAT " at offset %" G_GUINT64_FORMAT
+                    ": no block uses it\n", fix_leaks ? "Repairing leaked" : "Leaked",
+                    k, block_host(s, k));
+    if (fblocks > s->blocks)
+        fprintf(stderr, "%s %" G_GUINT64_FORMAT " data blocks past blocks_in_image at the "
+                "end of the file\n", fix_leaks ? "Repairing leaked" : "Leaked",
+                fblocks - s->blocks);
+    res->leaks = (int)MIN(leaked, (uint64_t)INT_MAX);
+    if (fix_leaks && leaked && r == 0) {
+        /* pack: the last blocks move into the holes, the file ends after them */
+        if (fix_err || !res->corruptions) {
+            uint32_t hole = 0;
+            for (uint32_t k = last; k-- > used && r == 0;) {
+                if (owner[k] == VDI_UNALLOCATED) continue;
+                while (owner[hole] != VDI_UNALLOCATED) hole++;
+                if (hole >= k) break;
+                r = fmt_file_copy(bs->file, block_host(s, k), block_host(s, hole),
+                                  s->block_size);
+                s->bmap[owner[k]] = hole;
+                if (r == 0) r = write_entry(bs, owner[k]);
+                owner[hole] = owner[k];
+                owner[k] = VDI_UNALLOCATED;
+            }
+            GError *e = NULL;
+            if (r == 0 && !qs_block_truncate(bs->file, block_host(s, used), true,
+                                             QS_PREALLOC_OFF, &e)) {
+                g_propagate_error(errp, e);
+                g_mutex_unlock(&s->lock);
+                return false;
+            }
+            if (r == 0) res->leaks_fixed = res->leaks;
+        }
     }
+    s->next_block = MAX(used, s->allocated);
+    for (uint32_t i = 0; i < s->blocks; i++)
+        if (is_alloc(s->bmap[i]) && s->bmap[i] < s->blocks && s->bmap[i] >= s->next_block)
+            s->next_block = s->bmap[i] + 1;
+    if (r == 0 && (res->corruptions_fixed || res->leaks_fixed)) r = qs_block_flush(bs->file);
     g_mutex_unlock(&s->lock);
+    if (r < 0) return fmt_errno(errp, r, "vdi: could not repair '%s'", bs->filename);
     return true;
 }
 
