@@ -82,6 +82,14 @@ static int load_block(Qcow2 *s, uint64_t idx, uint8_t **blk, uint64_t *blk_off)
     return *blk ? 0 : err;
 }
 
+/* Are the entries of refcount block b from index i on all zero?  (Sub-byte entries:
+ * from the byte that holds entry i, which only errs towards "no".) */
+static bool zero_from(Qcow2 *s, const uint8_t *b, uint64_t i)
+{
+    size_t first = (size_t)((i << s->refcount_order) / 8), n = s->cluster_size - first;
+    return n == 0 || (b[first] == 0 && (n == 1 || !memcmp(b + first, b + first + 1, n - 1)));
+}
+
 int qcow2_get_refcount(Qcow2 *s, uint64_t cluster, uint64_t *rc)
 {
     uint8_t *b;
@@ -619,23 +627,34 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
      * refcount table entries could otherwise make this walk 2^28 clusters). */
     limit = MIN(limit, MIN(CHECK_MAX_CLUSTERS, MAX(ck.nb, file_clusters(s)) + (1u << 16)));
     uint64_t highest = 0;
-    int64_t bad_block = -1;
+    /* the refcount block of cluster c is looked up once per block, not per cluster;
+     * a repair may move or evict it, so it is looked up again after one */
+    uint64_t blk_idx = UINT64_MAX;
+    uint8_t *blk = NULL;
+    int blk_err = 0;
     for (uint64_t c = 0; c < limit; c++) {
         uint64_t ref = c < ck.nb ? ck.refs[c] : 0;
         if (ref) highest = c + 1;
         uint64_t idx = c / E;
-        if (ref == 0 && (idx >= s->reftable_entries || !(s->reftable[idx] & REFT_OFFSET_MASK)))
+        if (ref == 0 && (idx >= s->reftable_entries || !(s->reftable[idx] & REFT_OFFSET_MASK))) {
+            if (c >= ck.nb) c = MIN(limit, (idx + 1) * E) - 1;   /* nothing in this block */
             continue;
-        uint64_t rc;
-        if (qcow2_get_refcount(s, c, &rc) < 0) {
-            if ((int64_t)idx != bad_block) {
+        }
+        if (idx != blk_idx) {
+            blk_err = load_block(s, idx, &blk, NULL);
+            if (blk_err < 0) {
                 fprintf(stderr, "Can't get refcount for cluster %" G_GUINT64_FORMAT ": %s\n", c,
                         g_strerror(EIO));
                 res->check_errors++;
-                bad_block = (int64_t)idx;
             }
+            blk_idx = idx;
+        }
+        if (blk_err < 0) continue;
+        if (c >= ck.nb && (!blk || zero_from(s, blk, c & (E - 1)))) {
+            c = MIN(limit, (idx + 1) * E) - 1;      /* unreferenced, and no refcount left */
             continue;
         }
+        uint64_t rc = blk ? rb_get(s, blk, c & (E - 1)) : 0;
         if (rc) highest = MAX(highest, c + 1);
         if (rc == ref) continue;
         bool leak = rc > ref;
@@ -643,6 +662,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
                 " reference=%" G_GUINT64_FORMAT "\n",
                 repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
+        if (repair) blk_idx = UINT64_MAX;
         if (repair && ref <= s->refcount_max &&
             qcow2_update_refcount(s, c << s->cluster_bits, 1, (int64_t)(ref - rc)) == 0) {
             if (leak) res->leaks_fixed++;

@@ -54,13 +54,19 @@ typedef enum {
     C_COMPRESSED,
 } ClusterType;
 
+/* Up to n tables of `size` bytes, found by offset through an open-addressing hash index
+ * and evicted least recently used first.  Slot arrays grow on demand up to n, so that
+ * opening an image costs nothing for tables it never touches. */
 typedef struct Qcow2Cache {
-    unsigned n;
-    size_t size;
-    uint64_t *offs;
-    uint8_t **bufs;
-    uint64_t *used;
-    uint64_t tick;
+    unsigned n;             /* most tables held */
+    size_t size;            /* bytes per table */
+    unsigned cap;           /* slots allocated (<= n) */
+    uint64_t *offs;         /* per slot: offset of the table held */
+    uint8_t **bufs;         /* per slot: the table, NULL when the slot is free */
+    uint32_t *prev, *next;  /* per slot: LRU list of held tables, or free list (next) */
+    uint32_t mru, lru, free_slot;
+    uint32_t *index;        /* hash of offset -> slot + 1 (0: empty) */
+    unsigned index_bits;
 } Qcow2Cache;
 
 typedef struct Qcow2Snapshot {
