@@ -493,20 +493,51 @@ static int prl_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prea
                 "cluster size of %" G_GUINT64_FORMAT, size, s->cluster);
         return -EFBIG;
     }
-    if (PRL_HEADER_SIZE + ne * 4 > s->data_off) {
-        /* the clusters after the BAT would have to move (with the extension's) */
+    /* a BAT that outgrows data_off: the first clusters move to the end of the file
+     * (data_off moves by whole clusters, so the others stay aligned to it) */
+    uint64_t nd = s->data_off;
+    if (PRL_HEADER_SIZE + ne * 4 > nd)
+        nd += align_up(PRL_HEADER_SIZE + ne * 4 - nd, s->cluster);
+    bool ext_in_way = s->ext_off && s->ext_off < nd;
+    for (guint b = 0; s->bitmaps && b < s->bitmaps->len; b++) {
+        PrlBitmap *bm = s->bitmaps->pdata[b];
+        for (uint32_t j = 0; j < bm->l1_size; j++)
+            if (bm->l1[j] > 1 && bm->l1[j] * 512 < nd) ext_in_way = true;
+    }
+    if (nd / 512 > UINT32_MAX || ext_in_way) {
         fmt_err(errp, "parallels: growing '%s' to %" G_GUINT64_FORMAT " bytes needs a BAT of "
                 "%" G_GUINT64_FORMAT " entries, more than the %" G_GUINT64_FORMAT " that fit "
-                "before data_off; not supported", bs->filename, size, ne,
-                (s->data_off - PRL_HEADER_SIZE) / 4);
+                "before data_off, and %s", bs->filename, size, ne,
+                (s->data_off - PRL_HEADER_SIZE) / 4,
+                ext_in_way ? "the Format Extension's clusters are in the way (not moved)"
+                           : "data_off cannot move that far");
         return -ENOTSUP;
     }
     int r = 0;
     g_mutex_lock(&s->lock);
     uint32_t old = s->bat_entries;
-    if (ne < old) {
+    for (uint32_t i = 0; i < old && nd > s->data_off && r == 0; i++) {
+        uint64_t host = prl_host(s, s->bat[i]);
+        if (!s->bat[i] || host >= nd) continue;
+        uint64_t to = MAX(s->data_end, nd);
+        if (to / s->off_mult > UINT32_MAX) { r = -EFBIG; break; }
+        r = fmt_file_copy(bs->file, host, to, s->cluster);
+        s->bat[i] = (uint32_t)(to / s->off_mult);
+        s->data_end = to + s->cluster;
+    }
+    if (r == 0 && nd > s->data_off) {
+        r = qs_block_flush(bs->file);
+        GError *e = NULL;
+        if (r == 0 && bs->file->size < nd &&
+            !qs_block_truncate(bs->file, nd, false, QS_PREALLOC_OFF, &e)) {
+            g_error_free(e);
+            r = -EIO;
+        }
+        if (r == 0) s->data_off = nd;
+    }
+    if (r == 0 && ne < old) {
         r = drop_and_pack(bs, (uint32_t)ne);
-    } else if (ne > old) {
+    } else if (r == 0 && ne > old) {
         uint32_t *m = g_try_renew(uint32_t, s->bat, ne);
         if (!m) r = -ENOMEM;
         else s->bat = m;
@@ -524,6 +555,7 @@ static int prl_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prea
         r = qs_block_pread(bs->file, 0, sizeof(h), h);
         put_le32(h + H_CYLINDERS, (uint32_t)(size / 512 / 16 / 32));
         put_le32(h + H_BAT_ENTRIES, (uint32_t)ne);
+        put_le32(h + H_DATA_OFF, (uint32_t)(s->data_off / 512));
         if (s->ext_magic) put_le64(h + H_NB_SECTORS, size / 512);
         else put_le32(h + H_NB_SECTORS, (uint32_t)(size / 512));
         if (r == 0) r = qs_block_pwrite(bs->file, 0, sizeof(h), h, 0);

@@ -32,3 +32,16 @@ def run(tool, *args, ok=True):
 
 def js(tool, *args):
     return json.loads(run(tool, *args).stdout)
+
+
+def virtual_size(tool, img, fmt):
+    """The virtual size `tool info` reports for img opened as fmt."""
+    return js(tool, "info", "--output=json", "-f", fmt, str(img))["virtual-size"]
+
+
+def qemu_io(img, fmt, *cmds):
+    """Run the real qemu-io commands on img (write -P, write -z, discard, ...)."""
+    args = []
+    for c in cmds:
+        args += ["-c", c]
+    return run(QEMU_IO, "-f", fmt, *args, str(img))
