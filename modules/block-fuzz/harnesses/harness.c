@@ -17,6 +17,8 @@ static char *sandbox;     /* private directory the images live in */
 static char *img_path;    /* the input, read-only phases */
 static char *rw_path;     /* a copy of the input for the write phase */
 static bool verbose;
+static unsigned write_every = BF_WRITE_EVERY;
+static int img_fd = -1;   /* the input's file, kept open and rewritten in place */
 static pid_t creator;     /* only the process that made the sandbox removes it (the AFL
                            * fork server's children share it) */
 
@@ -55,17 +57,37 @@ void bf_init(void)
     setrlimit(RLIMIT_FSIZE, &rl);
 }
 
-static void put_file(const char *path, const uint8_t *data, size_t size)
+void bf_set_write_every(unsigned n)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) BF_BUG("cannot create %s: %s", path, g_strerror(errno));
+    write_every = n ? n : 1;
+}
+
+static void write_all(int fd, const char *path, const uint8_t *data, size_t size)
+{
     size_t done = 0;
     while (done < size) {
-        ssize_t n = write(fd, data + done, size - done);
+        ssize_t n = pwrite(fd, data + done, size - done, (off_t)done);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) BF_BUG("cannot write %s: %s", path, g_strerror(errno));
         done += (size_t)n;
     }
+    if (ftruncate(fd, (off_t)size) < 0) BF_BUG("cannot truncate %s: %s", path, g_strerror(errno));
+}
+
+/* The input file is overwritten in place and cut to size: its tmpfs pages are reused
+ * instead of freed and cleared again on every input. */
+static void put_input(const uint8_t *data, size_t size)
+{
+    if (img_fd < 0) img_fd = open(img_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (img_fd < 0) BF_BUG("cannot create %s: %s", img_path, g_strerror(errno));
+    write_all(img_fd, img_path, data, size);
+}
+
+static void put_file(const char *path, const uint8_t *data, size_t size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) BF_BUG("cannot create %s: %s", path, g_strerror(errno));
+    write_all(fd, path, data, size);
     close(fd);
 }
 
@@ -224,9 +246,11 @@ static void phase_probe(const uint8_t *data, size_t size)
     for (guint i = 0; i < all->len; i++) {
         const QsBlockDriver *d = all->pdata[i];
         if (!d->probe) continue;
-        /* exactly the input, on the heap: probes must not read past len */
-        uint8_t *copy = g_memdup2(data, size);
-        int s = d->probe(copy, size, img_path);
+        /* exactly what qs_block_probe hands them (the first BF_PROBE_BYTES), on the
+         * heap: probes must not read past len */
+        size_t len = MIN(size, (size_t)BF_PROBE_BYTES);
+        uint8_t *copy = g_memdup2(data, len);
+        int s = d->probe(copy, len, img_path);
         g_free(copy);
         if (s < 0 || s > 100) BF_BUG("probe of '%s' scored %d (0..100)", d->name, s);
     }
@@ -319,6 +343,14 @@ static void phase_write(const uint8_t *data, size_t size, const char *fmt)
     qs_block_close(bs);
 }
 
+/* FNV-1a over the size and the first 64 KiB: picks the inputs that get the write phase. */
+static uint32_t input_hash(const uint8_t *data, size_t size)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)size;
+    for (size_t i = 0; i < MIN(size, (size_t)65536); i++) h = (h ^ data[i]) * 16777619u;
+    return h;
+}
+
 int bf_run_image(const uint8_t *data, size_t size, const char *fmt)
 {
     bf_init();
@@ -329,10 +361,27 @@ int bf_run_image(const uint8_t *data, size_t size, const char *fmt)
         xfsz_ignored = true;
     }
     if (size > BF_MAX_INPUT) return 0;
-    put_file(img_path, data, size);
+    put_input(data, size);
     phase_probe(data, size);
     phase_read(fmt);
     phase_check(img_path, fmt, 0);
-    phase_write(data, size, fmt);
+    if (write_every == 1 || input_hash(data, size) % write_every == 0)
+        phase_write(data, size, fmt);
     return 0;
+}
+
+int bf_run_strided(const uint8_t *data, size_t size, const char *fmt)
+{
+    size_t chunks = (size + BF_STRIDE_CHUNK - 1) / BF_STRIDE_CHUNK;
+    if (chunks > BF_MAX_INPUT / BF_STRIDE_STEP) return 0;
+    /* one buffer for every input: a fresh multi-MiB allocation costs more in page
+     * faults than the whole run of a small image */
+    static uint8_t *img;
+    if (!img) img = g_malloc(BF_MAX_INPUT);
+    for (size_t k = 0; k < chunks; k++) {
+        size_t n = MIN((size_t)BF_STRIDE_CHUNK, size - k * BF_STRIDE_CHUNK);
+        memcpy(img + k * BF_STRIDE_STEP, data + k * BF_STRIDE_CHUNK, n);
+        memset(img + k * BF_STRIDE_STEP + n, 0, BF_STRIDE_STEP - n);
+    }
+    return bf_run_image(img, chunks * BF_STRIDE_STEP, fmt);
 }

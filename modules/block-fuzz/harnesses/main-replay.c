@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <gio/gio.h>
+#include "harness.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -111,6 +112,10 @@ int main(int argc, char **argv)
     const char *rep = getenv("BF_REPEAT");
     if (rep && atoi(rep) > 0) repeat = (unsigned)atoi(rep);
     LLVMFuzzerInitialize(&argc, &argv);
+    /* a replay covers every phase of every input; BF_WRITE_EVERY=N measures as the
+     * engines run */
+    const char *we = getenv("BF_WRITE_EVERY");
+    bf_set_write_every(we && atoi(we) > 0 ? (unsigned)atoi(we) : 1);
     unsigned count = 0;
     int ret = 0;
     for (int i = 1; i < argc; i++) ret |= run_path(argv[i], &count);

@@ -6,6 +6,9 @@
 #
 #   fuzz.sh FORMAT SECONDS [ENGINE]
 #
+# Environment: BF_BIN_DIR (targets, default /tmp/qs-fuzz-bin/ENGINE), BF_WORK_DIR,
+# BF_NO_BUILD=1 (use the targets as they are, e.g. a frozen copy for a long campaign),
+# BF_MAX_LEN, BF_IMGGEN (qs-imggen binary: adds generated seeds).
 # Findings stay in /tmp/qs-fuzz-FORMAT-ENGINE/ (artifacts/ for libFuzzer, out/default/
 # crashes and hangs for AFL++); minimise them and add them to corpus/FORMAT/.
 set -euo pipefail
@@ -17,15 +20,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bins=${BF_BIN_DIR:-/tmp/qs-fuzz-bin}
 work=${BF_WORK_DIR:-/tmp/qs-fuzz-$fmt-$engine}
 max_len=${BF_MAX_LEN:-65536}
-[ "$fmt" = vhdx ] && max_len=${BF_MAX_LEN:-4194304}   # regions are 1 MiB aligned: seeds are 3 MiB
+[ "$fmt" = vhdx ] && max_len=${BF_MAX_LEN:-524288}   # strided input (harness.h): 4 MiB image
 
 if [ ! -f "$here/harnesses/fuzz-$fmt.c" ]; then
   echo "fuzz.sh: no target for format '$fmt' (have: $(cd "$here/harnesses" && ls fuzz-*.c |
         sed 's/^fuzz-//; s/\.c$//' | tr '\n' ' '))" >&2
   exit 2
 fi
-build() {   # build ENGINE unless its binary is newer than every source
+build() {   # build ENGINE unless its binary is newer than every source (BF_NO_BUILD=1: never)
   local b="$bins/$1/fuzz-$fmt"
+  [ -n "${BF_NO_BUILD:-}" ] && [ -x "$b" ] && return 0
   if [ ! -x "$b" ] || [ -n "$(find "$here"/harnesses "$here"/../../core -name '*.[ch]' -newer "$b" | head -1)" ]; then
     nice -n 19 bash "$here/scripts/build-fuzzers.sh" "$1" "$bins/$1"
   fi
