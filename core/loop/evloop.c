@@ -251,6 +251,7 @@ static void obs_flush(QsLoop *loop)
         g_mutex_unlock(&src_lock);
     }
     obs_leave(token);
+    __atomic_store_n(&loop->pub.flushes, loop->pub.flushes + 1, __ATOMIC_RELEASE);
 }
 
 static inline void flush_if_asked(QsLoop *run)
@@ -367,6 +368,24 @@ void qs_loop_flush(QsLoop *loop)
     } else if (!__atomic_exchange_n(&loop->pub.flush_req, 1, __ATOMIC_ACQ_REL)) {
         g_main_context_wakeup(loop->ctx);
     }
+}
+
+bool qs_loop_flush_wait(QsLoop *loop, int timeout_ms)
+{
+    if (qs_loop_in_thread(loop)) {
+        obs_flush(loop);
+        return true;
+    }
+    uint64_t done = __atomic_load_n(&loop->pub.flushes, __ATOMIC_ACQUIRE);
+    /* a request already pending may have been taken before our load: ask again after */
+    __atomic_store_n(&loop->pub.flush_req, 1, __ATOMIC_RELEASE);
+    g_main_context_wakeup(loop->ctx);
+    gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    while (__atomic_load_n(&loop->pub.flushes, __ATOMIC_ACQUIRE) == done) {
+        if (g_get_monotonic_time() >= end) return false;
+        g_usleep(50);
+    }
+    return true;
 }
 
 QsLoop *qs_loop_running(void)

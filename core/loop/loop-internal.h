@@ -14,6 +14,7 @@ typedef struct LoopPub {
     uint64_t watch_seq;   /* qs_loop_watch: written by readers */
     uint64_t watch_cookie;
     int flush_req;        /* qs_loop_flush asked from another thread (atomic) */
+    uint64_t flushes;     /* flushes done (release), for qs_loop_flush_wait */
 } __attribute__((aligned(64))) LoopPub;
 
 typedef struct ObsSource ObsSource;

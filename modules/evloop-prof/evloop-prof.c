@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The evloop-prof module: an event-loop observer feeding the statistics, the profiler
+/* The evloop-prof module: an event-loop sampler feeding the statistics, the profiler
  * thread with its own socket, and the QMP commands.  Public core API only. */
 #include <stdio.h>
 #include "qs/evloop.h"
@@ -14,8 +14,9 @@ static const QsPropDesc prof_opts[] = {
     { "interval", QS_PROP_UINT, "100", "stuck-check period in ms (10..60000)" },
     { "stuck", QS_PROP_UINT, "1000", "a dispatch running this many ms marks its loop stuck (0: never)" },
     { "clock", QS_PROP_STRING, "auto", "tick source: auto, tsc or monotonic" },
-    { "sample", QS_PROP_UINT, "16", "time 1 in N dispatches of a cheap source (power of 2, "
-                                    "1..1024; 1: all; sources >= 10 us are always timed)" },
+    { "sample", QS_PROP_UINT, "64", "time 1 in N dispatches of a cheap source, and 1 in N "
+                                    "polls (power of 2, 1..1024; 1: all; sources >= 10 us "
+                                    "are always timed; every dispatch is counted)" },
     { NULL }
 };
 
@@ -25,6 +26,7 @@ typedef struct Prof {
     ProfStats *st;
     ProfServer *srv;
     uint64_t stuck_ticks;
+    QsEvloopSampler sampler;      /* period from the options */
     bool observing;
 } Prof;
 
@@ -43,17 +45,41 @@ static void on_poll_end(QsLoop *loop, void *opaque)
     prof_stats_poll_end(p->st, loop);
 }
 
-static void on_dispatch_begin(const QsSourceInfo *src, void *opaque)
+static inline const char *kind_of(Prof *p, const QsSourceInfo *src)
 {
-    Prof *p = opaque;
     unsigned k = (unsigned)src->kind <= QS_SOURCE_OTHER ? (unsigned)src->kind : QS_SOURCE_OTHER;
-    prof_stats_dispatch_begin(p->st, src->loop, src->id, src->name, p->kinds[k]);
+    return p->kinds[k];
 }
 
-static void on_dispatch_end(const QsSourceInfo *src, void *opaque)
+/* A sampled dispatch: the core counted `count` - 1 others since the last report. */
+static void on_dispatch_begin(const QsSourceInfo *src, uint64_t count, void *opaque)
 {
     Prof *p = opaque;
-    prof_stats_dispatch_end(p->st, src->loop);
+    if (count > 1) {
+        prof_stats_dispatch_count(p->st, src->loop, src->id, src->name, kind_of(p, src),
+                                  count - 1);
+    }
+    prof_stats_dispatch_begin(p->st, src->loop, src->id, src->name, kind_of(p, src));
+}
+
+/* true: a slow source, have the core sample all its dispatches */
+static bool on_dispatch_end(const QsSourceInfo *src, void *opaque)
+{
+    Prof *p = opaque;
+    return prof_stats_dispatch_end(p->st, src->loop);
+}
+
+static void on_dispatch_count(const QsSourceInfo *src, uint64_t count, void *opaque)
+{
+    Prof *p = opaque;
+    prof_stats_dispatch_count(p->st, src->loop, src->id, src->name, kind_of(p, src), count);
+}
+
+/* A long dispatch the profiler thread watched (cookie: when it first saw it, in ticks). */
+static void on_dispatch_watched(const QsSourceInfo *src, uint64_t cookie, void *opaque)
+{
+    Prof *p = opaque;
+    prof_stats_dispatch_long(p->st, src->loop, src->id, src->name, kind_of(p, src), cookie);
 }
 
 static void on_loop_added(QsLoop *loop, void *opaque)
@@ -69,14 +95,52 @@ static void on_loop_removed(QsLoop *loop, void *opaque)
     prof_stats_loop_remove(p->st, loop);
 }
 
-static const QsEvloopObserver observer = {
+static const QsEvloopSampler sampler_template = {
     .name = "evloop-prof",
     .poll_begin = on_poll_begin,
     .poll_end = on_poll_end,
     .dispatch_begin = on_dispatch_begin,
     .dispatch_end = on_dispatch_end,
+    .dispatch_count = on_dispatch_count,
+    .dispatch_watched = on_dispatch_watched,
     .loop_added = on_loop_added,
     .loop_removed = on_loop_removed,
+};
+
+/* What the statistics read from the core (any thread; loops are live while listed). */
+static bool core_current(const void *loop, uint64_t *seq, uint64_t *id)
+{
+    return qs_loop_current((QsLoop *)loop, seq, id);
+}
+
+static void core_watch(const void *loop, uint64_t seq, uint64_t cookie)
+{
+    qs_loop_watch((QsLoop *)loop, seq, cookie);
+}
+
+/* Ask every loop, then wait for each within one deadline (a stuck loop uses it up, the
+ * loops after it are only asked).  Under the core's loop lock, so no loop is freed
+ * meanwhile; the loop this thread runs (QMP: the main loop) flushes at once. */
+static void flush_ask_one(const QsLoopDesc *d, void *opaque)
+{
+    if (!qs_loop_in_thread(d->loop)) qs_loop_flush(d->loop);
+}
+
+static void flush_wait_one(const QsLoopDesc *d, void *opaque)
+{
+    gint64 left = *(gint64 *)opaque - g_get_monotonic_time();
+    qs_loop_flush_wait(d->loop, left > 0 ? (int)((left + 999) / 1000) : 0);
+}
+
+static void core_flush_all_wait(int timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    qs_loop_foreach(flush_ask_one, NULL);
+    qs_loop_foreach(flush_wait_one, &deadline);
+}
+
+static const ProfCoreOps core_ops = {
+    .current = core_current, .watch = core_watch, .flush_all_wait = core_flush_all_wait,
 };
 
 static void describe_loop(const void *loop, char **name, bool *is_main, int *tid)
@@ -116,7 +180,7 @@ static void prof_free(Prof *p)
 {
     if (!p) return;
     prof_server_stop(p->srv);
-    if (p->observing) qs_evloop_observer_remove(&observer);
+    if (p->observing) qs_evloop_sampler_remove(&p->sampler);
     prof_stats_free(p->st);
     g_free(p);
 }
@@ -160,7 +224,10 @@ static bool prof_init(QsModule *mod, const QsOpts *opts, GError **errp)
     p->stuck_ticks = (uint64_t)((((unsigned __int128)stuck_ms * 1000000u << 32) +
                                  p->clk.mult - 1) / p->clk.mult);
     p->st = prof_stats_new(&p->clk, (unsigned)sample, 10000, describe_loop);
-    if (!qs_evloop_observer_add(&observer, p, errp)) {
+    prof_stats_use_core(p->st, &core_ops);
+    p->sampler = sampler_template;
+    p->sampler.period = (unsigned)sample;
+    if (!qs_evloop_sampler_add(&p->sampler, p, errp)) {
         prof_free(p);
         return false;
     }

@@ -59,8 +59,6 @@ typedef struct Slot {
     Rec overflow;
     GHashTable *by_name;          /* Rec* keyed by (kind, name); writer-private */
     /* reader-private (under the lock) */
-    uint64_t reported_start;
-    Rec *reported_rec;
     uint64_t seen_dseq, seen_first;   /* an untimed dispatch seen running, since when */
 } Slot;
 
@@ -76,6 +74,13 @@ typedef struct LoopInfo {
     char *name;
     bool is_main;
     int tid;
+    /* reader-private (under the lock): the dispatch the core last published for the
+     * loop (prof_stats_use_core), since when it was seen, whether its end is watched,
+     * and the last dispatch reported stuck */
+    uint64_t seen_seq, seen_id, seen_first;
+    bool watched;
+    uint64_t reported_start;
+    const char *reported_name;
 } LoopInfo;
 
 struct ProfStats {
@@ -83,7 +88,10 @@ struct ProfStats {
     uint64_t serial;              /* tells apart instances at the same address */
     const ProfClock *clk;
     uint64_t mult;
-    uint64_t sample_mask;         /* time when count & mask == 0 */
+    uint64_t sample_mask;         /* time a poll when iterations & mask == 0 */
+    uint64_t dispatch_mask;       /* time a dispatch when count & mask == 0 (0 when the
+                                   * core samples: every dispatch we see is timed) */
+    ProfCoreOps core;             /* prof_stats_use_core; all NULL otherwise */
     uint64_t always_ticks;
     ProfDescribeLoop describe;
     pthread_key_t key;
@@ -176,8 +184,11 @@ COLD Rec *rec_miss(Slot *s, unsigned i, uint64_t id, const char *name,
                           const char *kind)
 {
     Rec *r = rec_create(s, name, kind);
-    s->idc[i].id = id;
-    s->idc[i].rec = r;
+    /* readers (idc_find) may look: the id goes last, after a 0 */
+    STORE(&s->idc[i].id, 0);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    STORE(&s->idc[i].rec, r);
+    __atomic_store_n(&s->idc[i].id, id, __ATOMIC_RELEASE);
     return r;
 }
 
@@ -185,7 +196,7 @@ COLD Rec *rec_miss(Slot *s, unsigned i, uint64_t id, const char *name,
 HOT Rec *rec_lookup(Slot *s, uint64_t id, const char *name, const char *kind)
 {
     unsigned i = (unsigned)(id % IDC_SIZE);
-    if (G_LIKELY(s->idc[i].id == id && id)) return s->idc[i].rec;
+    if (G_LIKELY(LOAD(&s->idc[i].id) == id && id)) return LOAD(&s->idc[i].rec);
     return rec_miss(s, i, id, name, kind);
 }
 
@@ -368,6 +379,7 @@ ProfStats *prof_stats_new(const ProfClock *clk, unsigned sample, uint64_t always
     st->clk = clk;
     st->mult = clk->mult;
     st->sample_mask = sample > 1 ? (uint64_t)sample - 1 : 0;
+    st->dispatch_mask = st->sample_mask;
     st->always_ticks = (uint64_t)((((unsigned __int128)always_ns) << 32) / clk->mult);
     st->describe = describe;
     st->reset_at = prof_ticks(clk);
@@ -492,7 +504,7 @@ COLD void dispatch_begin_slow(ProfStats *st, const void *loop, uint64_t id,
     if (G_UNLIKELY(d >= NEST_MAX)) return;
     uint64_t dseq = ++s->dseq;
     uint64_t start = 0;
-    if (G_UNLIKELY(r->always || (r->count & st->sample_mask) == 0)) start = timed_start(st, s, dseq);
+    if (G_UNLIKELY(r->always || (r->count & st->dispatch_mask) == 0)) start = timed_start(st, s, dseq);
     s->stack[d].rec = r;
     s->stack[d].start = start;
     s->stack[d].dseq = dseq;
@@ -500,9 +512,9 @@ COLD void dispatch_begin_slow(ProfStats *st, const void *loop, uint64_t id,
 }
 
 /* The end of a timed dispatch (or one a reader saw running): its time. */
-COLD void timed_end(ProfStats *st, Slot *s, int d, uint64_t start)
+/* One timed dispatch of r that started at `start` ended now. */
+COLD void rec_time(ProfStats *st, Rec *r, uint64_t start)
 {
-    Rec *r = s->stack[d].rec;
     uint64_t now = prof_ticks(st->clk);
     uint64_t t = now > start ? now - start : 0;
     uint64_t timed = r->timed + 1, total = r->total + t;
@@ -512,6 +524,11 @@ COLD void timed_end(ProfStats *st, Slot *s, int d, uint64_t start)
     /* slow on average (not once: a preempted cheap dispatch does not count) */
     r->always = total >= st->always_ticks * timed;
     ADD(&r->hist[prof_hist_bucket((uint64_t)(((unsigned __int128)t * st->mult) >> 32))], 1);
+}
+
+COLD void timed_end(ProfStats *st, Slot *s, int d, uint64_t start)
+{
+    rec_time(st, s->stack[d].rec, start);
 }
 
 /* Nested: the parent dispatch is current again. */
@@ -524,12 +541,12 @@ COLD uint64_t parent_word(Slot *s, int d)
     return CUR_WORD(s->stack[d - 1].dseq, s->stack[d - 1].rec->idx);
 }
 
-COLD void dispatch_end_slow(ProfStats *st, const void *loop)
+COLD bool dispatch_end_slow(ProfStats *st, const void *loop)
 {
     Slot *s = slot_get(st, loop);
-    if (G_UNLIKELY(!s || s->depth == 0)) return;   /* observer added mid-dispatch */
+    if (G_UNLIKELY(!s || s->depth == 0)) return false;   /* observer added mid-dispatch */
     int d = --s->depth;
-    if (G_UNLIKELY(d >= NEST_MAX)) return;
+    if (G_UNLIKELY(d >= NEST_MAX)) return false;
     uint64_t start = s->stack[d].start;
     if (!start && G_UNLIKELY(__atomic_load_n(&s->watch_seq, __ATOMIC_ACQUIRE) ==
                              s->stack[d].dseq)) {
@@ -538,6 +555,7 @@ COLD void dispatch_end_slow(ProfStats *st, const void *loop)
     if (G_UNLIKELY(start)) timed_end(st, s, d, start);
     __atomic_store_n(&s->cur, G_UNLIKELY(d > 0) ? parent_word(s, d) : 0, __ATOMIC_RELEASE);
     ADD(&s->stack[d].rec->count, 1);
+    return s->stack[d].rec->always;
 }
 
 /* The fast paths: the thread's last slot, a cached row, nothing to time, not nested.
@@ -570,10 +588,10 @@ void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
     Slot *s = slot_cached(st, loop);
     if (G_UNLIKELY(!s)) return dispatch_begin_slow(st, loop, id, name, kind);
     unsigned i = (unsigned)(id % IDC_SIZE);
-    Rec *r = s->idc[i].rec;
+    Rec *r = LOAD(&s->idc[i].rec);
     int d = s->depth;
-    if (G_UNLIKELY(s->idc[i].id != id || !id || d >= NEST_MAX || r->always ||
-                   (r->count & st->sample_mask) == 0)) {
+    if (G_UNLIKELY(LOAD(&s->idc[i].id) != id || !id || d >= NEST_MAX || r->always ||
+                   (r->count & st->dispatch_mask) == 0)) {
         return dispatch_begin_slow(st, loop, id, name, kind);
     }
     uint64_t dseq = s->dseq + 1;
@@ -585,7 +603,7 @@ void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
     __atomic_store_n(&s->cur, CUR_WORD(dseq, r->idx), __ATOMIC_RELEASE);
 }
 
-void prof_stats_dispatch_end(ProfStats *st, const void *loop)
+bool prof_stats_dispatch_end(ProfStats *st, const void *loop)
 {
     Slot *s = tls.last;
     if (G_UNLIKELY(tls.serial != st->serial || !s || LOAD(&s->loop) != loop)) {
@@ -600,10 +618,39 @@ void prof_stats_dispatch_end(ProfStats *st, const void *loop)
     __atomic_store_n(&s->cur, 0, __ATOMIC_RELEASE);
     Rec *r = s->stack[0].rec;
     ADD(&r->count, 1);
+    return r->always;
 }
+
+void prof_stats_dispatch_count(ProfStats *st, const void *loop, uint64_t id,
+                               const char *name, const char *kind, uint64_t n)
+{
+    Slot *s = slot_get(st, loop);
+    if (G_UNLIKELY(!s)) return;
+    slot_sync_gen(st, s);
+    ADD(&rec_lookup(s, id, name, kind)->count, n);
+}
+
+void prof_stats_dispatch_long(ProfStats *st, const void *loop, uint64_t id,
+                              const char *name, const char *kind, uint64_t start)
+{
+    Slot *s = slot_get(st, loop);
+    if (G_UNLIKELY(!s)) return;
+    slot_sync_gen(st, s);
+    rec_time(st, rec_lookup(s, id, name, kind), start);
+}
+
+void prof_stats_use_core(ProfStats *st, const ProfCoreOps *ops)
+{
+    g_mutex_lock(&st->lock);
+    st->core = *ops;
+    st->dispatch_mask = 0;
+    g_mutex_unlock(&st->lock);
+}
+
 
 void prof_stats_reset(ProfStats *st, uint64_t now)
 {
+    if (st->core.flush_all_wait) st->core.flush_all_wait(100);
     g_mutex_lock(&st->lock);
     __atomic_fetch_add(&st->gen, 1, __ATOMIC_RELEASE);
     st->reset_at = now;
@@ -648,6 +695,77 @@ static bool read_current(Slot *s, uint64_t now, Rec **rec, uint64_t *start)
     }
     *rec = rec_at(s, CUR_IDX(w));
     *start = t;
+    return true;
+}
+
+/* The row a slot's id cache holds for source id, or NULL (the writer publishes an entry
+ * id last, after a 0). */
+static Rec *idc_find(Slot *s, uint64_t id)
+{
+    unsigned i = (unsigned)(id % IDC_SIZE);
+    uint64_t a = __atomic_load_n(&s->idc[i].id, __ATOMIC_ACQUIRE);
+    Rec *r = LOAD(&s->idc[i].rec);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return a == id && LOAD(&s->idc[i].id) == id ? r : NULL;
+}
+
+/* A loop's current dispatch: its name, kind and start; false if none.  A dispatch we
+ * timed (its hooks ran) carries its start.  Otherwise, with prof_stats_use_core, the
+ * core's published (seq, source id) is dated from when we first saw it (so up to one
+ * check interval late); seen again, its end is watched so that its time is recorded.
+ * Its name is found in the id caches of the loop's slots (a source's first dispatch is
+ * always one we see), else it is reported as "(unknown source)". */
+static bool loop_current(ProfStats *st, LoopInfo *li, uint64_t now, const char **name,
+                         const char **kind, uint64_t *start)
+{
+    Rec *cur = NULL;
+    uint64_t cur_start = 0;
+    for (guint j = 0; j < st->threads->len; j++) {
+        Thread *th = st->threads->pdata[j];
+        for (unsigned k = 0; k < SLOTS_MAX; k++) {
+            Slot *s = th->slots[k];
+            Rec *r;
+            uint64_t t;
+            if (!s || LOAD(&s->loop) != li->loop || !read_current(s, now, &r, &t)) continue;
+            if (!cur || t < cur_start) {
+                cur = r;
+                cur_start = t;
+            }
+        }
+    }
+    if (cur) {
+        *name = cur->name;
+        *kind = cur->kind;
+        *start = cur_start;
+        return true;
+    }
+    uint64_t seq, id;
+    if (!st->core.current || !st->core.current(li->loop, &seq, &id)) return false;
+    if (li->seen_seq != seq || li->seen_id != id) {
+        li->seen_seq = seq;
+        li->seen_id = id;
+        li->seen_first = now;
+        li->watched = false;
+    } else if (!li->watched && st->core.watch) {
+        st->core.watch(li->loop, seq, li->seen_first);
+        li->watched = true;
+    }
+    *name = "(unknown source)";
+    *kind = "other";
+    for (guint j = 0; j < st->threads->len; j++) {
+        Thread *th = st->threads->pdata[j];
+        for (unsigned k = 0; k < SLOTS_MAX; k++) {
+            Slot *s = th->slots[k];
+            Rec *r = s && LOAD(&s->loop) == li->loop ? idc_find(s, id) : NULL;
+            if (r) {
+                *name = r->name;
+                *kind = r->kind;
+                j = st->threads->len - 1;
+                break;
+            }
+        }
+    }
+    *start = li->seen_first;
     return true;
 }
 
@@ -714,6 +832,8 @@ static void json_u64(GString *out, const char *key, uint64_t v, bool comma)
 
 void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GString *out)
 {
+    /* a short wait: the profiler socket must answer promptly when loops are stuck */
+    if (st->core.flush_all_wait) st->core.flush_all_wait(20);
     g_mutex_lock(&st->lock);
     /* sources first: the loops' dispatch time is the sum of theirs */
     GHashTable *agg = g_hash_table_new(agg_hash, agg_equal);
@@ -744,19 +864,14 @@ void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GStr
         LoopInfo *li = st->loops->pdata[i];
         uint64_t it = 0, poll = 0, polls = 0, disp = 0, n = 0;
         int tid = li->tid;
-        Rec *cur = NULL;
+        const char *cur_name, *cur_kind;
         uint64_t cur_start = 0;
+        bool cur = loop_current(st, li, now, &cur_name, &cur_kind, &cur_start);
         for (guint j = 0; j < st->threads->len; j++) {
             Thread *th = st->threads->pdata[j];
             for (unsigned k = 0; k < SLOTS_MAX; k++) {
                 Slot *s = th->slots[k];
                 if (!s || LOAD(&s->loop) != li->loop) continue;
-                Rec *r;
-                uint64_t t;
-                if (read_current(s, now, &r, &t) && (!cur || t < cur_start)) {
-                    cur = r;
-                    cur_start = t;
-                }
                 if (!slot_fresh(st, s)) continue;
                 uint64_t sit = LOAD(&s->iterations);
                 if (!tid && sit) tid = th->tid;
@@ -788,9 +903,9 @@ void prof_stats_snapshot(ProfStats *st, uint64_t now, uint64_t stuck_ticks, GStr
             uint64_t running = now > cur_start ? now - cur_start : 0;
             stuck = stuck_ticks && running >= stuck_ticks;
             g_string_append(out, "{\"source\": ");
-            prof_json_string(out, cur->name);
+            prof_json_string(out, cur_name);
             g_string_append(out, ", \"kind\": ");
-            prof_json_string(out, cur->kind);
+            prof_json_string(out, cur_kind);
             g_string_append(out, ", ");
             json_u64(out, "running_ns", to_ns(st, running), false);
             g_string_append(out, "}");
@@ -838,20 +953,14 @@ void prof_stats_stuck_foreach(ProfStats *st, uint64_t now, uint64_t stuck_ticks,
     g_mutex_lock(&st->lock);
     for (guint i = 0; i < st->loops->len; i++) {
         LoopInfo *li = st->loops->pdata[i];
-        for (guint j = 0; j < st->threads->len; j++) {
-            Thread *th = st->threads->pdata[j];
-            for (unsigned k = 0; k < SLOTS_MAX; k++) {
-                Slot *s = th->slots[k];
-                Rec *r;
-                uint64_t t;
-                if (!s || LOAD(&s->loop) != li->loop || !read_current(s, now, &r, &t)) continue;
-                if (now < t || now - t < stuck_ticks) continue;
-                bool first = s->reported_start != t || s->reported_rec != r;
-                s->reported_start = t;
-                s->reported_rec = r;
-                fn(li->name, r->name, r->kind, to_ns(st, now - t), first, opaque);
-            }
-        }
+        const char *name, *kind;
+        uint64_t t;
+        if (!loop_current(st, li, now, &name, &kind, &t)) continue;
+        if (now < t || now - t < stuck_ticks) continue;
+        bool first = li->reported_start != t || li->reported_name != name;
+        li->reported_start = t;
+        li->reported_name = name;
+        fn(li->name, name, kind, to_ns(st, now - t), first, opaque);
     }
     g_mutex_unlock(&st->lock);
 }

@@ -35,7 +35,8 @@ typedef void (*ProfDescribeLoop)(const void *loop, char **name, bool *is_main, i
 
 /*
  * Timing.  Every dispatch is counted; its duration is measured (two clock reads) for
- * the first dispatch of each source, then one in `sample` (a power of two; 1: all) --
+ * the first dispatch of each source, then one in `sample` (a power of two; 1: all;
+ * every dispatch the hooks see after prof_stats_use_core, while polls stay sampled) --
  * and always for a source whose timed dispatches take `always_ns` or more on average,
  * and for any dispatch a reader saw still running.  So slow sources are timed exactly and the
  * clock's cost is spread thin over cheap ones; totals are counts x mean of the timed.
@@ -60,7 +61,35 @@ void prof_stats_poll_begin(ProfStats *st, const void *loop);
 void prof_stats_poll_end(ProfStats *st, const void *loop);
 void prof_stats_dispatch_begin(ProfStats *st, const void *loop, uint64_t id,
                                const char *name, const char *kind);
-void prof_stats_dispatch_end(ProfStats *st, const void *loop);
+/* Returns whether the source is slow (its timed dispatches average always_ns or more:
+ * every one of its dispatches should be timed). */
+bool prof_stats_dispatch_end(ProfStats *st, const void *loop);
+
+/*
+ * Sampling by the core (the event loop's samplers): the core counts every dispatch and
+ * calls dispatch_begin/end only on the ones it samples, so every dispatch the hooks see
+ * is timed, and these report the rest:
+ * - dispatch_count: n dispatches of a source the hooks did not see (counted, not timed);
+ * - dispatch_long: a dispatch the hooks did not see, that a reader saw running and asked
+ *   the core to watch (ops->watch with cookie = the start in ticks), has ended.
+ * What is running now then comes from the core (ops->current: the loop's published
+ * dispatch sequence number and source id) when no dispatch we timed is running.  The
+ * loop pointers are the ones the hooks pass.  Call before the first hook.
+ */
+typedef struct ProfCoreOps {
+    bool (*current)(const void *loop, uint64_t *seq, uint64_t *source_id);
+    void (*watch)(const void *loop, uint64_t seq, uint64_t cookie);
+    /* every loop reports its counts not reported yet, and the call returns once they
+     * have or after timeout_ms (a stuck loop): prof_stats_snapshot and prof_stats_reset
+     * call it first, without the lock, so a snapshot shows every dispatch that ended
+     * before it, and dispatches from before a reset are not counted after it */
+    void (*flush_all_wait)(int timeout_ms);
+} ProfCoreOps;
+void prof_stats_use_core(ProfStats *st, const ProfCoreOps *ops);
+void prof_stats_dispatch_count(ProfStats *st, const void *loop, uint64_t id,
+                               const char *name, const char *kind, uint64_t n);
+void prof_stats_dispatch_long(ProfStats *st, const void *loop, uint64_t id,
+                              const char *name, const char *kind, uint64_t start);
 
 /* Zero every counter (each thread drops its counts at its next hook call; snapshots
  * show zeros for it until then). */

@@ -268,5 +268,9 @@ void qs_loop_watch(QsLoop *loop, uint64_t seq, uint64_t cookie);
  * next sampled dispatch (so within one of its iterations unless a dispatch is stuck).
  * Any thread. */
 void qs_loop_flush(QsLoop *loop);
+/* The same, and wait until the loop has done it (at most timeout_ms: false if it did
+ * not, e.g. stuck in a dispatch, or an iothread being freed).  Not from a sampler's
+ * callback, nor while holding a lock those callbacks take. */
+bool qs_loop_flush_wait(QsLoop *loop, int timeout_ms);
 
 #endif
