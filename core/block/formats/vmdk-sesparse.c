@@ -256,6 +256,23 @@ static int ses_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *p
     return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
 }
 
+int vmdk_sesparse_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                         uint64_t *map, QsBlock **file)
+{
+    SeSparse *s = bs->opaque;
+    uint64_t host = 0;
+    g_mutex_lock(&s->lock);
+    int type = lookup(bs, off, &host);
+    g_mutex_unlock(&s->lock);
+    if (type < 0) return type;
+    *pnum = MIN(len, SES_GRAIN - off % SES_GRAIN);
+    if (type == GTE_ZERO) return QS_BS_ZERO | QS_BS_ALLOCATED;
+    if (type == GTE_UNALLOCATED) return 0;
+    *map = host + off % SES_GRAIN;
+    *file = bs->file;
+    return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
+}
+
 static void ses_close(QsBlock *bs)
 {
     SeSparse *s = bs->opaque;

@@ -14,4 +14,10 @@
 QsBlock *vmdk_sesparse_open(const char *filename, QsBlock *disk, uint64_t start,
                             uint64_t sectors, bool rdwr, GError **errp);
 
+/* Block status of extent byte off of the node, as QEMU's vmdk answers for seSparse: 0
+ * for a grain not allocated (the disk's parent or zeros), ZERO for zero and unmapped
+ * grains, DATA|OFFSET_VALID with *map the grain's offset in the extent file (*file). */
+int vmdk_sesparse_status(QsBlock *node, uint64_t off, uint64_t len, uint64_t *pnum,
+                         uint64_t *map, QsBlock **file);
+
 #endif

@@ -185,6 +185,7 @@ static bool open_descriptor(QsBlock *bs, Vmdk *s, GError **errp)
         e->own_file = true;
         if (flat || sesparse) {
             e->kind = EXT_FLAT;
+            e->sesparse = sesparse;
             if (offset > (uint64_t)QS_BLOCK_MAX_SIZE / 512)
                 return fmt_err(errp, "vmdk: flat extent offset %" G_GUINT64_FORMAT " is too "
                                "large", offset);
@@ -464,6 +465,10 @@ static int vmdk_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *
         *pnum = len;
         return QS_BS_ZERO | QS_BS_ALLOCATED;
     }
+    if (e->sesparse) {
+        int r = vmdk_sesparse_status(e->file, eoff, len, pnum, map, file);
+        return r;
+    }
     if (e->kind == EXT_FLAT) {
         *pnum = len;
         *map = e->flat_offset + eoff;
@@ -521,8 +526,24 @@ static uint32_t vmdk_cluster_size(QsBlock *bs)
     for (guint i = 0; i < s->extents->len; i++) {
         VmdkExtent *e = s->extents->pdata[i];
         if (e->kind == EXT_SPARSE || e->kind == EXT_COWD) return (uint32_t)e->grain;
+        if (e->sesparse) return 4096;   /* its grain, as QEMU reports it */
     }
     return 0;
+}
+
+/* As QEMU: the descriptor's file and every extent file in another file. */
+static int64_t vmdk_allocated_size(QsBlock *bs)
+{
+    Vmdk *s = bs->opaque;
+    int64_t total = qs_block_allocated_size(bs->file);
+    for (guint i = 0; total >= 0 && i < s->extents->len; i++) {
+        VmdkExtent *e = s->extents->pdata[i];
+        if (!e->file || !e->own_file) continue;
+        int64_t n = qs_block_allocated_size(e->sesparse ? e->file->file : e->file);
+        if (n < 0) return n;
+        total += n;
+    }
+    return total;
 }
 
 static void vmdk_info(QsBlock *bs, JsonBuilder *b)
@@ -549,9 +570,9 @@ static void vmdk_info(QsBlock *bs, JsonBuilder *b)
             json_builder_set_member_name(b, "filename");
             json_builder_add_string_value(b, e->filename);
         }
-        if (e->kind == EXT_SPARSE || e->kind == EXT_COWD) {
+        if (e->kind == EXT_SPARSE || e->kind == EXT_COWD || e->sesparse) {
             json_builder_set_member_name(b, "cluster-size");
-            json_builder_add_int_value(b, (gint64)e->grain);
+            json_builder_add_int_value(b, e->sesparse ? 4096 : (gint64)e->grain);
         }
         json_builder_set_member_name(b, "format");
         json_builder_add_string_value(b, e->type_name);
@@ -773,5 +794,6 @@ const QsBlockDriver qs_block_drv_vmdk = {
     .check = vmdk_check,
     .info_specific = vmdk_info,
     .cluster_size = vmdk_cluster_size,
+    .allocated_size = vmdk_allocated_size,
     .change_backing = vmdk_change_backing,
 };

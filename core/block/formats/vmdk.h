@@ -42,6 +42,7 @@ typedef struct VmdkExtent {
     uint32_t gd_entries;
     uint32_t *gd, *rgd;        /* host-endian sector numbers */
     bool compressed, stream, zeroed_grain;
+    bool sesparse;             /* FLAT over a seSparse node (vmdk-sesparse.c) */
     uint64_t next_alloc;       /* bytes: where the next grain goes */
     uint8_t header[512];       /* the hosted sparse header (for the stream footer) */
     GHashTable *gt_cache;      /* gd index -> uint32_t table (host-endian) */
