@@ -82,6 +82,14 @@ int fmt_table_pread(QsBlock *bs, uint64_t block_size, FmtBlockLookup lookup,
         uint64_t in = off % block_size;
         size_t n = (size_t)MIN((uint64_t)len, block_size - in);
         uint64_t host = lookup(bs, (uint32_t)(off / block_size));
+        /* blocks that follow each other in the file too are read at once */
+        while (n < len) {
+            uint64_t next = lookup(bs, (uint32_t)((off + n) / block_size));
+            if (host == FMT_UNALLOCATED ? next != FMT_UNALLOCATED
+                                        : next != host + in + n)
+                break;
+            n += (size_t)MIN((uint64_t)(len - n), block_size);
+        }
         if (host != FMT_UNALLOCATED) {
             int r = qs_block_pread(bs->file, host + in, n, p);
             if (r < 0) return r;
