@@ -88,8 +88,11 @@ static GPtrArray *retired;
 
 static uint32_t last_epoch;
 
-/* Publish nl (its counts and epoch filled in here), with obs_lock held. */
-static void obs_publish(ObsList *nl)
+/* Publish nl (its counts and epoch filled in here), with obs_lock held.  The epoch
+ * changes only when a sampler is added: its first dispatch of every source is sampled
+ * and counts from before it are not reported to it (nor, then, to the samplers already
+ * there: they lose up to period - 1 counts per source). */
+static void obs_publish(ObsList *nl, bool sampler_added)
 {
     membarrier_setup();
     if (nl) {
@@ -102,7 +105,9 @@ static void obs_publish(ObsList *nl)
             if (!nl->period || smp->period < nl->period) nl->period = smp->period;
         }
         /* 0 marks a source never sampled, OBS_GATE_ALL is no epoch */
-        if (++last_epoch == OBS_GATE_ALL) last_epoch = 1;
+        if (sampler_added || !last_epoch) {
+            if (++last_epoch == OBS_GATE_ALL) last_epoch = 1;
+        }
         nl->epoch = last_epoch;
     }
     ObsList *old = __atomic_exchange_n(&qs_evloop_obs_list, nl, __ATOMIC_SEQ_CST);
@@ -139,7 +144,7 @@ static void obs_remove_key(const void *key)
     if (found) {
         ObsList *nl = obs_copy(0, key);
         if (!nl->n) g_clear_pointer(&nl, g_free);
-        obs_publish(nl);
+        obs_publish(nl, false);
     }
     g_mutex_unlock(&obs_lock);
 }
@@ -178,7 +183,7 @@ static bool obs_add(const ObsEntry *e, GError **errp)
     g_mutex_lock(&obs_lock);
     ObsList *nl = obs_copy(1, NULL);
     nl->e[nl->n++] = *e;
-    obs_publish(nl);
+    obs_publish(nl, e->smp != NULL);
     g_mutex_unlock(&obs_lock);
     qs_module_track(observer_undo, (void *)e->key);
     return true;

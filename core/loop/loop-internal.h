@@ -57,7 +57,7 @@ typedef struct ObsList {
     guint n;
     guint nclassic;       /* entries with obs */
     guint nsampler;       /* entries with smp */
-    uint32_t epoch;       /* changes with every published list (never 0) */
+    uint32_t epoch;       /* changes when a sampler is added (never 0 nor OBS_GATE_ALL) */
     uint32_t period;      /* smallest sampler period */
     ObsEntry e[];
 } ObsList;
