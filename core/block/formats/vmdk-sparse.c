@@ -755,15 +755,102 @@ int vmdk_stream_finish(VmdkExtent *e)
     return r;
 }
 
+typedef struct Used {
+    uint64_t off, len;
+} Used;
+
+static int cmp_used(const void *a, const void *b)
+{
+    const Used *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Leaked space of a plain hosted sparse extent: parts of the file after the header's
+ * overhead that no grain, grain table or directory uses.  Each gap is reported and
+ * counted in grains; with fix, a gap that ends the file is cut off (one inside the file
+ * cannot be given back: it stays counted). */
+static void check_leaks(VmdkExtent *e, GArray *used, QsBlockCheckResult *res, int fix)
+{
+    uint64_t fsize = e->file->size;
+    uint64_t tbytes = align_up((uint64_t)e->gtes * 4, 512);
+    uint64_t dbytes = align_up((uint64_t)e->gd_entries * 4, 512);
+    for (uint32_t i = 0; i < e->gd_entries; i++) {
+        if (e->gd[i]) g_array_append_val(used, ((Used){ (uint64_t)e->gd[i] * 512, tbytes }));
+        if (e->rgd && e->rgd[i])
+            g_array_append_val(used, ((Used){ (uint64_t)e->rgd[i] * 512, tbytes }));
+    }
+    g_array_append_val(used, ((Used){ e->gd_offset, dbytes }));
+    if (e->rgd) g_array_append_val(used, ((Used){ e->rgd_offset, dbytes }));
+    g_array_append_val(used, ((Used){ 0, le64_at(e->header + K_OVERHEAD) * 512 }));
+    g_array_sort(used, cmp_used);
+    uint64_t at = 0;
+    for (guint k = 0; k <= used->len; k++) {
+        uint64_t next = k < used->len ? g_array_index(used, Used, k).off : fsize;
+        if (next > fsize) next = fsize;
+        if (next >= at + 512) {
+            uint64_t n = div_up(next - at, e->grain);
+            bool tail = k == used->len;
+            fprintf(stderr, "%s: %" G_GUINT64_FORMAT " bytes at offset %#" G_GINT64_MODIFIER
+                    "x of '%s' are not used by any grain or grain table\n",
+                    tail && (fix & QS_CHECK_FIX_LEAKS) ? "Repairing" : "Leaked",
+                    next - at, at, e->filename);
+            GError *err = NULL;
+            if (tail && (fix & QS_CHECK_FIX_LEAKS) &&
+                qs_block_truncate(e->file, at, true, QS_PREALLOC_OFF, &err)) {
+                res->leaks_fixed += (int)n;
+                e->next_alloc = at;
+            } else {
+                res->leaks += (int)n;
+                g_clear_error(&err);
+            }
+        }
+        if (k < used->len) at = MAX(at, next + g_array_index(used, Used, k).len);
+    }
+}
+
+/* As QEMU's check: grain table entries that point past the end of the file are
+ * corruptions (with fix: set to 0, the grain reads from the parent or as zeros), a grain
+ * used twice is one too; beyond QEMU, leaked space of plain sparse extents. */
 bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix)
 {
     uint64_t fsize = e->file->size;
     g_autoptr(GHashTable) seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+    g_autoptr(GArray) used = g_array_new(FALSE, FALSE, sizeof(Used));
     uint64_t grains = div_up(e->sectors, e->grain / 512);
+    bool plain = e->kind == EXT_SPARSE && !e->compressed && !e->stream;
+    bool repair = (fix & QS_CHECK_FIX_ERRORS) && plain && !e->read_only;
     for (uint64_t g = 0; g < grains; g++) {
         uint64_t host;
         int r = vmdk_sparse_lookup(e, g * e->grain, &host);
-        if (r == -EIO) {
+        bool past = r == -EIO || (r == 0 && host > VMDK_GTE_ZEROED && !e->compressed &&
+                                  host + e->grain > fsize);
+        if (past && repair) {
+            /* a grain cut by the end of the file keeps what is left (the rest reads as
+             * zeros, as QEMU reads it); one wholly past the end is dropped */
+            int err;
+            uint32_t *t = get_gt(e, (uint32_t)(g / e->gtes), &err);
+            uint64_t o = t ? (uint64_t)t[g % e->gtes] * 512 : 0;
+            GError *gerr = NULL;
+            bool kept = o && o < e->file->size &&
+                        qs_block_truncate(e->file, o + e->grain, false, QS_PREALLOC_OFF, &gerr);
+            g_clear_error(&gerr);
+            if (kept || set_gte(e, g, 0) == 0) {
+                fprintf(stderr, "Repairing cluster offset for sector %" G_GUINT64_FORMAT " of "
+                        "'%s': it pointed after EOF, %s\n", g * (e->grain / 512), e->filename,
+                        kept ? "the file is extended to hold the grain"
+                             : "the grain is unallocated now");
+                res->corruptions_fixed++;
+                if (kept) {
+                    fsize = e->file->size;
+                    e->next_alloc = MAX(e->next_alloc, fsize);
+                    res->allocated_clusters++;
+                    g_hash_table_add(seen, GSIZE_TO_POINTER(o));
+                    g_array_append_val(used, ((Used){ o, e->grain }));
+                }
+                continue;
+            }
+        }
+        if (past) {
             fprintf(stderr, "ERROR: cluster offset for sector %" G_GUINT64_FORMAT " of '%s' "
                     "points after EOF\n", g * (e->grain / 512), e->filename);
             res->corruptions++;
@@ -775,20 +862,19 @@ bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix)
         }
         if (host <= VMDK_GTE_ZEROED) continue;
         res->allocated_clusters++;
-        if (!e->compressed && host + e->grain > fsize) {
-            fprintf(stderr, "ERROR: cluster offset for sector %" G_GUINT64_FORMAT " of '%s' "
-                    "points after EOF\n", g * (e->grain / 512), e->filename);
-            res->corruptions++;
-        } else if (g_hash_table_contains(seen, GSIZE_TO_POINTER(host))) {
+        if (g_hash_table_contains(seen, GSIZE_TO_POINTER(host))) {
             fprintf(stderr, "ERROR: grain at offset %#" G_GINT64_MODIFIER "x of '%s' is used "
                     "twice (sector %" G_GUINT64_FORMAT ")\n", host, e->filename,
                     g * (e->grain / 512));
             res->corruptions++;
         } else {
             g_hash_table_add(seen, GSIZE_TO_POINTER(host));
+            g_array_append_val(used, ((Used){ host, e->grain }));
         }
     }
     res->total_clusters += grains;
+    if (plain && !res->check_errors)
+        check_leaks(e, used, res, e->read_only ? 0 : fix);
     return true;
 }
 

@@ -515,8 +515,7 @@ static bool vmdk_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **e
         if (e->kind == EXT_SPARSE || e->kind == EXT_COWD) vmdk_sparse_check(e, res, fix);
     }
     g_mutex_unlock(&s->lock);
-    if (fix && res->corruptions)
-        return fmt_err(errp, "vmdk: repairing '%s' is not supported", bs->filename);
+    if (fix && res->corruptions_fixed + res->leaks_fixed) vmdk_flush(bs);
     return true;
 }
 
