@@ -387,12 +387,12 @@ int bf_run_strided(const uint8_t *data, size_t size, const char *fmt)
     if (chunks > BF_MAX_INPUT / BF_STRIDE_STEP) return 0;
     /* one buffer for every input: a fresh multi-MiB allocation costs more in page
      * faults than the whole run of a small image */
-    static uint8_t *img;
-    if (!img) img = g_malloc(BF_MAX_INPUT);
+    static uint8_t *img;    /* only the chunks are ever written: the gaps stay zero */
+    if (!img) img = g_malloc0(BF_MAX_INPUT);
     for (size_t k = 0; k < chunks; k++) {
         size_t n = MIN((size_t)BF_STRIDE_CHUNK, size - k * BF_STRIDE_CHUNK);
         memcpy(img + k * BF_STRIDE_STEP, data + k * BF_STRIDE_CHUNK, n);
-        memset(img + k * BF_STRIDE_STEP + n, 0, BF_STRIDE_STEP - n);
+        if (n < BF_STRIDE_CHUNK) memset(img + k * BF_STRIDE_STEP + n, 0, BF_STRIDE_CHUNK - n);
     }
     return bf_run_image(img, chunks * BF_STRIDE_STEP, fmt);
 }
