@@ -560,8 +560,14 @@ static int prl_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prea
         else put_le32(h + H_NB_SECTORS, (uint32_t)(size / 512));
         if (r == 0) r = qs_block_pwrite(bs->file, 0, sizeof(h), h, 0);
     }
-    /* the file ends after the last cluster in use: prl_close truncates it there */
+    /* the file ends after the last cluster in use */
     s->data_end = used_end(s, bs->file->size);
+    GError *e = NULL;
+    if (r == 0 && s->data_end < bs->file->size &&
+        !qs_block_truncate(bs->file, s->data_end, true, QS_PREALLOC_OFF, &e)) {
+        g_error_free(e);
+        r = -EIO;
+    }
     if (r == 0) r = qs_block_flush(bs->file);
     if (r == 0) bs->size = size;
     g_mutex_unlock(&s->lock);

@@ -309,34 +309,37 @@ static bool vdi_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
         now = 0;
         for (uint32_t i = 0; i < s->blocks; i++) now += is_alloc(s->bmap[i]);
     }
-    if (r == 0 && (counted != s->allocated || now != s->allocated)) {
+    if (r == 0 && counted != s->allocated) {
         fprintf(stderr, "%s allocated blocks mismatch, is %u, should be %u\n",
                 fix_err ? "Repairing" : "ERROR:", counted, s->allocated);
         res->corruptions++;
-        if (fix_err) {
-            s->allocated = now;
-            r = write_header(bs);
-            if (r == 0) res->corruptions_fixed++;
-        }
+        if (fix_err) res->corruptions_fixed++;
+    }
+    if (r == 0 && fix_err && now != s->allocated) {
+        /* the count after the repairs above (an entry past the file is gone) */
+        s->allocated = now;
+        r = write_header(bs);
     }
     /* leaks: data blocks in the file no entry uses */
     uint32_t used = 0, last = 0;
     for (uint32_t k = 0; k < s->blocks; k++)
         if (owner[k] != VDI_UNALLOCATED) { used++; last = k + 1; }
     uint64_t leaked = fblocks > used ? fblocks - used : 0;
+    /* leaks are repaired only in an image without corruptions left */
+    bool repair_leaks = fix_leaks && (fix_err || !res->corruptions);
     for (uint64_t k = 0; k < fblocks && k < s->blocks && leaked; k++)
         if (owner[k] == VDI_UNALLOCATED)
             fprintf(stderr, "%s data block %" G_GUINT64_FORMAT " at offset %" G_GUINT64_FORMAT
-                    ": no block uses it\n", fix_leaks ? "Repairing leaked" : "Leaked",
+                    ": no block uses it\n", repair_leaks ? "Repairing leaked" : "Leaked",
                     k, block_host(s, k));
     if (fblocks > s->blocks)
         fprintf(stderr, "%s %" G_GUINT64_FORMAT " data blocks past blocks_in_image at the "
-                "end of the file\n", fix_leaks ? "Repairing leaked" : "Leaked",
+                "end of the file\n", repair_leaks ? "Repairing leaked" : "Leaked",
                 fblocks - s->blocks);
     res->leaks = (int)MIN(leaked, (uint64_t)INT_MAX);
-    if (fix_leaks && leaked && r == 0) {
+    if (repair_leaks && leaked && r == 0) {
         /* pack: the last blocks move into the holes, the file ends after them */
-        if (fix_err || !res->corruptions) {
+        {
             uint32_t hole = 0;
             for (uint32_t k = last; k-- > used && r == 0;) {
                 if (owner[k] == VDI_UNALLOCATED) continue;
