@@ -358,7 +358,7 @@ static bool read_metadata(QsBlock *bs, GError **errp)
                                "and 256 MiB", s->block_size);
             break;
         }
-        case 1: s->disk_size = le64_at(d); break;
+        case 1: s->disk_size = le64_at(d); s->size_item = off; break;
         case 2: memcpy(s->page83, d, 16); break;
         case 3: case 4: {
             uint32_t v = le32_at(d);
@@ -1348,6 +1348,125 @@ static int vhdx_make_empty(QsBlock *bs)
     return r;
 }
 
+/* ---- resize (QEMU 7.2 has none for vhdx) ---- */
+
+/* Under the lock: the BAT in memory grows to `entries` (new entries 0, journaled). */
+static int grow_bat(QsBlock *bs, uint64_t entries)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t oldcap = align_up(s->bat_entries * 8, VHDX_LOG_SECTOR);
+    uint64_t cap = align_up(entries * 8, VHDX_LOG_SECTOR);
+    uint64_t oldsec = oldcap / VHDX_LOG_SECTOR, nsec = cap / VHDX_LOG_SECTOR;
+    if (cap > oldcap) {
+        uint64_t *b = g_try_realloc(s->bat, cap);
+        uint8_t *d = g_try_realloc(s->bat_dirty, (size_t)(nsec / 8 + 1));
+        if (b) s->bat = b;
+        if (d) s->bat_dirty = d;
+        if (!b || !d) return -ENOMEM;
+        memset((uint8_t *)s->bat + oldcap, 0, (size_t)(cap - oldcap));
+        memset(s->bat_dirty + oldsec / 8 + 1, 0, (size_t)(nsec / 8 - oldsec / 8));
+        for (uint64_t k = oldsec; k < nsec; k++)   /* bits of the old last byte too */
+            s->bat_dirty[k / 8] &= (uint8_t)~(1u << (k % 8));
+    }
+    uint64_t old = s->bat_entries;
+    s->bat_entries = entries;
+    for (uint64_t i = old; i < entries; i++) set_bat(s, i, 0);
+    return 0;
+}
+
+/* Under the lock: write the virtual disk size metadata item through the log. */
+static int write_disk_size(QsBlock *bs, uint64_t size)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t at = s->meta_offset + s->size_item, base = align_down(at, VHDX_LOG_SECTOR);
+    unsigned n = at + 8 > base + VHDX_LOG_SECTOR ? 2 : 1;
+    g_autofree uint8_t *sec = g_malloc((size_t)n * VHDX_LOG_SECTOR);
+    int r = qs_block_pread(bs->file, base, (size_t)n * VHDX_LOG_SECTOR, sec);
+    if (r < 0) return r;
+    put_le64(sec + (at - base), size);
+    uint64_t offs[2] = { base, base + VHDX_LOG_SECTOR };
+    return vhdx_log_write(bs, offs, sec, n);
+}
+
+/* Grow or shrink the virtual disk.  Growing needs the BAT region to hold the new entries
+ * (it is not moved); new space reads as zeros (in a differencing image too, whatever the
+ * parent holds there); fixed images get their new blocks allocated.  Shrinking drops the
+ * blocks past the new end (their space stays in the file). */
+static int vhdx_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prealloc,
+                         GError **errp)
+{
+    Vhdx *s = bs->opaque;
+    if (prealloc != QS_PREALLOC_OFF) {
+        fmt_err(errp, "vhdx: preallocation=%s is not supported when resizing",
+                qs_prealloc_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (size % s->logical_sector || size > VHDX_MAX_SIZE) {
+        fmt_err(errp, "vhdx: the new size %" G_GUINT64_FORMAT " is not a multiple of the "
+                "logical sector size %u up to 64 TiB", size, s->logical_sector);
+        return -EINVAL;
+    }
+    uint64_t old = s->disk_size, cr = s->chunk_ratio;
+    if (size == old) return 0;
+    uint64_t blocks = div_up(size, s->block_size), nchunks = div_up(blocks, cr);
+    uint64_t entries = s->has_parent ? nchunks * (cr + 1)
+                     : blocks ? blocks + (blocks - 1) / cr : 0;
+    if (entries * 8 > s->bat_length) {
+        fmt_err(errp, "vhdx: %" G_GUINT64_FORMAT " bytes need %" G_GUINT64_FORMAT " BAT "
+                "entries, the BAT region of '%s' holds %u", size, entries, bs->filename,
+                s->bat_length / 8);
+        return -EFBIG;
+    }
+    g_mutex_lock(&s->lock);
+    int r = start_session(bs, true);
+    if (r == 0 && size < old) {
+        for (uint64_t b = blocks; b < s->data_blocks; b++) set_bat(s, bat_index(s, b), 0);
+        for (uint64_t c = nchunks; s->has_parent && c < s->nchunks; c++) {
+            set_bat(s, c * (cr + 1) + cr, 0);
+            if (s->sbm && s->sbm[c]) {
+                for (size_t k = 0; k < sizeof(s->sbm[c]->dirty); k++)
+                    s->ndirty -= __builtin_popcount(s->sbm[c]->dirty[k]);
+                g_clear_pointer(&s->sbm[c], g_free);
+            }
+        }
+        r = commit_bat(bs);   /* while the dropped entries still count */
+        if (r == 0) {
+            s->bat_entries = entries;
+            s->data_blocks = blocks;
+        }
+    } else if (r == 0) {
+        r = grow_bat(bs, entries);
+        for (uint64_t b = s->data_blocks; r == 0 && s->leave_allocated && b < blocks; b++) {
+            int64_t host = grab(bs, s->block_size);   /* fixed: every block present */
+            if (host < 0) r = (int)host;
+            else set_bat(s, bat_index(s, b), (uint64_t)host | PAYLOAD_FULLY_PRESENT);
+        }
+        if (r == 0 && s->has_parent && nchunks > s->nchunks && s->sbm) {
+            VhdxSbm **m = g_try_realloc(s->sbm, nchunks * sizeof(*m));
+            if (!m) r = -ENOMEM;
+            else {
+                memset(m + s->nchunks, 0, (nchunks - s->nchunks) * sizeof(*m));
+                s->sbm = m;
+            }
+        }
+        if (r == 0) {
+            s->data_blocks = blocks;
+            s->nchunks = MAX(s->nchunks, nchunks);
+            r = commit_bat(bs);
+        }
+    }
+    if (r == 0) r = write_disk_size(bs, size);
+    if (r == 0) {
+        s->disk_size = size;
+        bs->size = size;
+    }
+    g_mutex_unlock(&s->lock);
+    if (r == 0 && size > old) r = vhdx_pwrite_zeroes(bs, old, size - old, 0);
+    if (r == 0) r = vhdx_flush(bs);
+    if (r < 0 && errp && !*errp) fmt_errno(errp, r, "vhdx: could not resize '%s'", bs->filename);
+    return r;
+}
+
 /* ---- create ---- */
 
 static const QsPropDesc vhdx_create_opts[] = {
@@ -1523,6 +1642,7 @@ const QsBlockDriver qs_block_drv_vhdx = {
     .pwrite_zeroes = vhdx_pwrite_zeroes,
     .flush = vhdx_flush,
     .block_status = vhdx_block_status,
+    .truncate = vhdx_truncate,
     .change_backing = vhdx_change_backing,
     .make_empty = vhdx_make_empty,
     .check = vhdx_check,

@@ -56,6 +56,7 @@ typedef struct Vhdx {
     uint32_t block_size, logical_sector, physical_sector;
     bool leave_allocated, has_parent;
     uint64_t disk_size;
+    uint32_t size_item;             /* offset of the virtual disk size item in the region */
     uint8_t page83[16];
     uint64_t chunk_ratio, data_blocks, bat_entries;
     uint64_t *bat;                  /* host-endian */

@@ -755,6 +755,32 @@ int vmdk_stream_finish(VmdkExtent *e)
     return r;
 }
 
+int vmdk_sparse_grow(VmdkExtent *e, uint64_t sectors)
+{
+    uint64_t span = (uint64_t)e->gtes * (e->grain / 512);
+    uint64_t need = div_up(sectors, span), old = e->gd_entries;
+    uint64_t room = align_up(old * 4, 512) / 4;   /* the directories' sectors */
+    if (need > room) return -EFBIG;
+    for (int copy = 0; copy < (e->rgd ? 2 : 1); copy++) {
+        uint32_t **dir = copy ? &e->rgd : &e->gd;
+        uint32_t *d = g_try_realloc(*dir, MAX(need, 1) * 4);
+        if (!d) return -ENOMEM;
+        memset(d + old, 0, (need - old) * 4);
+        *dir = d;
+    }
+    /* every table present, as QEMU (which never allocates one) needs to write there */
+    e->gd_entries = (uint32_t)need;
+    for (uint64_t i = old; i < need; i++) {
+        int r = alloc_gt(e, (uint32_t)i);
+        if (r < 0) return r;
+    }
+    put_le64(e->header + K_CAPACITY, sectors);
+    int r = qs_block_pwrite(e->file, 0, 512, e->header, 0);
+    if (r < 0) return r;
+    e->sectors = sectors;
+    return 0;
+}
+
 typedef struct Used {
     uint64_t off, len;
 } Used;
@@ -787,8 +813,10 @@ static void check_leaks(VmdkExtent *e, GArray *used, QsBlockCheckResult *res, in
     for (guint k = 0; k <= used->len; k++) {
         uint64_t next = k < used->len ? g_array_index(used, Used, k).off : fsize;
         if (next > fsize) next = fsize;
-        if (next >= at + 512) {
-            uint64_t n = div_up(next - at, e->grain);
+        /* space before the next grain boundary is padding: QEMU places grains there */
+        uint64_t from = align_up(at, e->grain);
+        if (next > from) {
+            uint64_t n = div_up(next - from, e->grain);
             bool tail = k == used->len;
             fprintf(stderr, "%s: %" G_GUINT64_FORMAT " bytes at offset %#" G_GINT64_MODIFIER
                     "x of '%s' are not used by any grain or grain table\n",

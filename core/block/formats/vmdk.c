@@ -738,6 +738,88 @@ static bool parent_cid_of(QsBlock *bs, const char *file, uint32_t *cid, GError *
     return true;
 }
 
+#define VMDK_RESIZE_CHUNK ((uint64_t)1 << 20)
+
+/* Grow a monolithicSparse image (QEMU 7.2 cannot resize vmdk): header capacity, the
+ * descriptor's extent line and geometry; the new space reads as zeros (written as zeros
+ * over a parent). */
+static int vmdk_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prealloc,
+                         GError **errp)
+{
+    Vmdk *s = bs->opaque;
+    VmdkExtent *e = s->extents->len == 1 ? s->extents->pdata[0] : NULL;
+    if (!e || e->kind != EXT_SPARSE || e->compressed || e->stream || !s->desc_offset) {
+        fmt_err(errp, "vmdk: resizing is supported for monolithicSparse images only ('%s' "
+                "is %s)", bs->filename, s->create_type);
+        return -ENOTSUP;
+    }
+    if (prealloc != QS_PREALLOC_OFF) {
+        fmt_err(errp, "vmdk: preallocation=%s is not supported when resizing",
+                qs_prealloc_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (size < bs->size) {
+        fmt_err(errp, "vmdk: shrinking '%s' is not supported", bs->filename);
+        return -ENOTSUP;
+    }
+    if (size % 512) {
+        fmt_err(errp, "vmdk: the new size %" G_GUINT64_FORMAT " is not a multiple of 512", size);
+        return -EINVAL;
+    }
+    int r = update_cid(bs);
+    if (r < 0) return r;
+    uint64_t old = bs->size, sectors = size / 512;
+    g_mutex_lock(&s->lock);
+    r = vmdk_sparse_grow(e, sectors);
+    g_autoptr(GString) out = g_string_new("");
+    g_auto(GStrv) lines = g_strsplit(s->desc, "\n", -1);
+    for (char **l = lines; r == 0 && *l; l++) {
+        char *end;
+        const char *sp = strchr(*l, ' ');
+        if ((g_str_has_prefix(*l, "RW ") || g_str_has_prefix(*l, "RDONLY ")) && sp &&
+            g_ascii_strtoull(sp + 1, &end, 10) && end > sp + 1) {
+            g_string_append_printf(out, "%.*s %" G_GUINT64_FORMAT "%s", (int)(sp - *l), *l,
+                                   sectors, end);
+        } else if (g_str_has_prefix(*l, "ddb.geometry.cylinders")) {
+            g_autofree char *heads = desc_get(s->desc, "ddb.geometry.heads");
+            uint64_t h = heads ? g_ascii_strtoull(heads, NULL, 10) : 16;
+            g_string_append_printf(out, "ddb.geometry.cylinders = \"%" G_GUINT64_FORMAT "\"",
+                                   sectors / (MAX(h, 1) * 63));
+        } else {
+            g_string_append(out, *l);
+        }
+        if (l[1]) g_string_append_c(out, '\n');
+    }
+    GError *err = NULL;
+    if (r == 0 && !write_desc(bs, out, &err)) {
+        g_propagate_error(errp, err);
+        r = -EIO;
+    }
+    if (r == 0) {
+        g_free(s->desc);
+        s->desc = g_string_free(g_steal_pointer(&out), FALSE);
+        bs->size = size;
+    }
+    g_mutex_unlock(&s->lock);
+    if (r == 0) {
+        /* the rest of the old last grain; all of the new space over a parent */
+        if (!bs->backing_file) {
+            uint64_t end = MIN(size, align_up(old, e->grain));
+            if (end > old) r = vmdk_io(bs, IO_ZERO, old, end - old, NULL);
+        } else {
+            /* the parent may be longer (and need not be open): zeros as data */
+            g_autofree uint8_t *z = g_malloc0(VMDK_RESIZE_CHUNK);
+            for (uint64_t o = old; r == 0 && o < size; o += VMDK_RESIZE_CHUNK)
+                r = vmdk_io(bs, IO_WRITE, o, (size_t)MIN(size - o, VMDK_RESIZE_CHUNK), z);
+        }
+    }
+    if (r == 0) r = vmdk_flush(bs);
+    if (r < 0 && errp && !*errp)
+        fmt_errno(errp, r, r == -EFBIG ? "vmdk: the grain directory of '%s' has no room for "
+                  "the new size" : "vmdk: could not resize '%s'", bs->filename);
+    return r;
+}
+
 /* Rewrite the descriptor with another parent (rebase, commit's change of backing): its
  * parentCID becomes the new parent's CID (none: ffffffff; a parent that cannot be opened,
  * with rebase -u: kept). */
@@ -794,5 +876,6 @@ const QsBlockDriver qs_block_drv_vmdk = {
     .info_specific = vmdk_info,
     .cluster_size = vmdk_cluster_size,
     .allocated_size = vmdk_allocated_size,
+    .truncate = vmdk_truncate,
     .change_backing = vmdk_change_backing,
 };

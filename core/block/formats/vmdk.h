@@ -96,6 +96,9 @@ int vmdk_stream_finish(VmdkExtent *e);
 /* Create a hosted sparse extent file (desc: embedded descriptor text or NULL). */
 bool vmdk_sparse_create(const char *filename, uint64_t sectors, bool stream, bool zeroed,
                         const char *desc, GError **errp);
+/* Grow a plain hosted sparse extent to `sectors` (header capacity; the directories must
+ * have room in their sectors for the new entries, else -EFBIG). */
+int vmdk_sparse_grow(VmdkExtent *e, uint64_t sectors);
 bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix);
 
 #endif
