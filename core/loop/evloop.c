@@ -245,6 +245,8 @@ static void report_pending(ObsList *l, ObsSource *s)
 }
 
 /* In loop's thread: report every source's unreported dispatches. */
+static void watch_check(QsLoop *loop);
+
 static void obs_flush(QsLoop *loop)
 {
     __atomic_store_n(&loop->pub.flush_req, 0, __ATOMIC_RELAXED);
@@ -256,12 +258,38 @@ static void obs_flush(QsLoop *loop)
         g_mutex_unlock(&src_lock);
     }
     obs_leave(token);
+    if (__atomic_load_n(&loop->pub.watch_seq, __ATOMIC_RELAXED)) watch_check(loop);
     __atomic_store_n(&loop->pub.flushes, loop->pub.flushes + 1, __ATOMIC_RELEASE);
 }
 
+/* A watched dispatch (qs_loop_watch) that is no longer current has ended: tell the
+ * samplers (in loop's thread, at its next poll, sampled dispatch or flush). */
+static void watch_check(QsLoop *loop)
+{
+    uint64_t seq = __atomic_load_n(&loop->pub.watch_seq, __ATOMIC_ACQUIRE);
+    uint64_t id = OBS_LOAD(&loop->pub.watch_id), cookie = OBS_LOAD(&loop->pub.watch_cookie);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (OBS_LOAD(&loop->pub.seq) == seq && OBS_LOAD(&loop->pub.cur) == id) return;
+    /* once, and not if a new request is being written */
+    if (!__atomic_compare_exchange_n(&loop->pub.watch_seq, &seq, 0, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED)) {
+        return;
+    }
+    ObsList *l;
+    unsigned token = obs_enter(&l);
+    for (guint i = 0; l && i < l->n; i++) {
+        const QsEvloopSampler *smp = l->e[i].smp;
+        if (smp && smp->dispatch_watched) smp->dispatch_watched(loop, id, cookie, l->e[i].opaque);
+    }
+    obs_leave(token);
+}
+
+/* The loop's slow-path chores: a flush asked from another thread, a watched end. */
 static inline void flush_if_asked(QsLoop *run)
 {
-    if (run && G_UNLIKELY(__atomic_load_n(&run->pub.flush_req, __ATOMIC_ACQUIRE))) obs_flush(run);
+    if (!run) return;
+    if (G_UNLIKELY(__atomic_load_n(&run->pub.flush_req, __ATOMIC_ACQUIRE))) obs_flush(run);
+    if (G_UNLIKELY(__atomic_load_n(&run->pub.watch_seq, __ATOMIC_RELAXED))) watch_check(run);
 }
 
 /* A dispatch that is sampled, or runs while observers (called for every dispatch) are
@@ -326,20 +354,6 @@ void qs_obs_end_slow(ObsSource *s, QsLoop *run, uint64_t tok)
 
 static GMutex watch_lock;          /* serialises qs_loop_watch callers */
 
-void qs_obs_watched(ObsSource *s, QsLoop *run, uint64_t seq)
-{
-    uint64_t cookie = OBS_LOAD(&run->pub.watch_cookie);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (OBS_LOAD(&run->pub.watch_seq) != seq) return;   /* being replaced */
-    ObsList *l;
-    unsigned token = obs_enter(&l);
-    for (guint i = 0; l && i < l->n; i++) {
-        const QsEvloopSampler *smp = l->e[i].smp;
-        if (smp && smp->dispatch_watched) smp->dispatch_watched(&s->info, cookie, l->e[i].opaque);
-    }
-    obs_leave(token);
-}
-
 bool qs_loop_current(QsLoop *loop, uint64_t *seq, uint64_t *source_id)
 {
     uint64_t s1, c;
@@ -355,12 +369,14 @@ bool qs_loop_current(QsLoop *loop, uint64_t *seq, uint64_t *source_id)
     return c != 0;
 }
 
-void qs_loop_watch(QsLoop *loop, uint64_t seq, uint64_t cookie)
+void qs_loop_watch(QsLoop *loop, uint64_t seq, uint64_t source_id, uint64_t cookie)
 {
+    if (!seq || !source_id) return;
     g_mutex_lock(&watch_lock);
     /* 0 first, so the loop never pairs the new cookie with the old seq */
     __atomic_store_n(&loop->pub.watch_seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
+    OBS_STORE(&loop->pub.watch_id, source_id);
     OBS_STORE(&loop->pub.watch_cookie, cookie);
     __atomic_store_n(&loop->pub.watch_seq, seq, __ATOMIC_RELEASE);
     g_mutex_unlock(&watch_lock);

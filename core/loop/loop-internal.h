@@ -9,10 +9,10 @@
 /* What a loop's thread publishes for readers in other threads (qs_loop_current), on a
  * cache line of its own: only that thread writes seq and cur, with plain stores. */
 typedef struct LoopPub {
-    uint64_t seq;         /* changes at every begin and end of an observed dispatch */
+    uint64_t seq;         /* changes at every begin of an observed dispatch */
     uint64_t cur;         /* id of the source being dispatched, 0 when none */
-    uint64_t watch_seq;   /* qs_loop_watch: written by readers */
-    uint64_t watch_cookie;
+    uint64_t watch_seq;   /* qs_loop_watch: written by readers, cleared by the loop */
+    uint64_t watch_id, watch_cookie;
     int flush_req;        /* qs_loop_flush asked from another thread (atomic) */
     uint64_t flushes;     /* flushes done (release), for qs_loop_flush_wait */
 } __attribute__((aligned(64))) LoopPub;
@@ -145,7 +145,7 @@ struct ObsSource {
 /* The out-of-line parts (evloop.c): hooks of a sampled dispatch or one with observers. */
 uint64_t qs_obs_begin_slow(ObsSource *s, QsLoop *run, uint64_t tok);
 void qs_obs_end_slow(ObsSource *s, QsLoop *run, uint64_t tok);
-void qs_obs_watched(ObsSource *s, QsLoop *run, uint64_t seq);
+
 
 /* Around every observed dispatch: tok = obs_begin(s, run); callback; obs_end(s, run,
  * tok).  run is the loop whose thread dispatches (NULL: a thread running no loop; then
@@ -176,12 +176,8 @@ static inline void obs_end_any(ObsSource *s, QsLoop *run, uint64_t tok, bool run
     if (G_LIKELY(!tok)) return;
     if (G_UNLIKELY(tok & OBS_TOK_HOOKS)) qs_obs_end_slow(s, run, tok);
     if (run_set || run) {
-        uint64_t seq = OBS_LOAD(&run->pub.seq);
-        if (G_UNLIKELY(__atomic_load_n(&run->pub.watch_seq, __ATOMIC_ACQUIRE) == seq)) {
-            qs_obs_watched(s, run, seq);
-        }
-        OBS_STORE(&run->pub.cur, tok >> OBS_TOK_SHIFT);
-        __atomic_store_n(&run->pub.seq, seq + 1, __ATOMIC_RELEASE);
+        /* the parent again, under the seq of the last begin: a pair not seen before */
+        __atomic_store_n(&run->pub.cur, tok >> OBS_TOK_SHIFT, __ATOMIC_RELEASE);
     }
 }
 

@@ -76,10 +76,10 @@ static void on_dispatch_count(const QsSourceInfo *src, uint64_t count, void *opa
 }
 
 /* A long dispatch the profiler thread watched (cookie: when it first saw it, in ticks). */
-static void on_dispatch_watched(const QsSourceInfo *src, uint64_t cookie, void *opaque)
+static void on_dispatch_watched(QsLoop *loop, uint64_t id, uint64_t cookie, void *opaque)
 {
     Prof *p = opaque;
-    prof_stats_dispatch_long(p->st, src->loop, src->id, src->name, kind_of(p, src), cookie);
+    prof_stats_dispatch_long(p->st, loop, id, cookie);
 }
 
 static void on_loop_added(QsLoop *loop, void *opaque)
@@ -113,9 +113,9 @@ static bool core_current(const void *loop, uint64_t *seq, uint64_t *id)
     return qs_loop_current((QsLoop *)loop, seq, id);
 }
 
-static void core_watch(const void *loop, uint64_t seq, uint64_t cookie)
+static void core_watch(const void *loop, uint64_t seq, uint64_t id, uint64_t cookie)
 {
-    qs_loop_watch((QsLoop *)loop, seq, cookie);
+    qs_loop_watch((QsLoop *)loop, seq, id, cookie);
 }
 
 /* Ask every loop, then wait for each within one deadline (a stuck loop uses it up, the

@@ -88,7 +88,8 @@ struct ProfStats {
     uint64_t serial;              /* tells apart instances at the same address */
     const ProfClock *clk;
     uint64_t mult;
-    uint64_t sample_mask;         /* time a poll when iterations & mask == 0 */
+    uint64_t sample_mask;         /* the `sample` option - 1 */
+    uint64_t poll_mask;           /* time a poll when iterations & mask == 0 */
     uint64_t dispatch_mask;       /* time a dispatch when count & mask == 0 (0 when the
                                    * core samples: every dispatch we see is timed) */
     ProfCoreOps core;             /* prof_stats_use_core; all NULL otherwise */
@@ -380,6 +381,7 @@ ProfStats *prof_stats_new(const ProfClock *clk, unsigned sample, uint64_t always
     st->mult = clk->mult;
     st->sample_mask = sample > 1 ? (uint64_t)sample - 1 : 0;
     st->dispatch_mask = st->sample_mask;
+    st->poll_mask = st->sample_mask;
     st->always_ticks = (uint64_t)((((unsigned __int128)always_ns) << 32) / clk->mult);
     st->describe = describe;
     st->reset_at = prof_ticks(clk);
@@ -459,7 +461,7 @@ COLD void poll_begin_slow(ProfStats *st, const void *loop)
     slot_sync_gen(st, s);
     uint64_t it = s->iterations + 1;
     STORE(&s->iterations, it);
-    if (G_UNLIKELY((it & st->sample_mask) == 0)) {
+    if (G_UNLIKELY((it & st->poll_mask) == 0)) {
         s->poll_start = prof_ticks(st->clk);
         tls.poll = s;
     }
@@ -578,7 +580,7 @@ void prof_stats_poll_begin(ProfStats *st, const void *loop)
     Slot *s = slot_cached(st, loop);
     if (G_UNLIKELY(!s)) return poll_begin_slow(st, loop);
     uint64_t it = s->iterations + 1;
-    if (G_UNLIKELY((it & st->sample_mask) == 0)) return poll_begin_slow(st, loop);
+    if (G_UNLIKELY((it & st->poll_mask) == 0)) return poll_begin_slow(st, loop);
     STORE(&s->iterations, it);
 }
 
@@ -630,13 +632,13 @@ void prof_stats_dispatch_count(ProfStats *st, const void *loop, uint64_t id,
     ADD(&rec_lookup(s, id, name, kind)->count, n);
 }
 
-void prof_stats_dispatch_long(ProfStats *st, const void *loop, uint64_t id,
-                              const char *name, const char *kind, uint64_t start)
+void prof_stats_dispatch_long(ProfStats *st, const void *loop, uint64_t id, uint64_t start)
 {
     Slot *s = slot_get(st, loop);
     if (G_UNLIKELY(!s)) return;
     slot_sync_gen(st, s);
-    rec_time(st, rec_lookup(s, id, name, kind), start);
+    unsigned i = (unsigned)(id % IDC_SIZE);
+    if (id && s->idc[i].id == id) rec_time(st, s->idc[i].rec, start);
 }
 
 void prof_stats_use_core(ProfStats *st, const ProfCoreOps *ops)
@@ -644,6 +646,9 @@ void prof_stats_use_core(ProfStats *st, const ProfCoreOps *ops)
     g_mutex_lock(&st->lock);
     st->core = *ops;
     st->dispatch_mask = 0;
+    /* a poll is a system call: timing 1 in 16 costs little, and the poll share stays
+     * well estimated at a low iteration rate */
+    st->poll_mask = st->sample_mask < 15 ? st->sample_mask : 15;
     g_mutex_unlock(&st->lock);
 }
 
@@ -747,7 +752,7 @@ static bool loop_current(ProfStats *st, LoopInfo *li, uint64_t now, const char *
         li->seen_first = now;
         li->watched = false;
     } else if (!li->watched && st->core.watch) {
-        st->core.watch(li->loop, seq, li->seen_first);
+        st->core.watch(li->loop, seq, id, li->seen_first);
         li->watched = true;
     }
     *name = "(unknown source)";

@@ -71,14 +71,16 @@ bool prof_stats_dispatch_end(ProfStats *st, const void *loop);
  * is timed, and these report the rest:
  * - dispatch_count: n dispatches of a source the hooks did not see (counted, not timed);
  * - dispatch_long: a dispatch the hooks did not see, that a reader saw running and asked
- *   the core to watch (ops->watch with cookie = the start in ticks), has ended.
+ *   the core to watch (ops->watch with cookie = the start in ticks), has ended (the
+ *   source is found by id in the calling thread's cache: every source's first
+ *   dispatch is seen by the hooks; dropped if evicted).
  * What is running now then comes from the core (ops->current: the loop's published
  * dispatch sequence number and source id) when no dispatch we timed is running.  The
  * loop pointers are the ones the hooks pass.  Call before the first hook.
  */
 typedef struct ProfCoreOps {
     bool (*current)(const void *loop, uint64_t *seq, uint64_t *source_id);
-    void (*watch)(const void *loop, uint64_t seq, uint64_t cookie);
+    void (*watch)(const void *loop, uint64_t seq, uint64_t source_id, uint64_t cookie);
     /* every loop reports its counts not reported yet, and the call returns once they
      * have or after timeout_ms (a stuck loop): prof_stats_snapshot and prof_stats_reset
      * call it first, without the lock, so a snapshot shows every dispatch that ended
@@ -88,8 +90,7 @@ typedef struct ProfCoreOps {
 void prof_stats_use_core(ProfStats *st, const ProfCoreOps *ops);
 void prof_stats_dispatch_count(ProfStats *st, const void *loop, uint64_t id,
                                const char *name, const char *kind, uint64_t n);
-void prof_stats_dispatch_long(ProfStats *st, const void *loop, uint64_t id,
-                              const char *name, const char *kind, uint64_t start);
+void prof_stats_dispatch_long(ProfStats *st, const void *loop, uint64_t id, uint64_t start);
 
 /* Zero every counter (each thread drops its counts at its next hook call; snapshots
  * show zeros for it until then). */

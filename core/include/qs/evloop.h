@@ -234,9 +234,9 @@ typedef struct QsEvloopSampler {
     bool (*dispatch_end)(const QsSourceInfo *src, void *opaque);
     /* count dispatches of src that no dispatch_begin reported (flush, source freed) */
     void (*dispatch_count)(const QsSourceInfo *src, uint64_t count, void *opaque);
-    /* the dispatch a qs_loop_watch call named has ended (its dispatch_begin may not have
-     * been called: it was not sampled); cookie is the watcher's */
-    void (*dispatch_watched)(const QsSourceInfo *src, uint64_t cookie, void *opaque);
+    /* the dispatch of source_id that a qs_loop_watch call named has ended (it was not
+     * necessarily sampled); cookie is the watcher's */
+    void (*dispatch_watched)(QsLoop *loop, uint64_t source_id, uint64_t cookie, void *opaque);
     void (*loop_added)(QsLoop *loop, void *opaque);
     void (*loop_removed)(QsLoop *loop, void *opaque);
 } QsEvloopSampler;
@@ -247,21 +247,24 @@ void qs_evloop_sampler_remove(const QsEvloopSampler *smp);
 /*
  * What a loop is dispatching now, readable from any thread while the loop lives (e.g. by
  * a profiler thread that must answer while every loop is stuck).  While an observer or a
- * sampler is registered, the loop's thread publishes, at every begin and end of an
- * observed dispatch, the id of the source being dispatched and a sequence number that
- * changes at each of those events.  Returns false if no dispatch is running (seq is
- * still set).  A dispatch seen with the same seq and id for a time T has run for at
- * least T (there is no clock read on the dispatch path, so its start is not known: a
- * reader dates it from when it first saw it).  After a nested dispatch ends, the outer
- * one is current again under a new seq.  The pair is consistent except in the
- * nanoseconds between the two stores of a change.
+ * sampler is registered, the loop's thread publishes the id of the source being
+ * dispatched (0 when none) and a sequence number that changes at every begin of an
+ * observed dispatch.  Returns false if no dispatch is running (seq is still set).  A
+ * dispatch seen with the same seq and id for a time T has run for at least T (there is
+ * no clock read on the dispatch path, so its start is not known: a reader dates it from
+ * when it first saw it).  After a nested dispatch ends, the outer one is current again
+ * under the nested one's seq: a pair not seen before.  The pair is consistent except
+ * in the nanoseconds between the two stores of a begin.
  */
 bool qs_loop_current(QsLoop *loop, uint64_t *seq, uint64_t *source_id);
 
-/* Ask for dispatch_watched(src, cookie) at the end of the dispatch current at `seq` (as
- * returned by qs_loop_current), if it is still current; replaces an earlier request.
- * Lets a sampler time a long dispatch it did not sample.  Any thread. */
-void qs_loop_watch(QsLoop *loop, uint64_t seq, uint64_t cookie);
+/* Ask for dispatch_watched(loop, source_id, cookie) once the dispatch current as (seq,
+ * source_id) (as returned by qs_loop_current) is no longer current: the loop notices it
+ * at its next poll, sampled dispatch or flush, without any cost on the other dispatches
+ * (so the end is known within that delay; a nested dispatch also ends it).  Replaces an
+ * earlier request; fires at most once.  Lets a sampler time a long dispatch it did not
+ * sample.  Any thread. */
+void qs_loop_watch(QsLoop *loop, uint64_t seq, uint64_t source_id, uint64_t cookie);
 
 /* Ask the loop to hand its sources' unreported counts to dispatch_count: at once if
  * called from the loop's thread, else the loop is woken and does it at its next poll or

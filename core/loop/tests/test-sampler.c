@@ -91,13 +91,19 @@ static void s_count(const QsSourceInfo *src, uint64_t count, void *o)
     g_mutex_unlock(&r->lock);
 }
 
-static void s_watched(const QsSourceInfo *src, uint64_t cookie, void *o)
+static void s_watched(QsLoop *loop, uint64_t id, uint64_t cookie, void *o)
 {
     Rec *r = o;
     g_mutex_lock(&r->lock);
-    Row *w = row(r, src->name);
-    w->watched++;
-    w->cookie = cookie;
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, r->rows);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        Row *w = v;
+        if (w->id != id) continue;
+        w->watched++;
+        w->cookie = cookie;
+    }
     g_mutex_unlock(&r->lock);
 }
 
@@ -318,7 +324,7 @@ static void test_current_nested(void)
         uint64_t seq, id;
         g_assert_false(qs_loop_current(m, &seq, &id));
         g_assert_cmpuint(id, ==, 0);
-        g_assert_cmpuint(seq, !=, c.after_seq);
+        g_assert_cmpuint(seq, ==, c.after_seq);     /* seq changes at begins only */
     }
     g_assert_cmpint(snapshot_row(&r, "cur-outer").begins, ==, 1);
     qs_bh_free(c.inner);
@@ -365,20 +371,24 @@ static void test_current_other_thread(void)
         g_assert_true(qs_loop_current(io, &seq2, &id2));
         g_assert_cmpuint(seq2, ==, seq);            /* the same dispatch, still running */
         g_assert_cmpuint(id2, ==, id);
-        if (round == 1) qs_loop_watch(io, seq, 4242);
+        if (round == 1) qs_loop_watch(io, seq, id, 4242);
         g_atomic_int_set(&b.release, 1);
         for (int i = 0; i < 5000 && qs_loop_current(io, &seq2, &id2); i++) g_usleep(200);
-        g_assert_cmpuint(seq2, !=, seq);
+        g_assert_cmpuint(id2, ==, 0);
     }
     for (int i = 0; i < 5000 && !snapshot_row(&r, "io-block").watched; i++) g_usleep(200);
     Row w = snapshot_row(&r, "io-block");
     g_assert_cmpint(w.watched, ==, 1);
     g_assert_cmpuint(w.cookie, ==, 4242);
     g_assert_cmpint(w.begins, ==, 1);
-    /* a stale watch (a seq already over) never fires */
+    /* a watch on a dispatch already over fires at the loop's next chance */
     uint64_t seq, id;
     qs_loop_current(io, &seq, &id);
-    qs_loop_watch(io, seq - 1, 7);
+    qs_loop_watch(io, seq - 1, snapshot_row(&r, "io-block").id, 7);
+    g_assert_true(qs_loop_flush_wait(io, 5000));
+    w = snapshot_row(&r, "io-block");
+    g_assert_cmpint(w.watched, ==, 2);
+    g_assert_cmpuint(w.cookie, ==, 7);
     qs_bh_schedule(warm);
     /* counts from another thread: flush and wait */
     for (int i = 0; i < 3; i++) {
@@ -389,7 +399,7 @@ static void test_current_other_thread(void)
     }
     g_assert_true(qs_loop_flush_wait(io, 5000));
     g_assert_cmpuint(total(&r, "io-block"), ==, 5);
-    g_assert_cmpint(snapshot_row(&r, "io-block").watched, ==, 1);
+    g_assert_cmpint(snapshot_row(&r, "io-block").watched, ==, 2);
     qs_bh_free(bh);
     qs_bh_free(warm);
     qs_iothread_free(io);
