@@ -656,6 +656,19 @@ static VhdxSbm *get_sbm(QsBlock *bs, uint64_t c, int *err)
     if (!s->has_parent || c >= s->nchunks) { *err = -EIO; return NULL; }
     if (!s->sbm) s->sbm = g_new0(VhdxSbm *, s->nchunks);
     if (s->sbm[c]) return s->sbm[c];
+    if (s->sbm_loaded >= VHDX_SBM_CACHE) {
+        /* bounded memory: drop the bitmaps that have nothing left to journal (the file
+         * has them), they are read again when needed */
+        for (uint64_t k = 0; k < s->nchunks; k++) {
+            VhdxSbm *o = s->sbm[k];
+            bool dirty = false;
+            for (size_t i = 0; o && i < sizeof(o->dirty) && !dirty; i++) dirty = o->dirty[i];
+            if (o && !dirty) {
+                g_clear_pointer(&s->sbm[k], g_free);
+                s->sbm_loaded--;
+            }
+        }
+    }
     VhdxSbm *m = g_try_malloc0(sizeof(*m));
     if (!m) { *err = -ENOMEM; return NULL; }
     uint64_t e = s->bat[c * (s->chunk_ratio + 1) + s->chunk_ratio];
@@ -664,6 +677,7 @@ static VhdxSbm *get_sbm(QsBlock *bs, uint64_t c, int *err)
         if (r < 0) { g_free(m); *err = r; return NULL; }
     }
     s->sbm[c] = m;
+    s->sbm_loaded++;
     return m;
 }
 
@@ -801,10 +815,12 @@ static void set_bat(Vhdx *s, uint64_t i, uint64_t v)
 }
 
 /* Under the lock: mark the logical sectors of [a, b) (in one block) present in this file. */
-static void set_bits(QsBlock *bs, uint64_t block, uint64_t a, uint64_t b)
+static int set_bits(QsBlock *bs, uint64_t block, uint64_t a, uint64_t b)
 {
     Vhdx *s = bs->opaque;
-    VhdxSbm *m = s->sbm[block / s->chunk_ratio];   /* loaded by the caller */
+    int r = 0;
+    VhdxSbm *m = get_sbm(bs, block / s->chunk_ratio, &r);   /* may have been dropped */
+    if (!m) return r;
     uint32_t ls = s->logical_sector;
     for (uint64_t sec = a / ls; sec < b / ls; sec++) {
         uint64_t i = sec % VHDX_SECTORS_PER_BITMAP;
@@ -815,6 +831,7 @@ static void set_bits(QsBlock *bs, uint64_t block, uint64_t a, uint64_t b)
             s->ndirty++;
         }
     }
+    return 0;
 }
 
 /* Journal batches of 4 KiB sectors: add() queues one, a full batch goes to the log. */
@@ -944,10 +961,11 @@ static int write_partial_locked(QsBlock *bs, uint64_t block, int64_t host, uint6
     uint32_t ls = s->logical_sector;
     uint64_t base = block * s->block_size;
     uint64_t a = align_down(off, ls), b = align_up(off + n, ls);
-    VhdxSbm *m = s->sbm[block / s->chunk_ratio];
+    int r = 0;
+    VhdxSbm *m = get_sbm(bs, block / s->chunk_ratio, &r);
+    if (!m) return r;
     g_autofree uint8_t *t = g_try_malloc(b - a);
     if (!t) return -ENOMEM;
-    int r = 0;
     for (uint64_t sec = a; r == 0 && sec < b; sec += ls) {
         if (sec > a && sec < b - ls) continue;   /* only the head and tail sectors */
         if (sec >= off && sec + ls <= off + n) continue;   /* wholly overwritten */
@@ -958,7 +976,7 @@ static int write_partial_locked(QsBlock *bs, uint64_t block, int64_t host, uint6
     }
     memcpy(t + (off - a), p, n);
     if (r == 0) r = qs_block_pwrite(bs->file, (uint64_t)host + (a - base), b - a, t, 0);
-    if (r == 0) set_bits(bs, block, a, b);
+    if (r == 0) r = set_bits(bs, block, a, b);
     return r;
 }
 
@@ -1004,7 +1022,7 @@ static int write_block(QsBlock *bs, uint64_t block, uint64_t off, size_t n, cons
         g_mutex_unlock(&s->lock);
         r = qs_block_pwrite(bs->file, (uint64_t)host + in, n, p, 0);
         g_mutex_lock(&s->lock);
-        if (r == 0 && st == PAYLOAD_PARTIALLY_PRESENT) set_bits(bs, block, off, off + n);
+        if (r == 0 && st == PAYLOAD_PARTIALLY_PRESENT) r = set_bits(bs, block, off, off + n);
     }
     int r2 = fresh ? alloc_done(bs) : s->ndirty >= VHDX_BATCH ? commit_bat(bs) : 0;
     g_mutex_unlock(&s->lock);
@@ -1327,6 +1345,7 @@ static int vhdx_make_empty(QsBlock *bs)
         if (!m) continue;
         for (size_t k = 0; k < sizeof(m->dirty); k++) s->ndirty -= __builtin_popcount(m->dirty[k]);
         g_clear_pointer(&s->sbm[c], g_free);
+        s->sbm_loaded--;
     }
     if (r == 0) r = commit_bat(bs);
     if (r == 0) {
@@ -1427,6 +1446,7 @@ static int vhdx_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc pre
                 for (size_t k = 0; k < sizeof(s->sbm[c]->dirty); k++)
                     s->ndirty -= __builtin_popcount(s->sbm[c]->dirty[k]);
                 g_clear_pointer(&s->sbm[c], g_free);
+                s->sbm_loaded--;
             }
         }
         r = commit_bat(bs);   /* while the dropped entries still count */

@@ -24,6 +24,7 @@
 #define VHDX_EXTEND_STEP    (64ull << 20)     /* the file grows this much at a time */
 #define VHDX_PATH_MAX       4096u             /* longest parent path accepted (UTF-8 bytes) */
 #define VHDX_CHAIN_MAX      32u               /* deepest chain of differencing images */
+#define VHDX_SBM_CACHE      64u               /* sector bitmaps (1 MiB each) kept loaded */
 
 /* payload block states (BAT entry bits 0-2) */
 enum {
@@ -64,6 +65,7 @@ typedef struct Vhdx {
     char *parent_linkage2;
     VhdxSbm **sbm;                  /* differencing: per chunk, loaded on first use */
     uint64_t nchunks;
+    unsigned sbm_loaded;            /* bitmaps in sbm (clean ones are dropped past a cap) */
     /* writing */
     bool session_started;           /* headers carry this session's GUIDs and log GUID */
     bool data_stamped;              /* ... and a new data write GUID (user data changed) */

@@ -189,6 +189,54 @@ static void test_concurrent(void)
     g_unlink(parent);
 }
 
+/* ---- a child of 70 chunks: more sector bitmaps than the driver keeps loaded ---- */
+
+static void test_many_chunks(void)
+{
+    g_autofree char *parent = path("mp.vhdx"), *child = path("mc.vhdx");
+    g_autofree uint8_t *model = make_parent(parent);
+    GError *err = NULL;
+    const uint64_t chunk = 4ull << 30, n = 70;   /* 2^23 sectors of 512 bytes */
+    g_assert_true(qs_block_create("vhdx", child, n * chunk, "backing_file=mp.vhdx,"
+                                  "backing_fmt=vhdx,block_size=1M", false, &err));
+    g_assert_no_error(err);
+    QsBlock *bs = open_ok(child, QS_BLOCK_RDWR);
+    uint8_t v[700], got[4096];
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint64_t c = 0; c < n; c++) {
+            memset(v, (int)(c + 1 + pass * 100), sizeof(v));
+            g_assert_cmpint(qs_block_pwrite(bs, c * chunk + 1000 + pass * 2048, sizeof(v), v, 0),
+                            ==, 0);
+        }
+        if (pass == 0) {   /* reopen between the passes: all journaled, read back */
+            qs_block_close(bs);
+            bs = open_ok(child, QS_BLOCK_RDWR);
+        }
+    }
+    qs_block_close(bs);
+    bs = open_ok(child, 0);
+    for (uint64_t c = 0; c < n; c++) {
+        g_assert_cmpint(qs_block_pread(bs, c * chunk, sizeof(got), got), ==, 0);
+        for (unsigned i = 0; i < sizeof(got); i++) {
+            int want = i >= 1000 && i < 1700 ? (int)(c + 1)
+                     : i >= 3048 && i < 3748 ? (int)(c + 101)
+                     : c == 0 ? model[i] : 0;
+            if (got[i] != want) {
+                g_printerr("chunk %" G_GUINT64_FORMAT " byte %u: %#x, expected %#x\n", c, i,
+                           got[i], want);
+                g_test_fail();
+                break;
+            }
+        }
+    }
+    QsBlockCheckResult res;
+    g_assert_true(qs_block_check(bs, &res, 0, &err));
+    g_assert_cmpint(res.corruptions, ==, 0);
+    qs_block_close(bs);
+    g_unlink(child);
+    g_unlink(parent);
+}
+
 /* ---- linkage and rebase ---- */
 
 static void test_linkage(void)
@@ -431,6 +479,7 @@ int main(int argc, char **argv)
     tmpdir = g_dir_make_tmp("qs-vhdx-diff-XXXXXX", NULL);
     g_test_add_func("/formats/vhdx-diff/random-writes", test_random_writes);
     g_test_add_func("/formats/vhdx-diff/concurrent", test_concurrent);
+    g_test_add_func("/formats/vhdx-diff/many-chunks", test_many_chunks);
     g_test_add_func("/formats/vhdx-diff/linkage", test_linkage);
     g_test_add_func("/formats/vhdx-diff/loops", test_loops);
     g_test_add_func("/formats/vhdx-diff/hostile-locators", test_hostile_locators);
