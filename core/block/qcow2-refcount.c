@@ -251,10 +251,11 @@ int qcow2_update_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend)
                                     "a refcount block", lo_c << s->cluster_bits);
             return -EIO;
         }
+        /* |addend| as unsigned: -INT64_MIN does not fit in int64_t */
+        uint64_t mag = addend < 0 ? 0 - (uint64_t)addend : (uint64_t)addend;
         for (uint64_t c = lo_c; c <= hi_c; c++) {
             uint64_t v = rb_get(s, b, c - idx * E);
-            if ((addend < 0 && v < (uint64_t)-addend) ||
-                (addend > 0 && s->refcount_max - v < (uint64_t)addend)) {
+            if ((addend < 0 && v < mag) || (addend > 0 && s->refcount_max - v < mag)) {
                 /* undo what this block got so far, then report */
                 for (uint64_t u = lo_c; u < c; u++)
                     rb_set(s, b, u - idx * E, rb_get(s, b, u - idx * E) - (uint64_t)addend);
@@ -662,9 +663,14 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
                 " reference=%" G_GUINT64_FORMAT "\n",
                 repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
+        /* a 64-bit refcount can be further from the reference count than an int64_t
+         * addend reaches: that one is reported, not repaired */
+        uint64_t diff = leak ? rc - ref : ref - rc;
+        if (diff > (uint64_t)INT64_MAX) repair = false;
         if (repair) blk_idx = UINT64_MAX;
         if (repair && ref <= s->refcount_max &&
-            qcow2_update_refcount(s, c << s->cluster_bits, 1, (int64_t)(ref - rc)) == 0) {
+            qcow2_update_refcount(s, c << s->cluster_bits, 1,
+                                  leak ? -(int64_t)diff : (int64_t)diff) == 0) {
             if (leak) res->leaks_fixed++;
             else res->corruptions_fixed++;
         } else if (leak) {
