@@ -331,6 +331,12 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Under the lock: write BAT entries [from, to) and the dynamic header's entry count. */
 static int write_bat(QsBlock *bs, uint32_t from, uint32_t to)
 {
@@ -383,22 +389,29 @@ static int resize_dynamic(QsBlock *bs, uint32_t ne, uint64_t nsize)
     uint64_t meta_end = MAX(s->doff + VHD_DYN_HEADER,
                             align_up(s->table_offset + (uint64_t)old * 4, 512));
     g_autofree uint32_t *freed = g_new(uint32_t, MAX(old, 1u));
-    g_autofree uint32_t *kept = g_new(uint32_t, MAX(old, 1u));
+    /* kept entries as (sector << 32 | index), sorted: by host position */
+    g_autofree uint64_t *kept = g_new(uint64_t, MAX(old, 1u));
     uint32_t nf = 0, nk = 0;
     for (uint32_t i = 0; i < old; i++) {
         if (s->bat[i] == VHD_UNALLOCATED) continue;
         if (i >= ne) freed[nf++] = s->bat[i];
-        else kept[nk++] = i;
+        else kept[nk++] = (uint64_t)s->bat[i] << 32 | i;
         if (i >= ne) s->bat[i] = VHD_UNALLOCATED;
     }
     qsort(freed, nf, 4, cmp_u32);
-    /* kept entries by host position, last first */
-    for (uint32_t a = 1; a < nk; a++)
-        for (uint32_t b = a; b > 0 && s->bat[kept[b - 1]] < s->bat[kept[b]]; b--) {
-            uint32_t t = kept[b]; kept[b] = kept[b - 1]; kept[b - 1] = t;
-        }
-    for (uint32_t f = 0, k = 0; f < nf && k < nk && r == 0; f++, k++) {
-        uint32_t i = kept[k];
+    qsort(kept, nk, 8, cmp_u64);
+    /* a hole is a block no kept entry uses, counted once (a hostile table may share) */
+    uint32_t nh = 0;
+    for (uint32_t f = 0, k = 0; f < nf; f++) {
+        while (k < nk && kept[k] >> 32 < freed[f]) k++;
+        if ((k < nk && kept[k] >> 32 == freed[f]) || (nh && freed[nh - 1] == freed[f]))
+            continue;
+        freed[nh++] = freed[f];
+    }
+    nf = nh;
+    /* the last kept blocks move into the first holes */
+    for (uint32_t f = 0; f < nf && nk && r == 0; f++, nk--) {
+        uint32_t i = (uint32_t)kept[nk - 1];
         if (s->bat[i] < freed[f]) break;
         r = fmt_file_copy(bs->file, (uint64_t)s->bat[i] * 512, (uint64_t)freed[f] * 512,
                           stride);
