@@ -134,6 +134,61 @@ static void test_counts(void)
     prof_stats_free(st);
 }
 
+/* Sampling by the core (prof_stats_use_core): every dispatch the hooks see is timed,
+ * the counts the core reports add up, a slow source is reported as such, a watched long
+ * dispatch is timed through the id cache, and polls are still sampled (1 in 16 at most). */
+static void test_core_sampling(void)
+{
+    ProfStats *st = new_stats(describe, 64);
+    static const ProfCoreOps no_ops = { 0 };
+    prof_stats_use_core(st, &no_ops);
+    prof_stats_loop_add(st, &L1, "main", true, 1);
+    uint64_t t = 1000;
+    /* the core sampled the 1st and the 65th dispatch of a cheap bh: 64 reported with
+     * the 65th, and 10 more flushed */
+    for (int i = 0; i < 2; i++) {
+        if (i) prof_stats_dispatch_count(st, &L1, 9, "cheap", "bh", 63);
+        (fake_now = t, prof_stats_dispatch_begin(st, &L1, 9, "cheap", "bh"));
+        t += 100;
+        fake_now = t;
+        g_assert_false(prof_stats_dispatch_end(st, &L1));
+    }
+    prof_stats_dispatch_count(st, &L1, 9, "cheap", "bh", 10);
+    /* a slow timer (>= always_ns = 1 ms on average): reported slow at its first end */
+    (fake_now = t, prof_stats_dispatch_begin(st, &L1, 10, "slow", "timer"));
+    t += 3000000;
+    fake_now = t;
+    g_assert_true(prof_stats_dispatch_end(st, &L1));
+    /* a long dispatch of "cheap" that the hooks did not see, watched from t0 */
+    uint64_t t0 = t;
+    t += 5000000;
+    fake_now = t;
+    prof_stats_dispatch_long(st, &L1, 9, t0);
+    prof_stats_dispatch_long(st, &L1, 12345, t0);    /* unknown id: dropped */
+    /* 32 polls of 1 us: 1 in 16 timed */
+    for (int i = 0; i < 32; i++) {
+        (fake_now = t, prof_stats_poll_begin(st, &L1));
+        t += 1000;
+        (fake_now = t, prof_stats_poll_end(st, &L1));
+    }
+    JsonParser *p;
+    JsonObject *snap = snapshot(st, t, 0, &p);
+    g_assert_cmpint(json_object_get_int_member(snap, "sample"), ==, 64);
+    JsonObject *cheap = find_named(snap, "sources", "cheap", "main");
+    g_assert_cmpint(json_object_get_int_member(cheap, "count"), ==, 2 + 63 + 10);
+    g_assert_cmpint(json_object_get_int_member(cheap, "timed"), ==, 3);
+    g_assert_cmpint(json_object_get_int_member(cheap, "max_ns"), ==, 5000000);
+    JsonObject *slow = find_named(snap, "sources", "slow", "main");
+    g_assert_cmpint(json_object_get_int_member(slow, "count"), ==, 1);
+    g_assert_cmpint(json_object_get_int_member(slow, "mean_ns"), ==, 3000000);
+    JsonObject *loop = find_named(snap, "loops", "main", NULL);
+    g_assert_cmpint(json_object_get_int_member(loop, "iterations"), ==, 32);
+    g_assert_cmpint(json_object_get_int_member(loop, "polls_timed"), ==, 2);
+    g_assert_cmpint(json_object_get_int_member(loop, "poll_ns"), ==, 32000);
+    g_object_unref(p);
+    prof_stats_free(st);
+}
+
 /* Sources with the same name and kind in one loop are one row (one-shot calls create a
  * new source each time); other kinds or loops are other rows. */
 static void test_grouping(void)
@@ -656,6 +711,7 @@ int main(int argc, char **argv)
     g_assert_true(prof_clock_init(&real_clock, "auto"));
     g_test_add_func("/evloop-prof/stats/hist", test_hist);
     g_test_add_func("/evloop-prof/stats/counts", test_counts);
+    g_test_add_func("/evloop-prof/stats/core-sampling", test_core_sampling);
     g_test_add_func("/evloop-prof/stats/grouping", test_grouping);
     g_test_add_func("/evloop-prof/stats/id-cache", test_id_cache_collisions);
     g_test_add_func("/evloop-prof/stats/overflow", test_overflow);
