@@ -82,6 +82,20 @@ static int load_block(Qcow2 *s, uint64_t idx, uint8_t **blk, uint64_t *blk_off)
     return *blk ? 0 : err;
 }
 
+/* Move the refcount of cluster c by diff, down or up: a 64-bit refcount can be further
+ * from the right count than one int64_t addend reaches (2^63 needs two steps). */
+static int adjust(Qcow2 *s, uint64_t c, uint64_t diff, bool down)
+{
+    while (diff) {
+        uint64_t step = MIN(diff, (uint64_t)INT64_MAX);
+        int r = qcow2_update_refcount(s, c << s->cluster_bits, 1,
+                                      down ? -(int64_t)step : (int64_t)step);
+        if (r < 0) return r;
+        diff -= step;
+    }
+    return 0;
+}
+
 /* Are the entries of refcount block b from index i on all zero?  (Sub-byte entries:
  * from the byte that holds entry i, which only errs towards "no".) */
 static bool zero_from(Qcow2 *s, const uint8_t *b, uint64_t i)
@@ -663,14 +677,8 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
                 " reference=%" G_GUINT64_FORMAT "\n",
                 repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
-        /* a 64-bit refcount can be further from the reference count than an int64_t
-         * addend reaches: that one is reported, not repaired */
-        uint64_t diff = leak ? rc - ref : ref - rc;
-        if (diff > (uint64_t)INT64_MAX) repair = false;
         if (repair) blk_idx = UINT64_MAX;
-        if (repair && ref <= s->refcount_max &&
-            qcow2_update_refcount(s, c << s->cluster_bits, 1,
-                                  leak ? -(int64_t)diff : (int64_t)diff) == 0) {
+        if (repair && ref <= s->refcount_max && adjust(s, c, leak ? rc - ref : ref - rc, leak) == 0) {
             if (leak) res->leaks_fixed++;
             else res->corruptions_fixed++;
         } else if (leak) {

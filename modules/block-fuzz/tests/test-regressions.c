@@ -53,6 +53,43 @@ static void test_qcow2_check_reftable_span(void)
     g_unlink(p);
 }
 
+/* check -r all on a 64-bit refcount of 2^63 (and 2^63 + 1) for an unreferenced cluster:
+ * the repair passed (int64_t)(0 - 2^63) to the refcount update, which negated INT64_MIN
+ * (UBSan), and 2^63 + 1 became a positive addend that "repaired" it upwards (and failed).
+ * Both leaks are repaired to 0 now. */
+static void test_qcow2_check_refcount_2p63(void)
+{
+    g_autofree char *p = g_build_filename(dir, "rc64.qcow2", NULL);
+    GError *err = NULL;
+    g_assert_true(qs_block_create("qcow2", p, 1 << 20, "cluster_size=65536,refcount_bits=64",
+                                  false, &err));
+    g_autofree uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(p, (char **)&img, &len, NULL));
+    uint64_t rt = be64(img + 48);
+    uint64_t block = be64(img + rt);
+    g_assert_cmpuint(block + 65536, <=, len);
+    const uint64_t cluster = 16;                       /* past the image's clusters */
+    for (unsigned k = 0; k < 2; k++) {
+        put_be64(img + block + cluster * 8, (1ull << 63) + k);
+        g_assert_true(g_file_set_contents(p, (const char *)img, (gssize)len, NULL));
+        QsBlock *bs = qs_block_open(p, "qcow2", QS_BLOCK_CHECK | QS_BLOCK_RDWR |
+                                    QS_BLOCK_NO_BACKING, NULL, &err);
+        g_assert_no_error(err);
+        QsBlockCheckResult res;
+        g_assert_true(qs_block_check(bs, &res, QS_CHECK_FIX_LEAKS | QS_CHECK_FIX_ERRORS, &err));
+        g_assert_no_error(err);
+        g_assert_cmpint(res.leaks_fixed, ==, 1);
+        g_assert_cmpint(res.leaks + res.corruptions + res.check_errors, ==, 0);
+        qs_block_close(bs);
+        g_autofree uint8_t *after = NULL;
+        gsize alen;
+        g_assert_true(g_file_get_contents(p, (char **)&after, &alen, NULL));
+        g_assert_cmpuint(be64(after + block + cluster * 8), ==, 0);
+    }
+    g_unlink(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -61,6 +98,8 @@ int main(int argc, char **argv)
     g_assert_nonnull(dir);
     g_test_add_func("/block-fuzz/regress/qcow2-check-reftable-span",
                     test_qcow2_check_reftable_span);
+    g_test_add_func("/block-fuzz/regress/qcow2-check-refcount-2p63",
+                    test_qcow2_check_refcount_2p63);
     int r = g_test_run();
     g_rmdir(dir);
     return r;
