@@ -33,7 +33,10 @@ typedef struct Conv {
     unsigned threads;
     GArray *work;           /* chunk indices that need copying */
     GMutex lock;
-    GCond cond;
+    /* a worker whose chunk is past the write window waits on slots[ticket % nslots]:
+     * each written chunk wakes only the one ticket it lets in (not every waiter) */
+    GCond *slots;
+    unsigned nslots;
     uint64_t next_write, done;
     /* in-order writes: chunks read ahead of their turn wait here (ticket -> Pending *),
      * and whichever worker finds the next one ready writes the run of them */
@@ -124,6 +127,12 @@ static void chunk_done(Conv *c)
     if (c->progress) img_progress(true, c->done * 100.0 / MAX(c->work->len, 1u));
 }
 
+/* Called with the lock held: a read or write error stops every waiting worker. */
+static void wake_all(Conv *c)
+{
+    for (unsigned i = 0; i < c->nslots; i++) g_cond_broadcast(&c->slots[i]);
+}
+
 /* In order: hand the chunk over; the worker that finds the next chunk ready (no one else
  * writing) writes every chunk ready in sequence, so no worker sleeps waiting for its
  * turn and no hand-off needs another thread woken.  Read-ahead is bounded. */
@@ -135,7 +144,7 @@ static int ordered_write(Conv *c, uint64_t ticket, uint64_t off, uint64_t len, u
     uint64_t window = 2;   /* so at most threads + 2 buffers exist */
     g_mutex_lock(&c->lock);
     while (ticket >= c->next_write + window && !c->write_error)
-        g_cond_wait(&c->cond, &c->lock);
+        g_cond_wait(&c->slots[ticket % c->nslots], &c->lock);
     g_hash_table_insert(c->pending, GSIZE_TO_POINTER(ticket), pd);
     int r = 0;
     if (!c->writing) {
@@ -153,7 +162,8 @@ static int ordered_write(Conv *c, uint64_t ticket, uint64_t off, uint64_t len, u
             if (r < 0) c->write_error = r;
             c->next_write++;
             chunk_done(c);
-            g_cond_broadcast(&c->cond);
+            if (c->write_error) wake_all(c);
+            else g_cond_broadcast(&c->slots[(c->next_write + window - 1) % c->nslots]);
         }
         c->writing = false;
     }
@@ -222,7 +232,7 @@ static int conv_chunk(uint64_t ticket, void *opaque)
         /* this chunk never comes: wake whoever waits for the write window */
         g_mutex_lock(&c->lock);
         if (!c->write_error) c->write_error = r;
-        g_cond_broadcast(&c->cond);
+        wake_all(c);
         g_ptr_array_add(c->free_bufs, buf);
         g_mutex_unlock(&c->lock);
         return r;
@@ -346,7 +356,9 @@ int img_convert(int argc, char **argv)
     cv.ordered = !wr_ooo && !compress;   /* in-order writes are also faster on files */
     cv.progress = progress && !quiet;
     g_mutex_init(&cv.lock);
-    g_cond_init(&cv.cond);
+    cv.nslots = (unsigned)m + 3;   /* more than the tickets that can wait at once */
+    cv.slots = g_new(GCond, cv.nslots);
+    for (unsigned i = 0; i < cv.nslots; i++) g_cond_init(&cv.slots[i]);
     cv.threads = (unsigned)m;
     cv.pending = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, pending_free);
     cv.free_bufs = g_ptr_array_new_with_free_func(g_aligned_free);
@@ -384,7 +396,8 @@ int img_convert(int argc, char **argv)
     g_hash_table_destroy(cv.pending);   /* chunks read past a write error */
     g_ptr_array_free(cv.free_bufs, TRUE);
     g_mutex_clear(&cv.lock);
-    g_cond_clear(&cv.cond);
+    for (unsigned i = 0; i < cv.nslots; i++) g_cond_clear(&cv.slots[i]);
+    g_free(cv.slots);
     ret = r < 0 ? 1 : 0;
 out:
     if (cv.dst) qs_block_close(cv.dst);
