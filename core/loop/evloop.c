@@ -456,7 +456,8 @@ static gint loop_poll(GPollFD *fds, guint nfds, gint timeout)
 
 static QsLoop *loop_new(const char *name, GMainContext *ctx, bool is_main)
 {
-    QsLoop *l = g_new0(QsLoop, 1);
+    /* aligned: its LoopPub is on a cache line of its own */
+    QsLoop *l = g_aligned_alloc0(1, sizeof(QsLoop), _Alignof(QsLoop));
     l->name = g_strdup(name);
     l->ctx = ctx;
     l->ml = g_main_loop_new(ctx, FALSE);
@@ -533,7 +534,7 @@ QsLoop *qs_iothread_new(const char *name, GError **errp)
         g_main_loop_unref(l->ml);
         g_main_context_unref(l->ctx);
         g_free(l->name);
-        g_free(l);
+        g_aligned_free(l);
         return NULL;
     }
     g_mutex_lock(&reg_lock);
@@ -562,7 +563,7 @@ void qs_iothread_free(QsLoop *l)
     g_main_loop_unref(l->ml);
     g_main_context_unref(l->ctx);
     g_free(l->name);
-    g_free(l);
+    g_aligned_free(l);
 }
 
 const char *qs_loop_name(const QsLoop *l) { return l->name; }
