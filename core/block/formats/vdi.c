@@ -397,10 +397,10 @@ static int write_header(QsBlock *bs)
     uint8_t h[H_ALLOCATED + 4 - H_OFFSET_DATA];
     int r = qs_block_pread(bs->file, H_OFFSET_DATA, sizeof(h), h);
     if (r < 0) return r;
-    put_le32(h + H_OFFSET_DATA - H_OFFSET_DATA, (uint32_t)s->offset_data);
-    put_le64(h + H_DISK_SIZE - H_OFFSET_DATA, s->disk_size);
-    put_le32(h + H_BLOCKS - H_OFFSET_DATA, s->blocks);
-    put_le32(h + H_ALLOCATED - H_OFFSET_DATA, s->allocated);
+    put_le32(h + (H_OFFSET_DATA - H_OFFSET_DATA), (uint32_t)s->offset_data);
+    put_le64(h + (H_DISK_SIZE - H_OFFSET_DATA), s->disk_size);
+    put_le32(h + (H_BLOCKS - H_OFFSET_DATA), s->blocks);
+    put_le32(h + (H_ALLOCATED - H_OFFSET_DATA), s->allocated);
     return qs_block_pwrite(bs->file, H_OFFSET_DATA, sizeof(h), h, 0);
 }
 
