@@ -48,6 +48,11 @@ dict=()
 [ -f "$here/dictionaries/$fmt.dict" ] && dict=("$here/dictionaries/$fmt.dict")
 export BF_SANDBOX_BASE="$work/sandbox"
 start=$(date +%s)
+# CPU seconds the engine got (children of this shell): on a shared machine wall time
+# says little
+# (`times` in this shell, not in a $(...) subshell, which has no children of its own)
+cpu() { awk 'END { split($1, u, "m"); split($2, s, "m");
+        printf "%.1f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$work/times"; }
 
 case "$engine" in
   libfuzzer)
@@ -60,12 +65,13 @@ case "$engine" in
         "$work/corpus" > "$log" 2>&1
     rc=$?
     set -e
+    times > "$work/times"
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     eps=$(grep 'average_exec_per_sec' "$log" | awk '{print $2}')
     runs=$(grep 'number_of_executed_units' "$log" | awk '{print $2}')
     found=$(ls "$work/artifacts" | wc -l)
-    echo "fuzz: $fmt libfuzzer $(( $(date +%s) - start ))s: ${runs:-?} execs, ${eps:-?} exec/s," \
+    echo "fuzz: $fmt libfuzzer $(( $(date +%s) - start ))s (CPU $(cpu)s): ${runs:-?} execs, ${eps:-?} exec/s," \
          "edges (cov) ${cov:-?}, features ${ft:-?}, corpus $(ls "$work/corpus" | wc -l)," \
          "findings $found (exit $rc; log $log)"
     ;;
@@ -88,9 +94,10 @@ case "$engine" in
         -- "$bins/afl/fuzz-$fmt" > "$work/afl.log" 2>&1
     rc=$?
     set -e
+    times > "$work/times"
     st="$work/out/default/fuzzer_stats"
     get() { grep "^$1 " "$st" 2>/dev/null | sed 's/.*: //'; }
-    echo "fuzz: $fmt afl++ $(( $(date +%s) - start ))s: $(get execs_done) execs," \
+    echo "fuzz: $fmt afl++ $(( $(date +%s) - start ))s (CPU $(cpu)s): $(get execs_done) execs," \
          "$(get execs_per_sec) exec/s, edges $(get edges_found) (bitmap $(get bitmap_cvg))," \
          "corpus $(get corpus_count), crashes $(get saved_crashes), hangs $(get saved_hangs)" \
          "(exit $rc; log $work/afl.log)"
