@@ -394,7 +394,16 @@ typedef struct Check {
     uint32_t *refs;
     uint64_t nb;            /* clusters the refs array covers */
     uint64_t next_contig;   /* for fragmentation stats */
+    uint64_t messages;      /* lines check wanted to print */
 } Check;
+
+/* A hostile image can make check find millions of bad entries (an L1 table whose
+ * entries all name one L2 table of bad entries): the counts stay exact, but only the
+ * first CHECK_MAX_MESSAGES lines are printed, then how many were not. */
+#define CHECK_MAX_MESSAGES 10000
+#define CK_PRINT(ck, ...) do { \
+        if ((ck)->messages++ < CHECK_MAX_MESSAGES) fprintf(stderr, __VA_ARGS__); \
+    } while (0)
 
 #define CHECK_MAX_CLUSTERS (1ull << 28)
 
@@ -410,7 +419,7 @@ static void inc_refs(Check *ck, uint64_t off, uint64_t len)
             memset(ck->refs + ck->nb, 0, (nnb - ck->nb) * 4);
             ck->nb = nnb;
         } else {
-            fprintf(stderr, "ERROR: counting reference for region exceeding the end of the "
+            CK_PRINT(ck, "ERROR: counting reference for region exceeding the end of the "
                     "file by one cluster or more: offset %#" G_GINT64_MODIFIER "x size %#"
                     G_GINT64_MODIFIER "x\n", off, len);
             ck->res->corruptions++;
@@ -428,7 +437,7 @@ static int check_l2(Check *ck, uint64_t l2_off, bool active)
     g_autofree uint8_t *t = g_malloc(s->cluster_size);
     int r = qcow2_meta_read(s, l2_off, t, s->cluster_size);
     if (r < 0) {
-        fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
+        CK_PRINT(ck, "ERROR: I/O error in check_refcounts_l2\n");
         ck->res->check_errors++;
         return 0;
     }
@@ -437,12 +446,12 @@ static int check_l2(Check *ck, uint64_t l2_off, bool active)
         ClusterType ty = qcow2_entry_type(s, e);
         if (ty == C_COMPRESSED) {
             if (e & QCOW_OFLAG_COPIED) {
-                fprintf(stderr, "ERROR: coffset=%#" G_GINT64_MODIFIER "x: Cluster cannot "
+                CK_PRINT(ck, "ERROR: coffset=%#" G_GINT64_MODIFIER "x: Cluster cannot "
                         "be marked as copied\n", e & s->cluster_offset_mask);
                 ck->res->corruptions++;
             }
             if (s->ext_l2 && l2_get_bitmap(s, t, i)) {
-                fprintf(stderr, "ERROR compressed cluster %" G_GUINT64_FORMAT " with non-zero "
+                CK_PRINT(ck, "ERROR compressed cluster %" G_GUINT64_FORMAT " with non-zero "
                         "subcluster allocation bitmap, entry=%#" G_GINT64_MODIFIER "x\n", i, e);
                 ck->res->corruptions++;
             }
@@ -457,7 +466,7 @@ static int check_l2(Check *ck, uint64_t l2_off, bool active)
         } else if (ty == C_NORMAL || ty == C_ZERO_ALLOC) {
             uint64_t off = e & L2E_OFFSET_MASK;
             if (off & (s->cluster_size - 1)) {
-                fprintf(stderr, "ERROR offset=%" G_GINT64_MODIFIER "x: Cluster is not properly "
+                CK_PRINT(ck, "ERROR offset=%" G_GINT64_MODIFIER "x: Cluster is not properly "
                         "aligned; L2 entry corrupted.\n", off);
                 ck->res->corruptions++;
                 continue;
@@ -480,7 +489,7 @@ static int check_l1(Check *ck, uint64_t l1_off, uint32_t l1_size, bool active)
     inc_refs(ck, l1_off, (uint64_t)l1_size * 8);
     g_autofree uint8_t *l1 = g_malloc((size_t)l1_size * 8);
     if (qcow2_meta_read(s, l1_off, l1, (size_t)l1_size * 8) < 0) {
-        fprintf(stderr, "ERROR: I/O error in check_refcounts_l1\n");
+        CK_PRINT(ck, "ERROR: I/O error in check_refcounts_l1\n");
         ck->res->check_errors++;
         return 0;
     }
@@ -489,7 +498,7 @@ static int check_l1(Check *ck, uint64_t l1_off, uint32_t l1_size, bool active)
         uint64_t l2 = e & L1E_OFFSET_MASK;
         if (!l2) continue;
         if (l2 & (s->cluster_size - 1)) {
-            fprintf(stderr, "ERROR l2_offset=%" G_GINT64_MODIFIER "x: Table is not cluster "
+            CK_PRINT(ck, "ERROR l2_offset=%" G_GINT64_MODIFIER "x: Table is not cluster "
                     "aligned; L1 entry corrupted\n", l2);
             ck->res->corruptions++;
             continue;
@@ -538,7 +547,7 @@ static void check_copied(Check *ck, int fix)
         uint64_t rc;
         if (qcow2_get_refcount(s, l2 >> s->cluster_bits, &rc) < 0) continue;
         if ((rc == 1) != !!(e & QCOW_OFLAG_COPIED)) {
-            fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%"
+            CK_PRINT(ck, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%"
                     G_GINT64_MODIFIER "x refcount=%" G_GUINT64_FORMAT "\n",
                     fix & QS_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i, e, rc);
             if (fix & QS_CHECK_FIX_ERRORS) {
@@ -563,7 +572,7 @@ static void check_copied(Check *ck, int fix)
             if (qcow2_get_refcount(s, d >> s->cluster_bits, &drc) < 0) continue;
             if ((drc == 1) != !!(x & QCOW_OFLAG_COPIED)) {
                 bool repair = (fix & QS_CHECK_FIX_ERRORS) && l2_owned;
-                fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%" G_GINT64_MODIFIER
+                CK_PRINT(ck, "%s OFLAG_COPIED data cluster: l2_entry=%" G_GINT64_MODIFIER
                         "x refcount=%" G_GUINT64_FORMAT "\n", repair ? "Repairing" : "ERROR",
                         x, drc);
                 if (repair) {
@@ -603,7 +612,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         Qcow2Snapshot *sn = &s->snaps[i];
         if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES || (sn->l1_offset & (s->cluster_size - 1))) {
-            fprintf(stderr, "ERROR snapshot %s (%s) l1_offset=%#" G_GINT64_MODIFIER "x "
+            CK_PRINT(&ck, "ERROR snapshot %s (%s) l1_offset=%#" G_GINT64_MODIFIER "x "
                     "l1_size=%u: invalid L1 table\n", sn->id, sn->name, sn->l1_offset,
                     sn->l1_size);
             res->corruptions++;
@@ -617,13 +626,13 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         uint64_t off = s->reftable[i] & REFT_OFFSET_MASK;
         if (!off) continue;
         if (off & (s->cluster_size - 1)) {
-            fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " is not cluster aligned;"
+            CK_PRINT(&ck, "ERROR refcount block %" G_GUINT64_FORMAT " is not cluster aligned;"
                     " refcount table entry corrupted\n", i);
             res->corruptions++;
             continue;
         }
         if ((off >> s->cluster_bits) >= file_clusters(s)) {
-            fprintf(stderr, "ERROR refcount block %" G_GUINT64_FORMAT " is outside image\n", i);
+            CK_PRINT(&ck, "ERROR refcount block %" G_GUINT64_FORMAT " is outside image\n", i);
             res->corruptions++;
             continue;
         }
@@ -658,7 +667,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         if (idx != blk_idx) {
             blk_err = load_block(s, idx, &blk, NULL);
             if (blk_err < 0) {
-                fprintf(stderr, "Can't get refcount for cluster %" G_GUINT64_FORMAT ": %s\n", c,
+                CK_PRINT(&ck, "Can't get refcount for cluster %" G_GUINT64_FORMAT ": %s\n", c,
                         g_strerror(EIO));
                 res->check_errors++;
             }
@@ -674,7 +683,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         if (rc == ref) continue;
         bool leak = rc > ref;
         bool repair = fix & (leak ? QS_CHECK_FIX_LEAKS : QS_CHECK_FIX_ERRORS);
-        fprintf(stderr, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
+        CK_PRINT(&ck, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
                 " reference=%" G_GUINT64_FORMAT "\n",
                 repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
         if (repair) blk_idx = UINT64_MAX;
@@ -688,6 +697,9 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         }
     }
     check_copied(&ck, fix);
+    if (ck.messages > CHECK_MAX_MESSAGES)
+        fprintf(stderr, "%" G_GUINT64_FORMAT " more messages like the above were not printed\n",
+                ck.messages - CHECK_MAX_MESSAGES);
     res->image_end_offset = (int64_t)(highest << s->cluster_bits);
     g_free(ck.refs);
     if (fix && (s->incompat & QCOW2_INCOMPAT_DIRTY) && !res->corruptions && !res->leaks &&
