@@ -14,7 +14,7 @@ static const QsPropDesc prof_opts[] = {
     { "interval", QS_PROP_UINT, "100", "stuck-check period in ms (10..60000)" },
     { "stuck", QS_PROP_UINT, "1000", "a dispatch running this many ms marks its loop stuck (0: never)" },
     { "clock", QS_PROP_STRING, "auto", "tick source: auto, tsc or monotonic" },
-    { "sample", QS_PROP_UINT, "64", "time 1 in N dispatches of a cheap source, and 1 in N "
+    { "sample", QS_PROP_UINT, "256", "time 1 in N dispatches of a cheap source, and 1 in N "
                                     "polls (power of 2, 1..1024; 1: all; sources >= 10 us "
                                     "are always timed; every dispatch is counted)" },
     { NULL }

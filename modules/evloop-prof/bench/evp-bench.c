@@ -38,11 +38,12 @@ static const QsEvloopObserver nop_observer = {
     .dispatch_begin = nop_dispatch, .dispatch_end = nop_dispatch,
 };
 
-/* A sampler that does nothing, sampling 1 in 64: the core's cost for samplers. */
+/* A sampler that does nothing, sampling 1 in 256 (evloop-prof's default): the core's
+ * cost for samplers. */
 static void nop_sample_begin(const QsSourceInfo *s, uint64_t n, void *o) { }
 static bool nop_sample_end(const QsSourceInfo *s, void *o) { return false; }
 static const QsEvloopSampler nop_sampler = {
-    .name = "bench-nop-sampler", .period = 64, .poll_begin = nop_poll_begin,
+    .name = "bench-nop-sampler", .period = 256, .poll_begin = nop_poll_begin,
     .poll_end = nop_poll_end, .dispatch_begin = nop_sample_begin,
     .dispatch_end = nop_sample_end,
 };
