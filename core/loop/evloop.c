@@ -211,6 +211,16 @@ void qs_evloop_sampler_remove(const QsEvloopSampler *smp)
     obs_remove_key(smp);
 }
 
+void qs_evloop_sampler_restart(const QsEvloopSampler *smp)
+{
+    g_mutex_lock(&obs_lock);
+    ObsList *cur = qs_evloop_obs_list;
+    bool found = false;
+    for (guint i = 0; cur && i < cur->n; i++) found |= cur->e[i].key == smp;
+    if (found) obs_publish(obs_copy(0, NULL), true);   /* same entries, a new epoch */
+    g_mutex_unlock(&obs_lock);
+}
+
 /* Loop life-cycle callbacks, through a read-side section (no lock held, so a callback
  * may use qs_loop_foreach). */
 static void obs_loop_event(QsLoop *loop, bool added)

@@ -139,9 +139,11 @@ static void core_flush_all_wait(int timeout_ms)
     qs_loop_foreach(flush_wait_one, &deadline);
 }
 
-static const ProfCoreOps core_ops = {
-    .current = core_current, .watch = core_watch, .flush_all_wait = core_flush_all_wait,
-};
+static void core_restart(void *opaque)
+{
+    Prof *p = opaque;
+    qs_evloop_sampler_restart(&p->sampler);
+}
 
 static void describe_loop(const void *loop, char **name, bool *is_main, int *tid)
 {
@@ -224,7 +226,11 @@ static bool prof_init(QsModule *mod, const QsOpts *opts, GError **errp)
     p->stuck_ticks = (uint64_t)((((unsigned __int128)stuck_ms * 1000000u << 32) +
                                  p->clk.mult - 1) / p->clk.mult);
     p->st = prof_stats_new(&p->clk, (unsigned)sample, 10000, describe_loop);
-    prof_stats_use_core(p->st, &core_ops);
+    ProfCoreOps ops = {
+        .current = core_current, .watch = core_watch, .flush_all_wait = core_flush_all_wait,
+        .restart = core_restart, .opaque = p,
+    };
+    prof_stats_use_core(p->st, &ops);
     p->sampler = sampler_template;
     p->sampler.period = (unsigned)sample;
     if (!qs_evloop_sampler_add(&p->sampler, p, errp)) {

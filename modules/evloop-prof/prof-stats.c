@@ -660,6 +660,9 @@ void prof_stats_reset(ProfStats *st, uint64_t now)
     __atomic_fetch_add(&st->gen, 1, __ATOMIC_RELEASE);
     st->reset_at = now;
     g_mutex_unlock(&st->lock);
+    /* after the new generation: the first dispatch of each source after the reset is
+     * timed (and counted in it) */
+    if (st->core.restart) st->core.restart(st->core.opaque);
 }
 
 /* ---- readers (all under the lock) ---- */

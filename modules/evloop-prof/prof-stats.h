@@ -86,6 +86,9 @@ typedef struct ProfCoreOps {
      * call it first, without the lock, so a snapshot shows every dispatch that ended
      * before it, and dispatches from before a reset are not counted after it */
     void (*flush_all_wait)(int timeout_ms);
+    /* after a reset: every source's next dispatch is one the hooks see (timed) */
+    void (*restart)(void *opaque);
+    void *opaque;
 } ProfCoreOps;
 void prof_stats_use_core(ProfStats *st, const ProfCoreOps *ops);
 void prof_stats_dispatch_count(ProfStats *st, const void *loop, uint64_t id,

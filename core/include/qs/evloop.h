@@ -247,6 +247,12 @@ typedef struct QsEvloopSampler {
 
 bool qs_evloop_sampler_add(const QsEvloopSampler *smp, void *opaque, GError **errp);
 void qs_evloop_sampler_remove(const QsEvloopSampler *smp);
+/* Restart every source's countdown as if the samplers had just been added: the next
+ * dispatch of each source is sampled (count 1) and the counts not reported yet are
+ * dropped (flush first to keep them).  E.g. after a profiler's reset, so that every
+ * source is timed again.  Any thread (it waits for callbacks in progress like
+ * qs_evloop_sampler_remove). */
+void qs_evloop_sampler_restart(const QsEvloopSampler *smp);
 
 /*
  * What a loop is dispatching now, readable from any thread while the loop lives (e.g. by

@@ -14,7 +14,7 @@
  * registry's semantics.  A module built for a newer minor or another major is refused.
  * History: 1.0 loader, options, device/TCG-pass/migration registries; 1.1 adds the
  * event loop, chardev, QMP, memory, IRQ, PCI, machine, block and TCG IR headers.
- * 1.2 adds event-loop samplers, qs_loop_current, qs_loop_watch and qs_loop_flush.
+ * 1.2 adds event-loop samplers, qs_loop_current, qs_loop_watch and qs_loop_flush(_wait).
  *
  * The descriptor is read before any function of the module is called; a module must
  * not use ELF constructors, which the dynamic linker would run before that check.

@@ -191,6 +191,32 @@ static void test_sampling_counts(void)
     rec_clear(&r);
 }
 
+/* A restart samples every source's next dispatch and drops what was not reported. */
+static void test_restart(void)
+{
+    Rec r;
+    rec_init(&r);
+    GError *err = NULL;
+    uint64_t ran = 0;
+    QsBH *bh = qs_bh_new(qs_loop_main(), "rs-bh", count_cb, &ran);
+    r.ran = &ran;
+    r.ran_name = "rs-bh";
+    sampler.period = 16;
+    g_assert_true(qs_evloop_sampler_add(&sampler, &r, &err));
+    run_bh(bh, 5);                  /* 1 sampled, 4 not reported */
+    qs_evloop_sampler_restart(&sampler);
+    run_bh(bh, 3);                  /* the 6th sampled with count 1 */
+    Row w = snapshot_row(&r, "rs-bh");
+    g_assert_cmpstr(w.sampled_at->str, ==, "1 6");
+    g_assert_cmpuint(w.b_count, ==, 2);
+    qs_bh_free(bh);
+    g_assert_cmpuint(total(&r, "rs-bh"), ==, 4);    /* 8 ran, the 4 before the restart dropped */
+    qs_evloop_sampler_remove(&sampler);
+    qs_evloop_sampler_restart(&sampler);   /* not registered: nothing */
+    g_assert_cmpint(qs_evloop_g.n, ==, 0);
+    rec_clear(&r);
+}
+
 /* A source the sampler calls slow is sampled every time (count 1) until it is not. */
 static void test_slow_source(void)
 {
@@ -522,6 +548,7 @@ int main(int argc, char **argv)
     qs_runstate_start(false);
     g_test_add_func("/evloop/sampler/sampling-counts", test_sampling_counts);
     g_test_add_func("/evloop/sampler/slow-source", test_slow_source);
+    g_test_add_func("/evloop/sampler/restart", test_restart);
     g_test_add_func("/evloop/sampler/timers-and-observer", test_timers_and_observer);
     g_test_add_func("/evloop/sampler/current-nested", test_current_nested);
     g_test_add_func("/evloop/sampler/current-other-thread", test_current_other_thread);
