@@ -82,7 +82,7 @@ case "$engine" in
     rm -rf "$in"
     mkdir -p "$in"
     # AFL wants small seeds: the regression corpus' files up to max_len
-    find "$work/corpus" -type f -size -"$((max_len / 1024))"k -exec cp {} "$in/" \;
+    find "$work/corpus" -type f -size -"$((max_len + 1))"c -exec cp {} "$in/" \;
     [ -n "$(ls "$in")" ] || head -c 512 /dev/zero > "$in/zero"
     resume=()
     [ -d "$work/out/default/queue" ] && resume=(-i -) || resume=(-i "$in")
