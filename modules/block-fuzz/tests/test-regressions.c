@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Regression tests for bugs the block-fuzz campaigns found: each builds its hostile image
  * with the public API and checks the fixed behaviour (the reproducers are in corpus/). */
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <glib/gstdio.h>
 #include "qs/block.h"
 
@@ -90,6 +93,54 @@ static void test_qcow2_check_refcount_2p63(void)
     g_unlink(p);
 }
 
+/* qcow2 check on an image whose 64 L1 entries all name one L2 table of 8192 misaligned
+ * entries: 524288 corruptions, each printed on its own line (a 22 KiB fuzzed image made
+ * 3 million lines, seconds of CPU).  Counts stay exact; at most 10000 lines plus one
+ * saying how many more there were. */
+static void test_qcow2_check_message_flood(void)
+{
+    g_autofree char *p = g_build_filename(dir, "flood.qcow2", NULL);
+    GError *err = NULL;
+    g_assert_true(qs_block_create("qcow2", p, 32ull << 30, "cluster_size=65536", false, &err));
+    g_autofree uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(p, (char **)&img, &len, NULL));
+    uint64_t l1 = be64(img + 40);
+    g_assert_cmpuint(be64(img + 36) >> 32, ==, 64);            /* l1_size */
+    uint64_t l2 = (len + 65535) & ~65535ull;
+    img = g_realloc(img, l2 + 65536);
+    memset(img + len, 0, l2 + 65536 - len);
+    for (unsigned i = 0; i < 8192; i++) put_be64(img + l2 + 8 * i, 0x200);
+    for (unsigned i = 0; i < 64; i++) put_be64(img + l1 + 8 * i, l2);
+    g_assert_true(g_file_set_contents(p, (const char *)img, (gssize)(l2 + 65536), NULL));
+
+    QsBlock *bs = qs_block_open(p, "qcow2", QS_BLOCK_CHECK | QS_BLOCK_NO_BACKING, NULL, &err);
+    g_assert_no_error(err);
+    g_autofree char *log = g_build_filename(dir, "flood.log", NULL);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600), saved = dup(2);
+    g_assert_cmpint(fd, >=, 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    QsBlockCheckResult res;
+    bool ok = qs_block_check(bs, &res, 0, &err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    g_assert_true(ok);
+    g_assert_cmpint(res.corruptions, >=, 64 * 8192);
+    qs_block_close(bs);
+    g_autofree char *out = NULL;
+    g_assert_true(g_file_get_contents(log, &out, NULL, NULL));
+    unsigned lines = 0;
+    for (const char *c = out; *c; c++) lines += *c == '\n';
+    g_test_message("%u lines for %d corruptions", lines, res.corruptions);
+    g_assert_cmpuint(lines, <=, 10001);
+    g_assert_nonnull(strstr(out, "more messages like the above were not printed"));
+    g_unlink(log);
+    g_unlink(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -100,6 +151,8 @@ int main(int argc, char **argv)
                     test_qcow2_check_reftable_span);
     g_test_add_func("/block-fuzz/regress/qcow2-check-refcount-2p63",
                     test_qcow2_check_refcount_2p63);
+    g_test_add_func("/block-fuzz/regress/qcow2-check-message-flood",
+                    test_qcow2_check_message_flood);
     int r = g_test_run();
     g_rmdir(dir);
     return r;
