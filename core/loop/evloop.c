@@ -86,13 +86,15 @@ static void obs_synchronize(void)
  * walking them, so they are freed by a later publish made outside any section. */
 static GPtrArray *retired;
 
-static uint32_t last_epoch;
+static uint32_t last_epoch, last_members;
 
 /* Publish nl (its counts and epoch filled in here), with obs_lock held.  The epoch
- * changes only when a sampler is added: its first dispatch of every source is sampled
- * and counts from before it are not reported to it (nor, then, to the samplers already
- * there: they lose up to period - 1 counts per source). */
-static void obs_publish(ObsList *nl, bool sampler_added)
+ * changes only when a sampler is added (or restarted): its first dispatch of every
+ * source is sampled and counts from before it are not reported to it (nor, then, to the
+ * samplers already there: they lose up to period - 1 counts per source).  members
+ * counts the samplers ever added: a sampler added (ObsEntry.since) after a dispatch's
+ * begin hooks ran gets no end hook for it. */
+static void obs_publish(ObsList *nl, bool sampler_added, bool restart)
 {
     membarrier_setup();
     if (nl) {
@@ -105,10 +107,12 @@ static void obs_publish(ObsList *nl, bool sampler_added)
             if (!nl->period || smp->period < nl->period) nl->period = smp->period;
         }
         /* 0 marks a source never sampled, OBS_GATE_ALL is no epoch */
-        if (sampler_added || !last_epoch) {
+        if (sampler_added || restart || !last_epoch) {
             if (++last_epoch == OBS_GATE_ALL) last_epoch = 1;
         }
+        if (sampler_added) last_members++;
         nl->epoch = last_epoch;
+        nl->members = last_members;
     }
     ObsList *old = __atomic_exchange_n(&qs_evloop_obs_list, nl, __ATOMIC_SEQ_CST);
     uint32_t gate = !nl ? 0 : nl->nclassic ? OBS_GATE_ALL : nl->epoch;
@@ -144,7 +148,7 @@ static void obs_remove_key(const void *key)
     if (found) {
         ObsList *nl = obs_copy(0, key);
         if (!nl->n) g_clear_pointer(&nl, g_free);
-        obs_publish(nl, false);
+        obs_publish(nl, false, false);
     }
     g_mutex_unlock(&obs_lock);
 }
@@ -182,8 +186,9 @@ static bool obs_add(const ObsEntry *e, GError **errp)
     if (!qs_module_claim("observer", e->name, errp)) return false;
     g_mutex_lock(&obs_lock);
     ObsList *nl = obs_copy(1, NULL);
-    nl->e[nl->n++] = *e;
-    obs_publish(nl, e->smp != NULL);
+    nl->e[nl->n] = *e;
+    nl->e[nl->n++].since = last_members + (e->smp != NULL);   /* obs_publish counts it */
+    obs_publish(nl, e->smp != NULL, false);
     g_mutex_unlock(&obs_lock);
     qs_module_track(observer_undo, (void *)e->key);
     return true;
@@ -217,7 +222,7 @@ void qs_evloop_sampler_restart(const QsEvloopSampler *smp)
     ObsList *cur = qs_evloop_obs_list;
     bool found = false;
     for (guint i = 0; cur && i < cur->n; i++) found |= cur->e[i].key == smp;
-    if (found) obs_publish(obs_copy(0, NULL), true);   /* same entries, a new epoch */
+    if (found) obs_publish(obs_copy(0, NULL), false, true);   /* same entries, new epoch */
     g_mutex_unlock(&obs_lock);
 }
 
@@ -332,7 +337,7 @@ uint64_t qs_obs_begin_slow(ObsSource *s, QsLoop *run, uint64_t tok)
     uint64_t count = (uint64_t)OBS_LOAD(&s->armed) - left + 1;
     OBS_STORE(&s->left, l->period);  /* a slow source is set back to 1 by its end */
     OBS_STORE(&s->armed, l->period);
-    s->sampled_epoch = l->epoch;
+    s->sampled_members = l->members;
     tok |= OBS_TOK_HOOKS | OBS_TOK_SAMPLED;
     for (guint i = 0; i < l->n; i++) {
         const QsEvloopSampler *smp = l->e[i].smp;
@@ -347,13 +352,15 @@ void qs_obs_end_slow(ObsSource *s, QsLoop *run, uint64_t tok)
 {
     ObsList *l;
     unsigned token = obs_enter(&l);
-    /* samplers only if they are the ones whose begin ran */
-    bool sampled = l && (tok & OBS_TOK_SAMPLED) && s->sampled_epoch == l->epoch;
+    /* samplers only if their begin ran: registered before it */
+    bool sampled = tok & OBS_TOK_SAMPLED;
     bool slow = false;
     for (guint i = 0; l && i < l->n; i++) {
         const ObsEntry *e = &l->e[i];
         if (e->obs && e->obs->dispatch_end) e->obs->dispatch_end(&s->info, e->opaque);
-        if (e->smp && sampled && e->smp->dispatch_end) slow |= e->smp->dispatch_end(&s->info, e->opaque);
+        if (e->smp && sampled && e->since <= s->sampled_members && e->smp->dispatch_end) {
+            slow |= e->smp->dispatch_end(&s->info, e->opaque);
+        }
     }
     if (slow) {
         OBS_STORE(&s->left, 1);
@@ -629,7 +636,7 @@ void qs_obs_source_init(ObsSource *s, QsLoop *loop, const char *name, QsSourceKi
     info->name = g_strdup(name && *name ? name : "(unnamed)");
     info->kind = kind;
     info->loop = loop;
-    s->left = s->armed = s->epoch = s->sampled_epoch = 0;
+    s->left = s->armed = s->epoch = s->sampled_members = 0;
     g_mutex_lock(&src_lock);
     s->home = loop;
     s->prev = NULL;

@@ -51,6 +51,7 @@ typedef struct ObsEntry {
     const QsEvloopObserver *obs;      /* one of obs and smp is set */
     const QsEvloopSampler *smp;
     void *opaque;
+    uint32_t since;                   /* samplers: ObsList.members when it was added */
 } ObsEntry;
 
 typedef struct ObsList {
@@ -59,6 +60,7 @@ typedef struct ObsList {
     guint nsampler;       /* entries with smp */
     uint32_t epoch;       /* changes when a sampler is added (never 0 nor OBS_GATE_ALL) */
     uint32_t period;      /* smallest sampler period */
+    uint32_t members;     /* samplers ever added (a counter) */
     ObsEntry e[];
 } ObsList;
 
@@ -126,7 +128,7 @@ struct ObsSource {
     uint32_t left;        /* dispatches until the next sampled one (<= 1: the next) */
     uint32_t armed;       /* left after the last report: armed - left not reported */
     uint32_t epoch;       /* list epoch left/armed belong to (0: none yet) */
-    uint32_t sampled_epoch;   /* list whose samplers' dispatch_begin ran last */
+    uint32_t sampled_members; /* ObsList.members when samplers' dispatch_begin ran last */
     QsLoop *home;         /* loop whose list it is on; NULL once detached */
     ObsSource *prev, *next;
 };

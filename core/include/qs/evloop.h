@@ -219,8 +219,8 @@ void qs_evloop_observer_remove(const QsEvloopObserver *obs);
  * dispatch_watched: see qs_loop_watch.  Callbacks run in the loop's thread (a virtual
  * timer stepped by qs_clock_step runs in the stepping thread; dispatch_count also in the
  * thread that frees a source), concurrently from several loops.  dispatch_end is called
- * exactly for the dispatches whose dispatch_begin was (none if the sampler was removed
- * or another added in between).  dispatch_count runs under the core's source-list lock:
+ * exactly for the dispatches whose dispatch_begin was (unless the sampler was removed in
+ * between).  dispatch_count runs under the core's source-list lock:
  * it must not create or free sources.  Adding a sampler restarts every source's
  * countdown (its first dispatch is then sampled, with count 1): samplers already there
  * lose the counts not reported yet, at most period - 1 per source.  Removal and module

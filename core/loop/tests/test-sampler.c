@@ -191,6 +191,11 @@ static void test_sampling_counts(void)
     rec_clear(&r);
 }
 
+static void restart_cb(void *opaque)
+{
+    qs_evloop_sampler_restart(&sampler);
+}
+
 /* A restart samples every source's next dispatch and drops what was not reported. */
 static void test_restart(void)
 {
@@ -211,6 +216,14 @@ static void test_restart(void)
     g_assert_cmpuint(w.b_count, ==, 2);
     qs_bh_free(bh);
     g_assert_cmpuint(total(&r, "rs-bh"), ==, 4);    /* 8 ran, the 4 before the restart dropped */
+    /* restarted while a sampled dispatch runs: that dispatch still gets its end */
+    QsBH *mid = qs_bh_new(qs_loop_main(), "rs-mid", restart_cb, NULL);
+    qs_bh_schedule(mid);
+    drain();
+    w = snapshot_row(&r, "rs-mid");
+    g_assert_cmpint(w.begins, ==, 1);
+    g_assert_cmpint(w.ends, ==, 1);
+    qs_bh_free(mid);
     qs_evloop_sampler_remove(&sampler);
     qs_evloop_sampler_restart(&sampler);   /* not registered: nothing */
     g_assert_cmpint(qs_evloop_g.n, ==, 0);
@@ -494,6 +507,43 @@ static void test_add_remove_mid_dispatch(void)
     rec_clear(&r);
 }
 
+/* Another sampler added while one's sampled dispatch runs: the first still gets its
+ * end, the new one gets none (it saw no begin). */
+static int other_begins, other_ends;
+static void other_begin(const QsSourceInfo *src, uint64_t n, void *o) { other_begins++; }
+static bool other_end(const QsSourceInfo *src, void *o) { other_ends++; return false; }
+static const QsEvloopSampler other = {
+    .name = "other-sampler", .period = 1, .dispatch_begin = other_begin,
+    .dispatch_end = other_end,
+};
+
+static void add_other_cb(void *opaque)
+{
+    GError *err = NULL;
+    g_assert_true(qs_evloop_sampler_add(&other, NULL, &err));
+}
+
+static void test_add_other_mid_dispatch(void)
+{
+    Rec r;
+    rec_init(&r);
+    GError *err = NULL;
+    QsBH *bh = qs_bh_new(qs_loop_main(), "other-bh", add_other_cb, NULL);
+    sampler.period = 1;
+    g_assert_true(qs_evloop_sampler_add(&sampler, &r, &err));
+    qs_bh_schedule(bh);
+    drain();
+    Row w = snapshot_row(&r, "other-bh");
+    g_assert_cmpint(w.begins, ==, 1);
+    g_assert_cmpint(w.ends, ==, 1);
+    g_assert_cmpint(other_begins, ==, 0);
+    g_assert_cmpint(other_ends, ==, 0);
+    qs_evloop_sampler_remove(&other);
+    qs_evloop_sampler_remove(&sampler);
+    qs_bh_free(bh);
+    rec_clear(&r);
+}
+
 /* Removal from another thread waits for a sampler callback in progress. */
 static int slow_in, slow_out;
 static void slowcb_begin(const QsSourceInfo *src, uint64_t n, void *o)
@@ -553,6 +603,7 @@ int main(int argc, char **argv)
     g_test_add_func("/evloop/sampler/current-nested", test_current_nested);
     g_test_add_func("/evloop/sampler/current-other-thread", test_current_other_thread);
     g_test_add_func("/evloop/sampler/add-remove-mid-dispatch", test_add_remove_mid_dispatch);
+    g_test_add_func("/evloop/sampler/add-other-mid-dispatch", test_add_other_mid_dispatch);
     g_test_add_func("/evloop/sampler/remove-waits", test_remove_waits);
     g_test_add_func("/evloop/sampler/bad-registrations", test_bad_registrations);
     return g_test_run();
