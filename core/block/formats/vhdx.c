@@ -1393,6 +1393,51 @@ static int grow_bat(QsBlock *bs, uint64_t entries)
     return 0;
 }
 
+/* Under the lock: the BAT moves to a new region at the end of the file, big enough for
+ * `entries`.  The pending sectors are committed first; the BAT is written there and
+ * flushed, then both region tables point at it, each written and flushed in turn (a crash
+ * between them leaves both tables valid, and the first, already new, is the one used). */
+static int move_bat(QsBlock *bs, uint64_t entries)
+{
+    Vhdx *s = bs->opaque;
+    uint64_t len = align_up(entries * 8, VHDX_MiB);
+    if (len > UINT32_MAX - VHDX_MiB + 1) return -EFBIG;
+    int r = commit_bat(bs);
+    if (r < 0) return r;
+    g_autofree uint8_t *t = g_malloc(VHDX_TABLE_SIZE);
+    int which = -1;
+    for (int i = 0; i < 2 && which < 0; i++) {
+        r = qs_block_pread(bs->file, i ? VHDX_REGION2 : VHDX_REGION1, VHDX_TABLE_SIZE, t);
+        if (r < 0) return r;
+        if (le32_at(t) == SIG_REGI && le32_at(t + 4) == vhdx_checksum(t, VHDX_TABLE_SIZE, 4))
+            which = i;
+    }
+    uint8_t *ent = NULL;
+    for (uint32_t i = 0; which >= 0 && i < le32_at(t + 8) && i < VHDX_MAX_ENTRIES; i++)
+        if (guid_is(t + 16 + (size_t)i * 32, GUID_BAT)) ent = t + 16 + (size_t)i * 32;
+    if (!ent) return -EIO;
+    int64_t at = grab(bs, len);
+    if (at < 0) return (int)at;
+    uint64_t cap = align_up(s->bat_entries * 8, VHDX_LOG_SECTOR);
+    g_autofree uint64_t *le = g_try_malloc(MAX(cap, 8));
+    if (!le) return -ENOMEM;
+    for (uint64_t i = 0; i < cap / 8; i++) le[i] = GUINT64_TO_LE(s->bat[i]);
+    r = cap ? qs_block_pwrite(bs->file, (uint64_t)at, cap, le, 0) : 0;
+    if (r == 0) r = qs_block_flush(bs->file);
+    put_le64(ent + 16, (uint64_t)at);
+    put_le32(ent + 24, (uint32_t)len);
+    put_le32(t + 4, vhdx_checksum(t, VHDX_TABLE_SIZE, 4));
+    for (int i = 0; r == 0 && i < 2; i++) {
+        r = qs_block_pwrite(bs->file, i ? VHDX_REGION2 : VHDX_REGION1, VHDX_TABLE_SIZE, t, 0);
+        if (r == 0) r = qs_block_flush(bs->file);
+    }
+    if (r == 0) {
+        s->bat_offset = (uint64_t)at;
+        s->bat_length = (uint32_t)len;
+    }
+    return r;
+}
+
 /* Under the lock: write the virtual disk size metadata item through the log. */
 static int write_disk_size(QsBlock *bs, uint64_t size)
 {
@@ -1407,10 +1452,10 @@ static int write_disk_size(QsBlock *bs, uint64_t size)
     return vhdx_log_write(bs, offs, sec, n);
 }
 
-/* Grow or shrink the virtual disk.  Growing needs the BAT region to hold the new entries
- * (it is not moved); new space reads as zeros (in a differencing image too, whatever the
- * parent holds there); fixed images get their new blocks allocated.  Shrinking drops the
- * blocks past the new end (their space stays in the file). */
+/* Grow or shrink the virtual disk.  Growing past what the BAT region holds moves the BAT
+ * to a larger region at the end of the file; new space reads as zeros (in a differencing
+ * image too, whatever the parent holds there); fixed images get their new blocks
+ * allocated.  Shrinking drops the blocks past the new end (their space stays in the file). */
 static int vhdx_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prealloc,
                          GError **errp)
 {
@@ -1430,12 +1475,6 @@ static int vhdx_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc pre
     uint64_t blocks = div_up(size, s->block_size), nchunks = div_up(blocks, cr);
     uint64_t entries = s->has_parent ? nchunks * (cr + 1)
                      : blocks ? blocks + (blocks - 1) / cr : 0;
-    if (entries * 8 > s->bat_length) {
-        fmt_err(errp, "vhdx: %" G_GUINT64_FORMAT " bytes need %" G_GUINT64_FORMAT " BAT "
-                "entries, the BAT region of '%s' holds %u", size, entries, bs->filename,
-                s->bat_length / 8);
-        return -EFBIG;
-    }
     g_mutex_lock(&s->lock);
     int r = start_session(bs, true);
     if (r == 0 && size < old) {
@@ -1455,7 +1494,8 @@ static int vhdx_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc pre
             s->data_blocks = blocks;
         }
     } else if (r == 0) {
-        r = grow_bat(bs, entries);
+        if (entries * 8 > s->bat_length) r = move_bat(bs, entries);
+        if (r == 0) r = grow_bat(bs, entries);
         for (uint64_t b = s->data_blocks; r == 0 && s->leave_allocated && b < blocks; b++) {
             int64_t host = grab(bs, s->block_size);   /* fixed: every block present */
             if (host < 0) r = (int)host;
