@@ -138,6 +138,21 @@ bool fmt_check_size(const char *fmt, uint64_t size, uint64_t max, GError **errp)
     return true;
 }
 
+int fmt_check_resize(const char *fmt, uint64_t size, QsPrealloc prealloc, GError **errp)
+{
+    if (prealloc != QS_PREALLOC_OFF) {
+        fmt_err(errp, "%s: preallocation=%s is not supported when resizing", fmt,
+                qs_prealloc_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (size % 512) {
+        fmt_err(errp, "%s: the new size %" G_GUINT64_FORMAT " is not a multiple of 512", fmt,
+                size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 __attribute__((constructor)) static void formats_register(void)
 {
     static const QsBlockDriver *const all[] = {

@@ -78,4 +78,8 @@ int fmt_status_in_file(QsBlock *file, uint64_t map, uint64_t *pnum, int ret);
  * wording; check that the size is a multiple of 512 bytes. */
 bool fmt_check_size(const char *fmt, uint64_t size, uint64_t max, GError **errp);
 
+/* What every driver's resize refuses alike: a preallocation mode (-ENOTSUP) and a size
+ * that is not a multiple of 512 bytes (-EINVAL).  0 when the request may go on. */
+int fmt_check_resize(const char *fmt, uint64_t size, QsPrealloc prealloc, GError **errp);
+
 #endif

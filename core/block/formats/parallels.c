@@ -477,16 +477,8 @@ static int prl_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prea
                         GError **errp)
 {
     Prl *s = bs->opaque;
-    if (prealloc != QS_PREALLOC_OFF) {
-        fmt_err(errp, "parallels: preallocation=%s is not supported when resizing",
-                qs_prealloc_name(prealloc));
-        return -ENOTSUP;
-    }
-    if (size % 512) {
-        fmt_err(errp, "parallels: the new size %" G_GUINT64_FORMAT " is not a multiple of 512",
-                size);
-        return -EINVAL;
-    }
+    int rc = fmt_check_resize("parallels", size, prealloc, errp);
+    if (rc) return rc;
     uint64_t ne = div_up(size, s->cluster);
     if (ne > PRL_MAX_ENTRIES || (!s->ext_magic && size / 512 > UINT32_MAX)) {
         fmt_err(errp, "parallels: the new size %" G_GUINT64_FORMAT " is too large for a "

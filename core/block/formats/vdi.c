@@ -432,16 +432,8 @@ static int vdi_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prea
                         GError **errp)
 {
     Vdi *s = bs->opaque;
-    if (prealloc != QS_PREALLOC_OFF) {
-        fmt_err(errp, "vdi: preallocation=%s is not supported when resizing",
-                qs_prealloc_name(prealloc));
-        return -ENOTSUP;
-    }
-    if (size % 512) {
-        fmt_err(errp, "vdi: the new size %" G_GUINT64_FORMAT " is not a multiple of 512",
-                size);
-        return -EINVAL;
-    }
+    int rc = fmt_check_resize("vdi", size, prealloc, errp);
+    if (rc) return rc;
     uint64_t nb64 = div_up(size, s->block_size);
     if (nb64 > VDI_BLOCKS_MAX) {
         fmt_err(errp, "vdi: the new size %" G_GUINT64_FORMAT " needs %" G_GUINT64_FORMAT

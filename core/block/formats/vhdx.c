@@ -1460,11 +1460,8 @@ static int vhdx_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc pre
                          GError **errp)
 {
     Vhdx *s = bs->opaque;
-    if (prealloc != QS_PREALLOC_OFF) {
-        fmt_err(errp, "vhdx: preallocation=%s is not supported when resizing",
-                qs_prealloc_name(prealloc));
-        return -ENOTSUP;
-    }
+    int rc = fmt_check_resize("vhdx", size, prealloc, errp);
+    if (rc) return rc;
     if (size % s->logical_sector || size > VHDX_MAX_SIZE) {
         fmt_err(errp, "vhdx: the new size %" G_GUINT64_FORMAT " is not a multiple of the "
                 "logical sector size %u up to 64 TiB", size, s->logical_sector);

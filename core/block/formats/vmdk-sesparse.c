@@ -237,8 +237,10 @@ static int ses_pread(QsBlock *bs, uint64_t off, size_t len, void *buf)
     return 0;
 }
 
-static int ses_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
-                            uint64_t *map, QsBlock **file)
+/* Block status of one grain; `unallocated` is the answer for a grain this file does not
+ * hold (it differs between the node's own status and a vmdk extent's). */
+static int grain_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                        uint64_t *map, QsBlock **file, int unallocated)
 {
     SeSparse *s = bs->opaque;
     uint64_t host = 0;
@@ -248,29 +250,26 @@ static int ses_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *p
     if (type < 0) return type;
     *pnum = MIN(len, SES_GRAIN - off % SES_GRAIN);
     if (type == GTE_ZERO) return QS_BS_ZERO | QS_BS_ALLOCATED;
-    /* from the parent: data as far as this node can say (its reads fetch it; "not
-     * allocated" here would make the layer above take it for zeros); zeros without one */
-    if (type == GTE_UNALLOCATED) return s->disk->backing ? QS_BS_DATA | QS_BS_ALLOCATED : 0;
+    if (type == GTE_UNALLOCATED) return unallocated;
     *map = host + off % SES_GRAIN;
     *file = bs->file;
     return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
 }
 
+static int ses_block_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                            uint64_t *map, QsBlock **file)
+{
+    SeSparse *s = bs->opaque;
+    /* from the parent: data as far as this node can say (its reads fetch it; "not
+     * allocated" here would make the layer above take it for zeros); zeros without one */
+    return grain_status(bs, off, len, pnum, map, file,
+                        s->disk->backing ? QS_BS_DATA | QS_BS_ALLOCATED : 0);
+}
+
 int vmdk_sesparse_status(QsBlock *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                          uint64_t *map, QsBlock **file)
 {
-    SeSparse *s = bs->opaque;
-    uint64_t host = 0;
-    g_mutex_lock(&s->lock);
-    int type = lookup(bs, off, &host);
-    g_mutex_unlock(&s->lock);
-    if (type < 0) return type;
-    *pnum = MIN(len, SES_GRAIN - off % SES_GRAIN);
-    if (type == GTE_ZERO) return QS_BS_ZERO | QS_BS_ALLOCATED;
-    if (type == GTE_UNALLOCATED) return 0;
-    *map = host + off % SES_GRAIN;
-    *file = bs->file;
-    return QS_BS_DATA | QS_BS_OFFSET_VALID | QS_BS_ALLOCATED;
+    return grain_status(bs, off, len, pnum, map, file, 0);
 }
 
 static void ses_close(QsBlock *bs)

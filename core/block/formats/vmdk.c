@@ -753,18 +753,11 @@ static int vmdk_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc pre
                 "is %s)", bs->filename, s->create_type);
         return -ENOTSUP;
     }
-    if (prealloc != QS_PREALLOC_OFF) {
-        fmt_err(errp, "vmdk: preallocation=%s is not supported when resizing",
-                qs_prealloc_name(prealloc));
-        return -ENOTSUP;
-    }
+    int rc = fmt_check_resize("vmdk", size, prealloc, errp);
+    if (rc) return rc;
     if (size < bs->size) {
         fmt_err(errp, "vmdk: shrinking '%s' is not supported", bs->filename);
         return -ENOTSUP;
-    }
-    if (size % 512) {
-        fmt_err(errp, "vmdk: the new size %" G_GUINT64_FORMAT " is not a multiple of 512", size);
-        return -EINVAL;
     }
     int r = update_cid(bs);
     if (r < 0) return r;

@@ -432,16 +432,8 @@ static int vpc_truncate(QsBlock *bs, uint64_t size, bool shrink, QsPrealloc prea
                         GError **errp)
 {
     Vpc *s = bs->opaque;
-    if (prealloc != QS_PREALLOC_OFF) {
-        fmt_err(errp, "vpc: preallocation=%s is not supported when resizing",
-                qs_prealloc_name(prealloc));
-        return -ENOTSUP;
-    }
-    if (size % 512) {
-        fmt_err(errp, "vpc: the new size %" G_GUINT64_FORMAT " is not a multiple of 512",
-                size);
-        return -EINVAL;
-    }
+    int rc = fmt_check_resize("vpc", size, prealloc, errp);
+    if (rc) return rc;
     uint8_t *f = s->footer;
     uint64_t total;
     uint16_t c;
