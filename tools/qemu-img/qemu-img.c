@@ -938,7 +938,7 @@ int img_measure(int argc, char **argv)
     if (optind + (fn ? 1 : 0) != argc) return bad_usage("Expecting one image file name");
     const QsBlockDriver *drv = qs_block_driver_find(ofmt);
     if (!drv) { img_error("Unknown file format '%s'", ofmt); return 1; }
-    if (!drv->measure) { img_error("Format driver '%s' does not support measure", ofmt); return 1; }
+    if (!drv->measure) { img_error("Block driver '%s' does not support size measurement", ofmt); return 1; }
     QsBlock *in = NULL;
     if (fn && !(in = img_open(fn, fmt, 0, false))) return 1;
     GError *err = NULL;

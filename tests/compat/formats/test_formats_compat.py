@@ -164,3 +164,13 @@ def test_convert_round_trip(a, raw, tmp_path):
         run(REAL, "compare", "-f", "raw", "-F", b, str(raw), str(y))
         for p in (x, y, z):
             p.unlink()
+
+
+@pytest.mark.parametrize("fmt", ["vhdx", "vmdk", "parallels"])
+def test_measure_refused_like_qemu(fmt):
+    """Formats without size measurement fail as QEMU's do: same exit code and message."""
+    need_tools()
+    ours = run(OURS, "measure", "-O", fmt, "--size", "1G", ok=False)
+    real = run(REAL, "measure", "-O", fmt, "--size", "1G", ok=False)
+    assert ours.returncode == real.returncode == 1
+    assert ours.stderr == real.stderr, (ours.stderr, real.stderr)
