@@ -310,8 +310,11 @@ static int64_t write_slice(QsBlock *bs, uint64_t off, uint64_t len, const uint8_
             r = -EIO;
             goto fail_locked;
         }
-        g_mutex_unlock(&s->lock);
         uint64_t n = MIN(len, k * cs - (off & (cs - 1)));
+        /* an L2 entry of a corrupt image may name the header or a table */
+        r = qcow2_check_data_write(s, host, n);
+        if (r < 0) goto fail_locked;
+        g_mutex_unlock(&s->lock);
         r = qs_block_pwrite(bs->file, host, n, buf, 0);
         g_mutex_lock(&s->lock);
         inflight_remove(s, c0);

@@ -224,7 +224,9 @@ static int ensure_block(Qcow2 *s, uint64_t idx)
     uint64_t cs = s->cluster_size, E = 1ull << s->rb_bits;
     uint64_t c = idx * E;
     if ((c * cs) >> 56) return -EFBIG;
-    int err = 0;
+    /* cluster c reads as free, but in a corrupt image it may be the header or a table */
+    int err = qcow2_check_data_write(s, c * cs, cs);
+    if (err < 0) return err;
     uint8_t *b = qcow2_cache_get(s, &s->rb_cache, c * cs, true, &err);
     if (!b) return err;
     rb_set(s, b, 0, 1);
@@ -315,6 +317,10 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n)
             c++;
             if ((c << s->cluster_bits) >> 56) return -EFBIG;
         }
+        /* clusters without a refcount read as free: in a corrupt image they may be
+         * the header or a table */
+        int r = qcow2_check_data_write(s, start << s->cluster_bits, n << s->cluster_bits);
+        if (r < 0) return r;
         bool made = false;
         for (uint64_t idx = start / E; idx <= (start + n - 1) / E; idx++) {
             if (idx < s->reftable_entries && s->reftable[idx]) continue;
@@ -323,7 +329,7 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n)
             made = true;
         }
         if (made) continue;   /* the new blocks may sit in the range: search again */
-        int r = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1);
+        r = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1);
         if (r < 0) return r;
         s->free_cluster_index = first_free == start ? start + n : first_free;
         return (int64_t)(start << s->cluster_bits);

@@ -7,6 +7,8 @@
 
 int qcow2_meta_write(Qcow2 *s, uint64_t off, const void *buf, size_t len)
 {
+    unsigned m = qcow2_overlaps(s, off, len);
+    if (m & (m - 1)) return qcow2_refuse_overlap(s, m);
     return qs_block_pwrite(s->bs->file, off, len, buf, 0);
 }
 
@@ -29,7 +31,8 @@ void qcow2_signal_corruption(Qcow2 *s, const char *fmt, ...)
         s->incompat |= QCOW2_INCOMPAT_CORRUPT;
         uint8_t b[8];
         put_be64(b, s->incompat);
-        if (s->version >= 3) qcow2_meta_write(s, 72, b, 8);
+        /* directly: the overlap check of qcow2_meta_write may be what is reporting */
+        if (s->version >= 3) qs_block_pwrite(s->bs->file, 72, 8, b, 0);
     } else {
         fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
                 "will be suppressed\n", msg);

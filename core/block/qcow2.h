@@ -169,7 +169,22 @@ ClusterType qcow2_entry_type(Qcow2 *s, uint64_t e);
 /* qcow2.c */
 int qcow2_update_header(Qcow2 *s);
 void qcow2_signal_corruption(Qcow2 *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* A metadata write: refused (-EIO, image marked corrupt) when it would touch more than
+ * one kind of metadata structure, which only a corrupt image makes possible. */
 int qcow2_meta_write(Qcow2 *s, uint64_t off, const void *buf, size_t len);
+
+/* qcow2-overlap.c: which metadata structures [off, off+len) touches (QCOW2_OL_*) */
+enum {
+    QCOW2_OL_HEADER = 1 << 0, QCOW2_OL_ACTIVE_L1 = 1 << 1, QCOW2_OL_ACTIVE_L2 = 1 << 2,
+    QCOW2_OL_REFCOUNT_TABLE = 1 << 3, QCOW2_OL_REFCOUNT_BLOCK = 1 << 4,
+    QCOW2_OL_SNAPSHOT_TABLE = 1 << 5, QCOW2_OL_INACTIVE_L1 = 1 << 6,
+    QCOW2_OL_BITMAP_DIR = 1 << 7,
+};
+unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len);
+/* Signal corruption naming the first structure in mask; returns -EIO. */
+int qcow2_refuse_overlap(Qcow2 *s, unsigned mask);
+/* Guest data (or a newly allocated range) must touch no metadata: 0 or -EIO. */
+int qcow2_check_data_write(Qcow2 *s, uint64_t off, uint64_t len);
 int qcow2_meta_read(Qcow2 *s, uint64_t off, void *buf, size_t len);
 int qcow2_grow_l1(Qcow2 *s, uint64_t min_size);
 int qcow2_write_l1_entry(Qcow2 *s, uint64_t idx);

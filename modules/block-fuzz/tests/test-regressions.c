@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Regression tests for bugs the block-fuzz campaigns found: each builds its hostile image
  * with the public API and checks the fixed behaviour (the reproducers are in corpus/). */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -141,6 +142,62 @@ static void test_qcow2_check_message_flood(void)
     g_unlink(p);
 }
 
+/* Writes to a corrupt qcow2 image overwrote its metadata: a missing refcount block made
+ * the clusters it covers (the header among them) look free, so the allocator or the
+ * new refcount block took cluster 0; an L2 entry naming a table's cluster sent guest
+ * data there.  The image then no longer opened.  Such writes are now refused as QEMU's
+ * overlap checks do, and the image is marked corrupt. */
+static void write_over_header(const char *name, bool drop_refblock)
+{
+    g_autofree char *p = g_build_filename(dir, name, NULL);
+    GError *err = NULL;
+    g_assert_true(qs_block_create("qcow2", p, 1 << 20, "cluster_size=65536", false, &err));
+    uint8_t data[4096];
+    memset(data, 0x5a, sizeof(data));
+    QsBlock *bs = qs_block_open(p, "qcow2", QS_BLOCK_RDWR | QS_BLOCK_NO_BACKING, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(qs_block_pwrite(bs, 0, sizeof(data), data, 0), ==, 0);
+    qs_block_close(bs);
+
+    g_autofree uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(p, (char **)&img, &len, NULL));
+    if (drop_refblock) {
+        put_be64(img + be64(img + 48), 0);              /* refcount table entry 0 */
+    } else {
+        uint64_t l2 = be64(img + be64(img + 40)) & 0x00fffffffffffe00ull;
+        /* L2 entry 0: the refcount table's cluster, COPIED (in place) */
+        put_be64(img + l2, be64(img + 48) | 1ull << 63);
+    }
+    g_assert_true(g_file_set_contents(p, (const char *)img, (gssize)len, NULL));
+
+    bs = qs_block_open(p, "qcow2", QS_BLOCK_RDWR | QS_BLOCK_NO_BACKING, NULL, &err);
+    g_assert_no_error(err);
+    /* guest offset 0 (mapped onto the refcount table) or a new cluster (allocated from
+     * "free" clusters that are the header and tables) */
+    int r = qs_block_pwrite(bs, drop_refblock ? 512 << 10 : 0, sizeof(data), data, 0);
+    g_assert_cmpint(r, ==, -EIO);
+    qs_block_close(bs);
+
+    bs = qs_block_open(p, "qcow2", QS_BLOCK_NO_BACKING, NULL, &err);
+    g_assert_no_error(err);                             /* the header survived */
+    qs_block_close(bs);
+    g_autofree uint8_t *after = NULL;
+    g_assert_true(g_file_get_contents(p, (char **)&after, &len, NULL));
+    g_assert_cmpuint(be64(after + 72) & 2, ==, 2);      /* incompatible bit "corrupt" */
+    g_unlink(p);
+}
+
+static void test_qcow2_alloc_over_header(void)
+{
+    write_over_header("alloc-over-header.qcow2", true);
+}
+
+static void test_qcow2_l2_entry_at_reftable(void)
+{
+    write_over_header("l2-at-reftable.qcow2", false);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -153,6 +210,8 @@ int main(int argc, char **argv)
                     test_qcow2_check_refcount_2p63);
     g_test_add_func("/block-fuzz/regress/qcow2-check-message-flood",
                     test_qcow2_check_message_flood);
+    g_test_add_func("/block-fuzz/regress/qcow2-alloc-over-header", test_qcow2_alloc_over_header);
+    g_test_add_func("/block-fuzz/regress/qcow2-l2-entry-at-reftable", test_qcow2_l2_entry_at_reftable);
     int r = g_test_run();
     g_rmdir(dir);
     return r;

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Metadata overlap checks before writes, in the spirit of QEMU's overlap-check=cached:
+ * a hostile image can make an L2 entry, a refcount block or a free-looking cluster name
+ * the header or a table, and a write there would destroy the image.  Such a write is
+ * refused and the image marked corrupt. */
+#include <errno.h>
+#include "qcow2.h"
+
+static const char *const overlap_names[] = {
+    "qcow2_header", "active L1 table", "active L2 table", "refcount table",
+    "refcount block", "snapshot table", "inactive L1 table", "bitmap directory",
+};
+
+static bool hits(uint64_t off, uint64_t len, uint64_t start, uint64_t size)
+{
+    return size && start < off + len && off < start + size;
+}
+
+unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len)
+{
+    uint64_t cs = s->cluster_size;
+    unsigned m = 0;
+    if (!len) return 0;
+    if (off < cs) m |= QCOW2_OL_HEADER;
+    if (hits(off, len, s->l1_offset, (uint64_t)s->l1_size * 8)) m |= QCOW2_OL_ACTIVE_L1;
+    if (hits(off, len, s->reftable_offset, (uint64_t)s->reftable_clusters * cs))
+        m |= QCOW2_OL_REFCOUNT_TABLE;
+    if (hits(off, len, s->snapshots_offset, s->snapshots_size)) m |= QCOW2_OL_SNAPSHOT_TABLE;
+    if (hits(off, len, s->bitmap_dir_offset, s->bitmap_dir_size)) m |= QCOW2_OL_BITMAP_DIR;
+    /* whole clusters from here on: a table is never smaller than one */
+    uint64_t first = off & ~(cs - 1), end = off + len;
+    for (uint32_t i = 0; i < s->l1_size && !(m & QCOW2_OL_ACTIVE_L2); i++) {
+        uint64_t t = s->l1[i] & L1E_OFFSET_MASK;
+        if (t && t >= first && t < end) m |= QCOW2_OL_ACTIVE_L2;
+    }
+    for (uint64_t i = 0; i < s->reftable_entries && !(m & QCOW2_OL_REFCOUNT_BLOCK); i++) {
+        uint64_t b = s->reftable[i] & REFT_OFFSET_MASK;
+        if (b && b >= first && b < end) m |= QCOW2_OL_REFCOUNT_BLOCK;
+    }
+    for (uint32_t i = 0; i < s->nb_snapshots && !(m & QCOW2_OL_INACTIVE_L1); i++)
+        if (hits(off, len, s->snaps[i].l1_offset, (uint64_t)s->snaps[i].l1_size * 8))
+            m |= QCOW2_OL_INACTIVE_L1;
+    return m;
+}
+
+int qcow2_refuse_overlap(Qcow2 *s, unsigned mask)
+{
+    unsigned bit = 0;
+    while (!(mask & (1u << bit))) bit++;
+    qcow2_signal_corruption(s, "Preventing invalid write on metadata (overlaps with %s)",
+                            overlap_names[bit]);
+    return -EIO;
+}
+
+int qcow2_check_data_write(Qcow2 *s, uint64_t off, uint64_t len)
+{
+    unsigned m = qcow2_overlaps(s, off, len);
+    return m ? qcow2_refuse_overlap(s, m) : 0;
+}
