@@ -202,7 +202,7 @@ static int read_compressed(Qcow2 *s, uint64_t entry, uint8_t *out)
     if (r < 0) return r;
     r = qcow2_decompress(s, in, csize, out, s->cluster_size);
     if (r < 0) {
-        fprintf(stderr, "qcow2: compressed cluster at %#" G_GINT64_MODIFIER "x does not "
+        qs_block_message("qcow2: compressed cluster at %#" G_GINT64_MODIFIER "x does not "
                 "decompress\n", coff);
     }
     return r;

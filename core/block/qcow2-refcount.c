@@ -408,7 +408,7 @@ typedef struct Check {
  * first CHECK_MAX_MESSAGES lines are printed, then how many were not. */
 #define CHECK_MAX_MESSAGES 10000
 #define CK_PRINT(ck, ...) do { \
-        if ((ck)->messages++ < CHECK_MAX_MESSAGES) fprintf(stderr, __VA_ARGS__); \
+        if ((ck)->messages++ < CHECK_MAX_MESSAGES) qs_block_message(__VA_ARGS__); \
     } while (0)
 
 #define CHECK_MAX_CLUSTERS (1ull << 28)
@@ -704,7 +704,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
     }
     check_copied(&ck, fix);
     if (ck.messages > CHECK_MAX_MESSAGES)
-        fprintf(stderr, "%" G_GUINT64_FORMAT " more messages like the above were not printed\n",
+        qs_block_message("%" G_GUINT64_FORMAT " more messages like the above were not printed\n",
                 ck.messages - CHECK_MAX_MESSAGES);
     res->image_end_offset = (int64_t)(highest << s->cluster_bits);
     g_free(ck.refs);

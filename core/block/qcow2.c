@@ -26,7 +26,7 @@ void qcow2_signal_corruption(Qcow2 *s, const char *fmt, ...)
     if (s->corrupt_reported) return;
     s->corrupt_reported = true;
     if (s->bs->flags & QS_BLOCK_RDWR) {
-        fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events will "
+        qs_block_message("qcow2: Marking image as corrupt: %s; further corruption events will "
                 "be suppressed\n", msg);
         s->incompat |= QCOW2_INCOMPAT_CORRUPT;
         uint8_t b[8];
@@ -34,7 +34,7 @@ void qcow2_signal_corruption(Qcow2 *s, const char *fmt, ...)
         /* directly: the overlap check of qcow2_meta_write may be what is reporting */
         if (s->version >= 3) qs_block_pwrite(s->bs->file, 72, 8, b, 0);
     } else {
-        fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
+        qs_block_message("qcow2: Image is corrupt: %s; further non-fatal corruption events "
                 "will be suppressed\n", msg);
     }
 }

@@ -345,7 +345,7 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
     uint64_t fsize = bs->file->size;
     int r = 0;
     if (s->unclean) {
-        fprintf(stderr, "%s image was not closed correctly\n", verb_err);
+        qs_block_message("%s image was not closed correctly\n", verb_err);
         res->corruptions++;
         if (fix_err) {
             res->corruptions_fixed++;
@@ -357,7 +357,7 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
         if (!s->bat[i]) continue;
         const char *why;
         if (prl_cluster_ok(s, prl_host(s, s->bat[i]), fsize, &why)) continue;
-        fprintf(stderr, "%s cluster %u %s\n", verb_err, i,
+        qs_block_message("%s cluster %u %s\n", verb_err, i,
                 !strcmp(why, "is beyond the end of the file") ? "is outside image" : why);
         res->corruptions++;
         if (fix_err) {
@@ -380,7 +380,7 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
         uint32_t first = refs[k - 1].idx;
         uint32_t j = k;
         while (j < nref && refs[j].off == refs[k - 1].off) {
-            fprintf(stderr, "%s cluster %u shares its host cluster (offset %" G_GUINT64_FORMAT
+            qs_block_message("%s cluster %u shares its host cluster (offset %" G_GUINT64_FORMAT
                     ") with cluster %u\n", verb_err, refs[j].idx, refs[j].off, first);
             res->corruptions++;
             if (fix_err) {
@@ -410,7 +410,7 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
     res->image_end_offset = (int64_t)end;
     if (fsize > end) {
         uint64_t count = div_up(fsize - end, s->cluster);
-        fprintf(stderr, "%s space leaked at the end of the image %" G_GUINT64_FORMAT "\n",
+        qs_block_message("%s space leaked at the end of the image %" G_GUINT64_FORMAT "\n",
                 fix_leaks ? "Repairing" : "ERROR", fsize - end);
         res->leaks += (int)count;
         if (fix_leaks && r == 0) {

@@ -281,13 +281,13 @@ static bool vdi_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
         uint32_t e = s->bmap[i];
         bool in_file = block_host(s, e) < fsize;
         if (e >= s->blocks)
-            fprintf(stderr, "%s block index %u too large, is %u\n", verb, i, e);
+            qs_block_message("%s block index %u too large, is %u\n", verb, i, e);
         else if (!in_file)
-            fprintf(stderr, "%s block index %u points beyond the end of the file (data "
+            qs_block_message("%s block index %u points beyond the end of the file (data "
                     "block %u at offset %" G_GUINT64_FORMAT ", file size %" G_GUINT64_FORMAT
                     ")\n", verb, i, e, block_host(s, e), fsize);
         else
-            fprintf(stderr, "%s block index %u also used by %u\n", verb, e, e);
+            qs_block_message("%s block index %u also used by %u\n", verb, e, e);
         res->corruptions++;
         if (!fix_err) continue;
         if (!in_file) {
@@ -310,7 +310,7 @@ static bool vdi_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
         for (uint32_t i = 0; i < s->blocks; i++) now += is_alloc(s->bmap[i]);
     }
     if (r == 0 && counted != s->allocated) {
-        fprintf(stderr, "%s allocated blocks mismatch, is %u, should be %u\n",
+        qs_block_message("%s allocated blocks mismatch, is %u, should be %u\n",
                 fix_err ? "Repairing" : "ERROR:", counted, s->allocated);
         res->corruptions++;
         if (fix_err) res->corruptions_fixed++;
@@ -329,11 +329,11 @@ static bool vdi_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
     bool repair_leaks = fix_leaks && (fix_err || !res->corruptions);
     for (uint64_t k = 0; k < fblocks && k < s->blocks && leaked; k++)
         if (owner[k] == VDI_UNALLOCATED)
-            fprintf(stderr, "%s data block %" G_GUINT64_FORMAT " at offset %" G_GUINT64_FORMAT
+            qs_block_message("%s data block %" G_GUINT64_FORMAT " at offset %" G_GUINT64_FORMAT
                     ": no block uses it\n", repair_leaks ? "Repairing leaked" : "Leaked",
                     k, block_host(s, k));
     if (fblocks > s->blocks)
-        fprintf(stderr, "%s %" G_GUINT64_FORMAT " data blocks past blocks_in_image at the "
+        qs_block_message("%s %" G_GUINT64_FORMAT " data blocks past blocks_in_image at the "
                 "end of the file\n", repair_leaks ? "Repairing leaked" : "Leaked",
                 fblocks - s->blocks);
     res->leaks = (int)MIN(leaked, (uint64_t)INT_MAX);

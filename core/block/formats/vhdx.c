@@ -421,7 +421,7 @@ static int64_t validate_bat(QsBlock *bs, bool report, GError **errp)
     uint64_t nsp = 0;
 #define PROBLEM(...) do { if (!report) { fmt_err(errp, __VA_ARGS__); return -1; } \
         g_autofree char *m_ = g_strdup_printf(__VA_ARGS__); \
-        fprintf(stderr, "ERROR: %s\n", m_ + 6); bad++; } while (0)
+        qs_block_message("ERROR: %s\n", m_ + 6); bad++; } while (0)
     for (uint64_t i = 0; i < s->bat_entries; i++) {
         uint64_t e = s->bat[i];
         bool is_bitmap = i % (s->chunk_ratio + 1) == s->chunk_ratio;
@@ -1160,7 +1160,7 @@ static bool vhdx_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **e
             if (is_bitmap || BAT_STATE(e) != PAYLOAD_FULLY_PRESENT ||
                 BAT_OFFSET(e) + s->block_size <= bs->file->size)
                 continue;
-            fprintf(stderr, "Repairing BAT entry %" G_GUINT64_FORMAT ": the block reads as "
+            qs_block_message("Repairing BAT entry %" G_GUINT64_FORMAT ": the block reads as "
                     "zeros now\n", i);
             set_bat(s, i, s->has_parent ? PAYLOAD_NOT_PRESENT : PAYLOAD_ZERO);
             res->corruptions_fixed++;
@@ -1352,7 +1352,7 @@ static int vhdx_make_empty(QsBlock *bs)
         GError *err = NULL;
         g_autofree char *backing = g_strdup(bs->backing_file);
         if (!relink(bs, backing, &err)) {
-            fprintf(stderr, "%s\n", err->message);
+            qs_block_message("%s\n", err->message);
             g_error_free(err);
             r = -EIO;
         }

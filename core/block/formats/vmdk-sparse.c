@@ -818,7 +818,7 @@ static void check_leaks(VmdkExtent *e, GArray *used, QsBlockCheckResult *res, in
         if (next > from) {
             uint64_t n = div_up(next - from, e->grain);
             bool tail = k == used->len;
-            fprintf(stderr, "%s: %" G_GUINT64_FORMAT " bytes at offset %#" G_GINT64_MODIFIER
+            qs_block_message("%s: %" G_GUINT64_FORMAT " bytes at offset %#" G_GINT64_MODIFIER
                     "x of '%s' are not used by any grain or grain table\n",
                     tail && (fix & QS_CHECK_FIX_LEAKS) ? "Repairing" : "Leaked",
                     next - at, at, e->filename);
@@ -863,7 +863,7 @@ bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix)
                         qs_block_truncate(e->file, o + e->grain, false, QS_PREALLOC_OFF, &gerr);
             g_clear_error(&gerr);
             if (kept || set_gte(e, g, 0) == 0) {
-                fprintf(stderr, "Repairing cluster offset for sector %" G_GUINT64_FORMAT " of "
+                qs_block_message("Repairing cluster offset for sector %" G_GUINT64_FORMAT " of "
                         "'%s': it pointed after EOF, %s\n", g * (e->grain / 512), e->filename,
                         kept ? "the file is extended to hold the grain"
                              : "the grain is unallocated now");
@@ -879,7 +879,7 @@ bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix)
             }
         }
         if (past) {
-            fprintf(stderr, "ERROR: cluster offset for sector %" G_GUINT64_FORMAT " of '%s' "
+            qs_block_message("ERROR: cluster offset for sector %" G_GUINT64_FORMAT " of '%s' "
                     "points after EOF\n", g * (e->grain / 512), e->filename);
             res->corruptions++;
             continue;
@@ -891,7 +891,7 @@ bool vmdk_sparse_check(VmdkExtent *e, QsBlockCheckResult *res, int fix)
         if (host <= VMDK_GTE_ZEROED) continue;
         res->allocated_clusters++;
         if (g_hash_table_contains(seen, GSIZE_TO_POINTER(host))) {
-            fprintf(stderr, "ERROR: grain at offset %#" G_GINT64_MODIFIER "x of '%s' is used "
+            qs_block_message("ERROR: grain at offset %#" G_GINT64_MODIFIER "x of '%s' is used "
                     "twice (sector %" G_GUINT64_FORMAT ")\n", host, e->filename,
                     g * (e->grain / 512));
             res->corruptions++;

@@ -148,6 +148,15 @@ GPtrArray *qs_block_driver_list(void);   /* sorted by name; free with g_ptr_arra
 /* Register the built-in drivers (file, raw, qcow2); idempotent. */
 void qs_block_init(void);
 
+/* Messages of check, repair and corruption reports (qemu-img prints them on stderr, as
+ * the default handler does).  The text is formatted first, then handed to fn whole
+ * (with its newline, if any; at most 1023 bytes).  Set once at start-up: the handler
+ * is global.  fn NULL restores stderr. */
+typedef void (*QsBlockMessageFn)(const char *text, void *opaque);
+void qs_block_set_message_handler(QsBlockMessageFn fn, void *opaque);
+/* For drivers: report one message through the handler. */
+void qs_block_message(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
 /* Guess the format of filename (highest probe score), as qemu-img does. */
 const QsBlockDriver *qs_block_probe(const char *filename, GError **errp);
 
