@@ -24,22 +24,30 @@ static void extent_free(gpointer p)
     g_free(e);
 }
 
-/* Value of `key` in the descriptor ("key=value" or key = "value"), or NULL. */
+/* Value of `key` in the descriptor ("key=value" or key = "value"), or NULL.  Scans the
+ * text in place: descriptors may have thousands of lines and this runs per key. */
 static char *desc_get(const char *desc, const char *key)
 {
-    g_auto(GStrv) lines = g_strsplit(desc, "\n", -1);
-    for (char **l = lines; *l; l++) {
-        char *s = g_strstrip(*l);
-        size_t kl = strlen(key);
-        if (strncmp(s, key, kl)) continue;
-        char *p = s + kl;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p != '=') continue;
-        p++;
-        while (*p == ' ' || *p == '\t') p++;
-        size_t n = strlen(p);
-        if (n >= 2 && p[0] == '"' && p[n - 1] == '"') return g_strndup(p + 1, n - 2);
-        return g_strdup(p);
+    size_t kl = strlen(key);
+    for (const char *l = desc; *l; ) {
+        const char *end = strchr(l, '\n');
+        if (!end) end = l + strlen(l);
+        const char *p = l;
+        while (p < end && g_ascii_isspace(*p)) p++;
+        const char *e = end;                     /* value ends before trailing space */
+        while (e > p && g_ascii_isspace(e[-1])) e--;
+        if ((size_t)(e - p) >= kl && !strncmp(p, key, kl)) {
+            p += kl;
+            while (p < e && (*p == ' ' || *p == '\t')) p++;
+            if (p < e && *p == '=') {
+                p++;
+                while (p < e && (*p == ' ' || *p == '\t')) p++;
+                size_t n = (size_t)(e - p);
+                if (n >= 2 && p[0] == '"' && p[n - 1] == '"') return g_strndup(p + 1, n - 2);
+                return g_strndup(p, n);
+            }
+        }
+        l = *end ? end + 1 : end;
     }
     return NULL;
 }
@@ -140,6 +148,9 @@ static bool open_descriptor(QsBlock *bs, Vmdk *s, GError **errp)
     g_auto(GStrv) lines = g_strsplit(s->desc, "\n", -1);
     uint64_t start = 0;
     g_autofree char *dir = g_path_get_dirname(bs->filename);
+    /* FLAT extents naming the same file share one open of it (hostile descriptors list
+     * one file thousands of times); sparse extents allocate, so they never share */
+    g_autoptr(GHashTable) flat_files = g_hash_table_new(g_str_hash, g_str_equal);
     for (char **l = lines; *l; l++) {
         char *line = g_strstrip(*l);
         g_autofree char *access = NULL, *type = NULL, *file = NULL;
@@ -177,12 +188,20 @@ static bool open_descriptor(QsBlock *bs, Vmdk *s, GError **errp)
             g_free(e->filename);
             e->filename = g_strdup(file);
         }
-        e->file = sesparse ? vmdk_sesparse_open(e->filename, bs, start, sectors,
-                                                rdwr && !e->read_only, errp)
-                           : qs_block_open_file(e->filename,
-                                                rdwr && !e->read_only ? QS_BLOCK_RDWR : 0, errp);
-        if (!e->file) return false;
-        e->own_file = true;
+        VmdkExtent *same = flat ? g_hash_table_lookup(flat_files, e->filename) : NULL;
+        if (same && same->read_only == e->read_only) {
+            e->file = same->file;
+            e->shared_file = true;
+        } else {
+            e->file = sesparse ? vmdk_sesparse_open(e->filename, bs, start, sectors,
+                                                    rdwr && !e->read_only, errp)
+                               : qs_block_open_file(e->filename,
+                                                    rdwr && !e->read_only ? QS_BLOCK_RDWR : 0,
+                                                    errp);
+            if (!e->file) return false;
+            e->own_file = true;
+            if (flat && !same) g_hash_table_insert(flat_files, e->filename, e);
+        }
         if (flat || sesparse) {
             e->kind = EXT_FLAT;
             e->sesparse = sesparse;
@@ -537,7 +556,7 @@ static int64_t vmdk_allocated_size(QsBlock *bs)
     int64_t total = qs_block_allocated_size(bs->file);
     for (guint i = 0; total >= 0 && i < s->extents->len; i++) {
         VmdkExtent *e = s->extents->pdata[i];
-        if (!e->file || !e->own_file) continue;
+        if (!e->file || !(e->own_file || e->shared_file)) continue;   /* QEMU: per extent */
         int64_t n = qs_block_allocated_size(e->sesparse ? e->file->file : e->file);
         if (n < 0) return n;
         total += n;

@@ -31,6 +31,7 @@ typedef struct VmdkExtent {
     char *filename;            /* as opened */
     QsBlock *file;             /* NULL for ZERO */
     bool own_file;             /* opened by us (not bs->file) */
+    bool shared_file;          /* FLAT: the file an earlier FLAT extent opened */
     bool read_only;
     uint64_t start, sectors;   /* place in the virtual disk, in sectors */
     uint64_t flat_offset;      /* FLAT: byte offset in the file */
