@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The VHDX log: CRC-32C, finding the active sequence of a dirty log (each entry's
  * checksum, GUID, descriptors and sequence numbers checked), replay, and journaled writes. */
+#include <string.h>
 #include "vhdx.h"
 
 /* ---- CRC-32C (Castagnoli, reflected 0x82f63b78), slice-by-8 ---- */
@@ -19,7 +20,7 @@ static void crc_init(void)
             crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
 }
 
-uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t vhdx_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
     static gsize once;
     if (g_once_init_enter(&once)) {
@@ -39,6 +40,38 @@ uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len)
     while (len--) crc = (crc >> 8) ^ crc_tab[0][(crc ^ *p++) & 0xff];
     return crc;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+/* SSE4.2's crc32 instruction computes exactly this CRC (same polynomial, reflected, no
+ * inversions), 8 bytes per instruction: every open checksums two 64 KiB region tables. */
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_sse42(uint32_t crc, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    uint64_t c = crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);   /* little-endian host: the bytes in order */
+        c = _mm_crc32_u64(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--) c32 = _mm_crc32_u8(c32, *p++);
+    return c32;
+}
+
+uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    static int hw = -1;   /* a benign race: every thread computes the same answer */
+    if (hw < 0) hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    return hw ? crc32c_sse42(crc, buf, len) : vhdx_crc32c_sw(crc, buf, len);
+}
+#else
+uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    return vhdx_crc32c_sw(crc, buf, len);
+}
+#endif
 
 uint32_t vhdx_checksum(const uint8_t *buf, size_t len, size_t crc_off)
 {

@@ -81,7 +81,10 @@ typedef struct Vhdx {
     bool replayed;                  /* the log was replayed when opening */
 } Vhdx;
 
+/* Running CRC-32C (no inversions: callers start at ~0 and invert the result); the
+ * hardware instruction when the CPU has it, else the portable table version. */
 uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t vhdx_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 /* CRC-32C of buf with the 4 bytes at crc_off taken as zero, as stored in VHDX. */
 uint32_t vhdx_checksum(const uint8_t *buf, size_t len, size_t crc_off);
 

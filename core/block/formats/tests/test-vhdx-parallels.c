@@ -2,6 +2,7 @@
 /* vhdx and parallels: hand-made hostile images (every header, table, BAT and log field,
  * with checksums recomputed so the field itself is judged), log crash/replay, the
  * parallels Format Extension and check -r; plus seeded random flips.  Runs under ASan. */
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/wait.h>
@@ -49,6 +50,25 @@ static uint32_t crc32c(const uint8_t *p, size_t n, size_t skip)
         for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
     }
     return ~c;
+}
+
+/* The driver's CRC-32C (hardware instruction when there is one, and the table
+ * version) against the bitwise one, for every length and alignment of a short buffer. */
+uint32_t vhdx_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t vhdx_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+
+static void test_vhdx_crc32c(void)
+{
+    g_assert_cmphex(~vhdx_crc32c(0xffffffffu, "123456789", 9), ==, 0xe3069283u);
+    uint8_t buf[200];
+    for (size_t i = 0; i < sizeof(buf); i++) buf[i] = (uint8_t)(i * 131 + 7);
+    for (size_t off = 0; off < 8; off++) {
+        for (size_t n = 0; n + off <= sizeof(buf); n++) {
+            uint32_t want = crc32c(buf + off, n, SIZE_MAX - 4);
+            g_assert_cmphex(~vhdx_crc32c(0xffffffffu, buf + off, n), ==, want);
+            g_assert_cmphex(~vhdx_crc32c_sw(0xffffffffu, buf + off, n), ==, want);
+        }
+    }
 }
 
 static void vhdx_fix_checksums(uint8_t *img)
@@ -812,6 +832,7 @@ int main(int argc, char **argv)
         g_autofree char *name = g_strdup_printf("/formats/hostile/%s", cases[i].name);
         g_test_add_data_func(name, &cases[i], run_case);
     }
+    g_test_add_func("/formats/vhdx/crc32c", test_vhdx_crc32c);
     g_test_add_func("/formats/vhdx/log", test_vhdx_log);
     g_test_add_func("/formats/vhdx/log-wrap", test_vhdx_log_wrap);
     g_test_add_func("/formats/vhdx/batched-bat", test_vhdx_batched_bat);
