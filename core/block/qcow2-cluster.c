@@ -83,6 +83,7 @@ int qcow2_get_l2(Qcow2 *s, uint64_t off, bool alloc, uint8_t **table, uint64_t *
         return r;
     }
     s->l1[i] = (uint64_t)n | QCOW_OFLAG_COPIED;
+    qcow2_note_l2(s, (uint64_t)n);
     r = qcow2_write_l1_entry(s, i);
     if (r < 0) {
         s->l1[i] = e;

@@ -29,11 +29,13 @@ unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len)
     if (hits(off, len, s->bitmap_dir_offset, s->bitmap_dir_size)) m |= QCOW2_OL_BITMAP_DIR;
     /* whole clusters from here on: a table is never smaller than one */
     uint64_t first = off & ~(cs - 1), end = off + len;
-    for (uint32_t i = 0; i < s->l1_size && !(m & QCOW2_OL_ACTIVE_L2); i++) {
+    bool l2_near = s->l2_hi >= first && s->l2_lo < end;
+    bool rb_near = s->rb_hi >= first && s->rb_lo < end;
+    for (uint32_t i = 0; l2_near && i < s->l1_size && !(m & QCOW2_OL_ACTIVE_L2); i++) {
         uint64_t t = s->l1[i] & L1E_OFFSET_MASK;
         if (t && t >= first && t < end) m |= QCOW2_OL_ACTIVE_L2;
     }
-    for (uint64_t i = 0; i < s->reftable_entries && !(m & QCOW2_OL_REFCOUNT_BLOCK); i++) {
+    for (uint64_t i = 0; rb_near && i < s->reftable_used && !(m & QCOW2_OL_REFCOUNT_BLOCK); i++) {
         uint64_t b = s->reftable[i] & REFT_OFFSET_MASK;
         if (b && b >= first && b < end) m |= QCOW2_OL_REFCOUNT_BLOCK;
     }
@@ -41,6 +43,38 @@ unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len)
         if (hits(off, len, s->snaps[i].l1_offset, (uint64_t)s->snaps[i].l1_size * 8))
             m |= QCOW2_OL_INACTIVE_L1;
     return m;
+}
+
+static void widen(uint64_t *lo, uint64_t *hi, uint64_t off)
+{
+    if (!off) return;
+    if (off < *lo) *lo = off;
+    if (off > *hi) *hi = off;
+}
+
+void qcow2_note_l2(Qcow2 *s, uint64_t off)
+{
+    widen(&s->l2_lo, &s->l2_hi, off & L1E_OFFSET_MASK);
+}
+
+void qcow2_note_refblock(Qcow2 *s, uint64_t off)
+{
+    widen(&s->rb_lo, &s->rb_hi, off & REFT_OFFSET_MASK);
+}
+
+void qcow2_l1_changed(Qcow2 *s)
+{
+    if (!s->l2_hi) s->l2_lo = UINT64_MAX;
+    for (uint32_t i = 0; i < s->l1_size; i++) qcow2_note_l2(s, s->l1[i]);
+}
+
+void qcow2_reftable_changed(Qcow2 *s)
+{
+    if (!s->rb_hi) s->rb_lo = UINT64_MAX;
+    uint64_t n = s->reftable_entries;
+    while (n && !s->reftable[n - 1]) n--;
+    s->reftable_used = n;
+    for (uint64_t i = 0; i < n; i++) qcow2_note_refblock(s, s->reftable[i]);
 }
 
 int qcow2_refuse_overlap(Qcow2 *s, unsigned mask)

@@ -116,6 +116,10 @@ typedef struct Qcow2 {
     uint64_t l1_offset;
     uint64_t *reftable;
     uint64_t reftable_entries;
+    uint64_t reftable_used;      /* 1 + highest non-zero entry (or more): bounds scans */
+    /* every active L2 table and refcount block lies in [lo, hi] (never narrowed): most
+     * writes fall outside and skip the overlap scans */
+    uint64_t l2_lo, l2_hi, rb_lo, rb_hi;
     uint64_t reftable_offset;
     uint32_t reftable_clusters;
     uint32_t nb_snapshots;
@@ -181,6 +185,13 @@ enum {
     QCOW2_OL_BITMAP_DIR = 1 << 7,
 };
 unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len);
+/* After the refcount table was loaded or replaced: its bounds (reftable_used, rb_lo/hi). */
+void qcow2_reftable_changed(Qcow2 *s);
+/* After the active L1 table was loaded or replaced: l2_lo/hi over every entry. */
+void qcow2_l1_changed(Qcow2 *s);
+/* A new active L2 table or refcount block at off. */
+void qcow2_note_l2(Qcow2 *s, uint64_t off);
+void qcow2_note_refblock(Qcow2 *s, uint64_t off);
 /* Signal corruption naming the first structure in mask; returns -EIO. */
 int qcow2_refuse_overlap(Qcow2 *s, unsigned mask);
 /* Guest data (or a newly allocated range) must touch no metadata: 0 or -EIO. */
