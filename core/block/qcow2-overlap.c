@@ -16,11 +16,52 @@ static bool hits(uint64_t off, uint64_t len, uint64_t start, uint64_t size)
     return size && start < off + len && off < start + size;
 }
 
+static void widen(uint64_t *lo, uint64_t *hi, uint64_t off)
+{
+    if (!off) return;
+    if (off < *lo) *lo = off;
+    if (off > *hi) *hi = off;
+}
+
+void qcow2_note_l2(Qcow2 *s, uint64_t off)
+{
+    if (s->bounds_valid) widen(&s->l2_lo, &s->l2_hi, off & L1E_OFFSET_MASK);
+}
+
+void qcow2_note_refblock(Qcow2 *s, uint64_t off, uint64_t idx)
+{
+    if (!s->bounds_valid) return;
+    widen(&s->rb_lo, &s->rb_hi, off & REFT_OFFSET_MASK);
+    s->reftable_used = MAX(s->reftable_used, idx + 1);
+}
+
+void qcow2_tables_changed(Qcow2 *s)
+{
+    s->bounds_valid = false;
+}
+
+/* Computed at the first check, not at open: read-only opens never need them, and a
+ * hostile image may have millions of table entries. */
+static void compute_bounds(Qcow2 *s)
+{
+    s->l2_lo = s->rb_lo = UINT64_MAX;
+    s->l2_hi = s->rb_hi = 0;
+    for (uint32_t i = 0; i < s->l1_size; i++)
+        widen(&s->l2_lo, &s->l2_hi, s->l1[i] & L1E_OFFSET_MASK);
+    uint64_t n = s->reftable_entries;
+    while (n && !s->reftable[n - 1]) n--;
+    s->reftable_used = n;
+    for (uint64_t i = 0; i < n; i++)
+        widen(&s->rb_lo, &s->rb_hi, s->reftable[i] & REFT_OFFSET_MASK);
+    s->bounds_valid = true;
+}
+
 unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len)
 {
     uint64_t cs = s->cluster_size;
     unsigned m = 0;
     if (!len) return 0;
+    if (!s->bounds_valid) compute_bounds(s);
     if (off < cs) m |= QCOW2_OL_HEADER;
     if (hits(off, len, s->l1_offset, (uint64_t)s->l1_size * 8)) m |= QCOW2_OL_ACTIVE_L1;
     if (hits(off, len, s->reftable_offset, (uint64_t)s->reftable_clusters * cs))
@@ -43,38 +84,6 @@ unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len)
         if (hits(off, len, s->snaps[i].l1_offset, (uint64_t)s->snaps[i].l1_size * 8))
             m |= QCOW2_OL_INACTIVE_L1;
     return m;
-}
-
-static void widen(uint64_t *lo, uint64_t *hi, uint64_t off)
-{
-    if (!off) return;
-    if (off < *lo) *lo = off;
-    if (off > *hi) *hi = off;
-}
-
-void qcow2_note_l2(Qcow2 *s, uint64_t off)
-{
-    widen(&s->l2_lo, &s->l2_hi, off & L1E_OFFSET_MASK);
-}
-
-void qcow2_note_refblock(Qcow2 *s, uint64_t off)
-{
-    widen(&s->rb_lo, &s->rb_hi, off & REFT_OFFSET_MASK);
-}
-
-void qcow2_l1_changed(Qcow2 *s)
-{
-    if (!s->l2_hi) s->l2_lo = UINT64_MAX;
-    for (uint32_t i = 0; i < s->l1_size; i++) qcow2_note_l2(s, s->l1[i]);
-}
-
-void qcow2_reftable_changed(Qcow2 *s)
-{
-    if (!s->rb_hi) s->rb_lo = UINT64_MAX;
-    uint64_t n = s->reftable_entries;
-    while (n && !s->reftable[n - 1]) n--;
-    s->reftable_used = n;
-    for (uint64_t i = 0; i < n; i++) qcow2_note_refblock(s, s->reftable[i]);
 }
 
 int qcow2_refuse_overlap(Qcow2 *s, unsigned mask)

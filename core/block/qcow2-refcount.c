@@ -178,7 +178,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
     uint32_t old_clusters = s->reftable_clusters;
     s->reftable = tbl;
     s->reftable_entries = entries;
-    qcow2_reftable_changed(s);
+    qcow2_tables_changed(s);
     tbl = NULL;
     for (uint64_t c = A; c < end; c++) {
         uint64_t j = c / E;
@@ -191,7 +191,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
         g_free(s->reftable);
         s->reftable = old;
         s->reftable_entries = old_entries;
-        qcow2_reftable_changed(s);
+        qcow2_tables_changed(s);
         goto out;
     }
     s->reftable_offset = tbl_off;
@@ -201,7 +201,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
         g_free(s->reftable);
         s->reftable = old;
         s->reftable_entries = old_entries;
-        qcow2_reftable_changed(s);
+        qcow2_tables_changed(s);
         s->reftable_offset = old_off;
         s->reftable_clusters = old_clusters;
         goto out;
@@ -239,8 +239,7 @@ static int ensure_block(Qcow2 *s, uint64_t idx)
         return r;
     }
     s->reftable[idx] = c * cs;
-    s->reftable_used = MAX(s->reftable_used, idx + 1);
-    qcow2_note_refblock(s, c * cs);
+    qcow2_note_refblock(s, c * cs, idx);
     uint64_t be = GUINT64_TO_BE(c * cs);
     r = qcow2_meta_write(s, s->reftable_offset + idx * 8, &be, 8);
     if (r < 0) {

@@ -391,7 +391,7 @@ bool qcow2_snapshot_apply(QsBlock *bs, const char *key, GError **errp)
     /* 2. switch the active table */
     old = g_memdup2(s->l1, (gsize)s->l1_size * 8);
     for (uint32_t i = 0; i < s->l1_size; i++) s->l1[i] = i < sn->l1_size ? snl1[i] : 0;
-    qcow2_l1_changed(s);
+    qcow2_tables_changed(s);
     be = g_new(uint64_t, s->l1_size);
     for (uint32_t i = 0; i < s->l1_size; i++) be[i] = GUINT64_TO_BE(s->l1[i]);
     r = qcow2_meta_write(s, s->l1_offset, be, (uint64_t)s->l1_size * 8);

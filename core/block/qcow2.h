@@ -116,9 +116,11 @@ typedef struct Qcow2 {
     uint64_t l1_offset;
     uint64_t *reftable;
     uint64_t reftable_entries;
-    uint64_t reftable_used;      /* 1 + highest non-zero entry (or more): bounds scans */
-    /* every active L2 table and refcount block lies in [lo, hi] (never narrowed): most
-     * writes fall outside and skip the overlap scans */
+    /* for the overlap checks (valid once computed, until a table is replaced): every
+     * active L2 table and refcount block lies in [lo, hi], never narrowed, so most
+     * writes skip the scans; reftable_used is 1 + the highest non-zero entry or more */
+    bool bounds_valid;
+    uint64_t reftable_used;
     uint64_t l2_lo, l2_hi, rb_lo, rb_hi;
     uint64_t reftable_offset;
     uint32_t reftable_clusters;
@@ -185,13 +187,11 @@ enum {
     QCOW2_OL_BITMAP_DIR = 1 << 7,
 };
 unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len);
-/* After the refcount table was loaded or replaced: its bounds (reftable_used, rb_lo/hi). */
-void qcow2_reftable_changed(Qcow2 *s);
-/* After the active L1 table was loaded or replaced: l2_lo/hi over every entry. */
-void qcow2_l1_changed(Qcow2 *s);
-/* A new active L2 table or refcount block at off. */
+/* The active L1 or the refcount table was loaded or replaced: bounds recomputed later. */
+void qcow2_tables_changed(Qcow2 *s);
+/* A new active L2 table at off, a new refcount block at off for table index idx. */
 void qcow2_note_l2(Qcow2 *s, uint64_t off);
-void qcow2_note_refblock(Qcow2 *s, uint64_t off);
+void qcow2_note_refblock(Qcow2 *s, uint64_t off, uint64_t idx);
 /* Signal corruption naming the first structure in mask; returns -EIO. */
 int qcow2_refuse_overlap(Qcow2 *s, unsigned mask);
 /* Guest data (or a newly allocated range) must touch no metadata: 0 or -EIO. */
