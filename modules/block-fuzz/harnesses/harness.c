@@ -304,14 +304,15 @@ static void phase_read(const char *fmt)
     qs_block_close(bs);
 }
 
-static void phase_check(const char *path, const char *fmt, int fix)
+/* false: the image did not open for the check */
+static bool phase_check(const char *path, const char *fmt, int fix)
 {
     GError *err = NULL;
     int flags = QS_BLOCK_NO_BACKING | QS_BLOCK_CHECK | (fix ? QS_BLOCK_RDWR : 0);
     QsBlock *bs = qs_block_open(path, fmt, flags, NULL, &err);
     if (!bs) {
         expect_error(err, "open for check");
-        return;
+        return false;
     }
     QsBlockCheckResult res;
     if (!qs_block_check(bs, &res, fix, &err)) expect_error(err, "check");
@@ -320,6 +321,7 @@ static void phase_check(const char *path, const char *fmt, int fix)
         if (!qs_block_check(bs, &res, 0, &err)) expect_error(err, "check after repair");
     }
     qs_block_close(bs);
+    return true;
 }
 
 /* On a copy: a few writes (head, middle, tail, zeroes, discard), flush, then the image
@@ -360,11 +362,13 @@ static void phase_write(const uint8_t *data, size_t size, const char *fmt)
     (void)qs_block_flush(bs);
     qs_block_close(bs);
     /* Writes, failed ones included, must never leave an image that opened read-write
-     * unopenable: that is data loss (a corrupt image still opens read-only). */
-    bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
-    if (!bs) BF_BUG("the image no longer opens after writes: %s", err->message);
-    qs_block_close(bs);
-    phase_check(rw_path, fmt, QS_CHECK_FIX_LEAKS | QS_CHECK_FIX_ERRORS);
+     * unopenable: that is data loss.  An image marked corrupt may refuse to open
+     * read-write for the repair, but must still open read-only. */
+    if (!phase_check(rw_path, fmt, QS_CHECK_FIX_LEAKS | QS_CHECK_FIX_ERRORS)) {
+        bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
+        if (!bs) BF_BUG("the image no longer opens after writes: %s", err->message);
+        qs_block_close(bs);
+    }
     bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
     if (!bs) BF_BUG("the image no longer opens after check -r all: %s", err->message);
     uint64_t starts[4];
