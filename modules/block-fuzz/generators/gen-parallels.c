@@ -39,7 +39,8 @@ static const Field le32 = { "", 0, 4, false };
 
 static const uint32_t tracks_choice[] = { 1, 2, 8, 63, 64, 128, 255, 256, 512 };
 
-static bool make_parallels(GRand *rng, const char *dir, const char *path, GError **errp)
+static bool make_parallels(GRand *rng, const char *dir, const char *path, GString *log,
+                       GError **errp)
 {
     uint32_t tracks = tracks_choice[g_rand_int_range(rng, 0, G_N_ELEMENTS(tracks_choice))];
     uint64_t cluster = (uint64_t)tracks * 512;
@@ -47,7 +48,7 @@ static bool make_parallels(GRand *rng, const char *dir, const char *path, GError
     uint64_t entries = 1ull << g_rand_int_range(rng, 0, 17);
     uint64_t size = entries * cluster - (g_rand_boolean(rng) ? 0 : img_rand_below(rng, cluster) & ~511ull);
     g_autofree char *o = g_strdup_printf("cluster_size=%" G_GUINT64_FORMAT, cluster);
-    return imggen_create("parallels", path, MAX(size, 512), o, rng, errp);
+    return imggen_create("parallels", path, MAX(size, 512), o, false, rng, log, errp);
 }
 
 static void ext_md5(Image *im, uint64_t at, uint64_t cluster)

@@ -179,7 +179,8 @@ static uint64_t find_item(const Image *im, const Layout *l, int which, uint32_t 
 static const uint64_t vhdx_sizes[] = { 0, 512, 4096, 1 << 20, 3 << 20, 64 << 20,
                                        1ull << 30, 100ull << 30, 1ull << 40, 64ull << 40 };
 
-static bool make_vhdx(GRand *rng, const char *dir, const char *path, GError **errp)
+static bool make_vhdx(GRand *rng, const char *dir, const char *path, GString *log,
+                       GError **errp)
 {
     uint64_t bs = MiB << g_rand_int_range(rng, 0, 9);          /* 1 MiB .. 256 MiB */
     uint64_t size = vhdx_sizes[g_rand_int_range(rng, 0, G_N_ELEMENTS(vhdx_sizes))];
@@ -206,6 +207,7 @@ static bool make_vhdx(GRand *rng, const char *dir, const char *path, GError **er
             return false;
         g_string_append(o, ",backing_file=.imggen-parent.vhdx,backing_fmt=vhdx");
     }
+    g_string_append_printf(log, " create vhdx size=%" G_GUINT64_FORMAT " %s;", size, o->str);
     return qs_block_create("vhdx", path, size, o->str, true, errp);
 }
 

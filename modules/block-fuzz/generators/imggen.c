@@ -114,10 +114,10 @@ static int one_image(const Run *run, uint64_t i, Image *im)
     size_t input_len = 0;
     GError *err = NULL;
     if (run->raw) g_string_append_printf(im->log, " format %s;", f->name);
-    if (!f->make(im->rng, run->out, run->tmp, &err) ||
+    if (!f->make(im->rng, run->out, run->tmp, im->log, &err) ||
         !g_file_get_contents(run->tmp, (char **)&im->buf, &im->len, &err) ||
         (f->finish && !f->finish(im, &err))) {
-        fprintf(stderr, "qs-imggen: %s: %s\n", name, err->message);
+        fprintf(stderr, "qs-imggen: %s: %s (built:%s)\n", name, err->message, im->log->str);
         g_error_free(err);
         return FAILED;
     }
@@ -165,7 +165,10 @@ static int one_image(const Run *run, uint64_t i, Image *im)
         /* a fixed vpc image has its footer only at the end: probed as raw, as by QEMU */
         const char *expect = run->raw && !strcmp(f->name, "vpc") &&
                              (n < 8 || memcmp(img, "conectix", 8)) ? "raw" : f->name;
-        if (!check_valid(run->chk, run->raw ? NULL : f->name, expect, name)) return FAILED;
+        if (!check_valid(run->chk, run->raw ? NULL : f->name, expect, name)) {
+            fprintf(stderr, "qs-imggen: %s: built:%s\n", name, im->log->str);
+            return FAILED;
+        }
     }
     if (run->fuzz) {
         if (strided) bf_run_strided(input, input_len, f->name);

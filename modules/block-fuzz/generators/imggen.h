@@ -49,7 +49,7 @@ typedef struct ImgFormat {
     const char *name;
     /* Create a valid image of random geometry at path with the block layer; helper files
      * (a differencing image's parent) may go into dir. */
-    bool (*make)(GRand *rng, const char *dir, const char *path, GError **errp);
+    bool (*make)(GRand *rng, const char *dir, const char *path, GString *log, GError **errp);
     /* Optional: finish the loaded image in memory (structures the block layer's create
      * does not make, compaction); the result must still be a valid image. */
     bool (*finish)(Image *im, GError **errp);
@@ -60,9 +60,10 @@ typedef struct ImgFormat {
 } ImgFormat;
 
 /* qs_block_create(fmt, path, size, opts), then a few random writes (data, zeroes,
- * compressed where the format has it) and maybe a snapshot, through the block layer. */
+ * compressed where the format has it) and, if `snapshot`, maybe a snapshot, through the
+ * block layer; what was done is appended to log. */
 bool imggen_create(const char *fmt, const char *path, uint64_t size, const char *opts,
-                   GRand *rng, GError **errp);
+                   bool snapshot, GRand *rng, GString *log, GError **errp);
 
 extern const ImgFormat imggen_qcow2, imggen_vmdk, imggen_vdi, imggen_vpc;
 extern const ImgFormat imggen_parallels, imggen_vhdx;
