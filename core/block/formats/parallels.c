@@ -202,7 +202,8 @@ static void prl_close(QsBlock *bs)
 {
     Prl *s = bs->opaque;
     if (!s->inited) return;
-    if ((bs->flags & QS_BLOCK_RDWR) && s->bat && !s->unclean) {
+    /* data_end is set once open got past the extension: a failed open truncates nothing */
+    if ((bs->flags & QS_BLOCK_RDWR) && s->bat && s->data_end && !s->unclean) {
         /* 0, not "closed": our writes did not update the extension's dirty bitmaps, and 0
          * tells extension-aware software exactly that. */
         write_inuse(bs, 0);
