@@ -35,7 +35,7 @@ build() {   # build ENGINE unless its binary is newer than every source (BF_NO_B
   fi
 }
 
-mkdir -p "$work/corpus" "$work/artifacts" "$work/sandbox"
+mkdir -p "$work/corpus" "$work/artifacts"
 cp -n "$here/corpus/$fmt/"* "$work/corpus/" 2>/dev/null || true
 for z in "$work/corpus/"*.gz; do   # compressed seeds (vhdx): the engines want them inflated
   [ -f "$z" ] && gzip -dc "$z" > "${z%.gz}" && rm -f "$z"
@@ -46,7 +46,17 @@ if [ -n "$gen" ] && [ -x "$gen" ] && [ "$fmt" != raw ]; then
 fi
 dict=()
 [ -f "$here/dictionaries/$fmt.dict" ] && dict=("$here/dictionaries/$fmt.dict")
-export BF_SANDBOX_BASE="$work/sandbox"
+# the targets' image files: on tmpfs when there is one (on a disk filesystem every
+# input's ftruncate/pwrite/open is journaled I/O: 2.7x the wall time per input)
+if [ -z "${BF_SANDBOX_BASE:-}" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    sandbox=$(mktemp -d /dev/shm/qs-fuzz-"$fmt"-XXXXXX)
+  else
+    sandbox="$work/sandbox"
+  fi
+  trap 'rm -rf "$sandbox"' EXIT
+  export BF_SANDBOX_BASE="$sandbox"
+fi
 start=$(date +%s)
 # CPU seconds the engine got (children of this shell): on a shared machine wall time
 # says little
@@ -104,4 +114,3 @@ case "$engine" in
     ;;
   *) echo "fuzz.sh: unknown engine '$engine' (libfuzzer, afl)" >&2; exit 2 ;;
 esac
-rm -rf "$work/sandbox"
