@@ -496,6 +496,18 @@ static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
     return set_gte(e, g, (uint32_t)(at / 512));
 }
 
+static int new_grain_in_place(VmdkExtent *e, uint64_t g, uint64_t in, size_t n, const void *p)
+{
+    uint64_t at = e->next_alloc;
+    if (at / 512 > UINT32_MAX) return -ENOSPC;
+    int r = fmt_write_zeros(e->file, at, in);
+    if (r == 0 && n) r = qs_block_pwrite(e->file, at + in, n, p, 0);
+    if (r == 0) r = fmt_write_zeros(e->file, at + in + n, e->grain - in - n);
+    if (r < 0) return r;
+    e->next_alloc += e->grain;
+    return set_gte(e, g, (uint32_t)(at / 512));
+}
+
 int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, QsBlock *bs,
                       uint64_t disk_off, bool zero)
 {
@@ -513,6 +525,11 @@ int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, 
         } else if (host > VMDK_GTE_ZEROED && !e->compressed) {
             r = zero ? fmt_write_zeros(e->file, host + in, n)
                      : qs_block_pwrite(e->file, host + in, n, p, 0);
+        } else if (!e->compressed && (host == VMDK_GTE_ZEROED || (host == 0 && !bs->backing))) {
+            /* the grain reads as zeros: it is allocated at the end of the file with the
+             * data in place and the rest zeroed by the file (a hole), so a grain of up
+             * to 1 GiB needs no grain-sized buffer.  The entry comes last. */
+            r = new_grain_in_place(e, g, in, zero ? 0 : n, p);
         } else {
             /* a new grain: old content (backing, zeros or the compressed grain) + data */
             if (!gbuf) gbuf = g_malloc(e->grain);
