@@ -78,6 +78,25 @@ static const Field item_locator[] = {
     { "locator.value_length[0]", 30, 2, false },
 };
 static const Field bat_entry = { "bat", 0, 8, false };
+/* a log entry (MS-VHDX 2.3.1): header, descriptors of 32 bytes from offset 64, data
+ * sectors after the descriptor sectors */
+static const Field log_hdr[] = {
+    { "log.signature", 0, 4, false }, { "log.checksum", 4, 4, false },
+    { "log.entry_length", 8, 4, false }, { "log.tail", 12, 4, false },
+    { "log.sequence", 16, 8, false }, { "log.descriptor_count", 24, 4, false },
+    { "log.guid[0..8]", 32, 8, false }, { "log.flushed_file_offset", 48, 8, false },
+    { "log.last_file_offset", 56, 8, false },
+};
+static const Field log_desc[] = {
+    { "desc.signature", 0, 4, false }, { "desc.trailing", 4, 4, false },
+    { "desc.leading_or_zero_length", 8, 8, false }, { "desc.file_offset", 16, 8, false },
+    { "desc.sequence", 24, 8, false },
+};
+static const Field log_data[] = {
+    { "data.signature", 0, 4, false }, { "data.sequence_high", 4, 4, false },
+    { "data.sequence_low", 4092, 4, false },
+};
+#define LOG_SECTOR 4096u
 static const Field le32 = { "", 0, 4, false }, le64 = { "", 0, 8, false };
 
 /* ---- CRC-32C (Castagnoli, reflected 0x82f63b78), written here from the definition so
@@ -102,6 +121,15 @@ static uint32_t crc32c(const uint8_t *p, size_t n, size_t skip)
     return ~c;
 }
 
+/* The log entry at the log's start, when it has one: its length (else 0). */
+static uint32_t log_entry_len(const Image *im, uint64_t log_off)
+{
+    if (!log_off || log_off > im->len || im->len - log_off < 8 * LOG_SECTOR) return 0;
+    if (img_get(im, log_off, &log_hdr[0]) != 0x65676f6cu) return 0;     /* "loge" */
+    uint32_t len = (uint32_t)img_get(im, log_off, &log_hdr[2]);
+    return len && len <= 2 * LOG_SECTOR ? len : 0;
+}
+
 /* Recompute the checksums of both headers and both region tables. */
 static void fix_checksums(Image *im)
 {
@@ -111,6 +139,52 @@ static void fix_checksums(Image *im)
         if (at[i] + len > im->len) continue;
         img_set(im, at[i] + 4, &le32, crc32c(im->buf + at[i], len, 4));
     }
+    /* the log entry's: over the whole entry */
+    uint64_t log_off = img_get(im, HDR1, &vhdx_hdr[10]);
+    uint32_t len = log_entry_len(im, log_off);
+    if (len) img_set(im, log_off + 4, &le32, crc32c(im->buf + log_off, len, 4));
+}
+
+/* A log with one pending entry (the log GUID in both headers): a zero descriptor and a
+ * data descriptor rewriting a sector of the metadata region with what it holds, so that
+ * replaying it (read-write open) leaves the same valid image.  4 KiB of descriptors and
+ * one data sector: 8 KiB, all inside the strided input's reach. */
+static void add_log(Image *im, uint64_t log_off, uint64_t meta_off)
+{
+    uint8_t guid[16];
+    for (int i = 0; i < 16; i++) guid[i] = (uint8_t)g_rand_int(im->rng);
+    uint64_t seq = 1 + img_rand_below(im->rng, UINT64_MAX - 1);
+    uint8_t *e = im->buf + log_off;
+    memset(e, 0, 2 * LOG_SECTOR);
+    uint64_t target = meta_off + TABLE_SIZE;             /* the metadata items' sector */
+    const uint8_t *src = im->buf + target;
+    img_set(im, log_off, &log_hdr[0], 0x65676f6cu);       /* "loge" */
+    img_set(im, log_off, &log_hdr[2], 2 * LOG_SECTOR);
+    img_set(im, log_off, &log_hdr[3], 0);                 /* tail: this entry */
+    img_set(im, log_off, &log_hdr[4], seq);
+    img_set(im, log_off, &log_hdr[5], 2);
+    memcpy(e + 32, guid, 16);
+    img_set(im, log_off, &log_hdr[7], im->len);
+    img_set(im, log_off, &log_hdr[8], im->len);
+    /* descriptor 0: zero 4 KiB past the metadata items (zeros already) */
+    uint8_t *d = e + 64;
+    img_set(im, log_off + 64, &log_desc[0], 0x6f72657au); /* "zero" */
+    img_set(im, log_off + 64, &log_desc[2], LOG_SECTOR);
+    img_set(im, log_off + 64, &log_desc[3], target + 3 * LOG_SECTOR);
+    img_set(im, log_off + 64, &log_desc[4], seq);
+    /* descriptor 1: the sector at target, its first 8 and last 4 bytes in the descriptor */
+    d += 32;
+    img_set(im, log_off + 96, &log_desc[0], 0x63736564u); /* "desc" */
+    memcpy(d + 4, src + LOG_SECTOR - 4, 4);
+    memcpy(d + 8, src, 8);
+    img_set(im, log_off + 96, &log_desc[3], target);
+    img_set(im, log_off + 96, &log_desc[4], seq);
+    uint8_t *sec = e + LOG_SECTOR;
+    memcpy(sec + 8, src + 8, LOG_SECTOR - 12);
+    img_set(im, log_off + LOG_SECTOR, &log_data[0], 0x61746164u);   /* "data" */
+    img_set(im, log_off + LOG_SECTOR, &log_data[1], seq >> 32);
+    img_set(im, log_off + LOG_SECTOR, &log_data[2], (uint32_t)seq);
+    for (int h = 0; h < 2; h++) memcpy(im->buf + (h ? HDR2 : HDR1) + 48, guid, 16);
 }
 
 static void guid_put(uint8_t *out, const char *s)
@@ -250,11 +324,12 @@ static bool finish_vhdx(Image *im, GError **errp)
     /* sector sizes: 512 or 4096 each (the virtual size a multiple of the logical one) */
     uint32_t logical = g_rand_boolean(im->rng) ? 4096 : 512;
     img_set(im, ls, &le32, logical);
-    img_set(im, ps, &le32, g_rand_boolean(im->rng) ? 4096 : 512);
+    uint32_t physical = g_rand_boolean(im->rng) ? 4096 : 512;
+    img_set(im, ps, &le32, physical);
     uint64_t size = img_get(im, ds, &le64) & ~(uint64_t)(logical - 1);
     img_set(im, ds, &le64, size);
-    if (!diff && !g_rand_int_range(im->rng, 0, 3))
-        img_set(im, fp + 4, &le32, 1);                      /* LeaveBlocksAllocated */
+    bool fixed = !diff && !g_rand_int_range(im->rng, 0, 3);
+    if (fixed) img_set(im, fp + 4, &le32, 1);               /* LeaveBlocksAllocated */
     /* the BAT: payload blocks not present, zero, unmapped or undefined (no data block fits
      * in the 4 MiB the harness takes), sector bitmaps not present */
     uint64_t chunk = (1ull << 23) * logical / bs;
@@ -308,9 +383,20 @@ static bool finish_vhdx(Image *im, GError **errp)
     int cur = g_rand_boolean(im->rng);
     img_set(im, cur ? HDR2 : HDR1, &vhdx_hdr[2], seq + 1);
     img_set(im, cur ? HDR1 : HDR2, &vhdx_hdr[2], seq);
+    if (!g_rand_int_range(im->rng, 0, 4)) {
+        add_log(im, pm[0] * MiB, pm[2] * MiB);
+        im->replay = true;
+    }
     fix_checksums(im);
-    if (!g_rand_int_range(im->rng, 0, 6))                     /* the older one torn */
-        memset(im->buf + (cur ? HDR1 : HDR2), 0, HDR_SIZE);
+    bool torn = !g_rand_int_range(im->rng, 0, 6);             /* the older one torn */
+    if (torn) memset(im->buf + (cur ? HDR1 : HDR2), 0, HDR_SIZE);
+    g_string_append_printf(im->log, " sectors %u/%u, %s, BAT pattern %d, %u metadata items, "
+                           "log/BAT/metadata at %u/%u/%u MiB, header %d current%s%s;",
+                           logical, physical, diff ? "differencing" : fixed
+                                ? "LeaveBlocksAllocated" : "dynamic",
+                           pattern, (unsigned)img_get(im, pm[2] * MiB, &meta_hdr[2]),
+                           pm[0], pm[1], pm[2], cur + 1, torn ? ", other torn" : "",
+                           im->replay ? ", a log entry to replay" : "");
     return true;
 }
 
@@ -362,7 +448,7 @@ static void mutate_vhdx(Image *im)
     img_note_offset(im, l.bat_off);
     img_note_offset(im, l.meta_off);
     uint32_t len = 0;
-    switch (g_rand_int_range(im->rng, 0, 10)) {
+    switch (g_rand_int_range(im->rng, 0, 11)) {
     case 0:
         img_mutate_struct(im, 0, &f_ident, 1);
         break;
@@ -408,6 +494,20 @@ static void mutate_vhdx(Image *im)
         } else if (at) {
             img_mutate_struct(im, at, items[k].f, items[k].n);
         }
+        break;
+    }
+    case 7: {
+        /* the log entry: header, a descriptor, the data sector */
+        uint32_t n = log_entry_len(im, l.log_off);
+        if (!n) {
+            mutate_bat(im, &l);
+            break;
+        }
+        int k = g_rand_int_range(im->rng, 0, 4);
+        if (k < 2) img_mutate_struct(im, l.log_off, S(log_hdr));
+        else if (k == 2) img_mutate_struct(im, l.log_off + 64 + 32 * g_rand_int_range(im->rng, 0, 2),
+                                           S(log_desc));
+        else img_mutate_struct(im, l.log_off + LOG_SECTOR, S(log_data));
         break;
     }
     default:

@@ -59,12 +59,13 @@ static uint8_t *stride_unpack(const uint8_t *in, size_t len, size_t *out_len)
 
 /* --check-valid: the image the target sees opens as `expect` (probed when fmt is NULL)
  * and check finds nothing. */
-static bool check_valid(const char *path, const char *fmt, const char *expect,
+static bool check_valid(const char *path, const char *fmt, const char *expect, bool rw,
                         const char *name)
 {
     const char *what = fmt ? fmt : "probed";
     GError *err = NULL;
-    QsBlock *bs = qs_block_open(path, fmt, QS_BLOCK_NO_BACKING | QS_BLOCK_CHECK, NULL, &err);
+    int flags = QS_BLOCK_NO_BACKING | QS_BLOCK_CHECK | (rw ? QS_BLOCK_RDWR : 0);
+    QsBlock *bs = qs_block_open(path, fmt, flags, NULL, &err);
     if (!bs) {
         fprintf(stderr, "qs-imggen: %s: a valid %s image does not open: %s\n", name, what,
                 err->message);
@@ -165,7 +166,7 @@ static int one_image(const Run *run, uint64_t i, Image *im)
         /* a fixed vpc image has its footer only at the end: probed as raw, as by QEMU */
         const char *expect = run->raw && !strcmp(f->name, "vpc") &&
                              (n < 8 || memcmp(img, "conectix", 8)) ? "raw" : f->name;
-        if (!check_valid(run->chk, run->raw ? NULL : f->name, expect, name)) {
+        if (!check_valid(run->chk, run->raw ? NULL : f->name, expect, im->replay, name)) {
             fprintf(stderr, "qs-imggen: %s: built:%s\n", name, im->log->str);
             return FAILED;
         }

@@ -26,6 +26,7 @@ typedef struct Image {
     GString *log;            /* what was mutated, for --verbose */
     uint64_t offsets[16];    /* interesting offsets seen (tables), for overlaps */
     unsigned n_offsets;
+    bool replay;             /* valid, but only read-write opens it (a vhdx log to replay) */
 } Image;
 
 uint64_t img_get(const Image *im, uint64_t at, const Field *f);
