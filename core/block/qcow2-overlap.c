@@ -76,7 +76,8 @@ unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len)
         uint64_t t = s->l1[i] & L1E_OFFSET_MASK;
         if (t && t >= first && t < end) m |= QCOW2_OL_ACTIVE_L2;
     }
-    for (uint64_t i = 0; rb_near && i < s->reftable_used && !(m & QCOW2_OL_REFCOUNT_BLOCK); i++) {
+    uint64_t rb_n = MIN(s->reftable_used, s->reftable_entries);
+    for (uint64_t i = 0; rb_near && i < rb_n && !(m & QCOW2_OL_REFCOUNT_BLOCK); i++) {
         uint64_t b = s->reftable[i] & REFT_OFFSET_MASK;
         if (b && b >= first && b < end) m |= QCOW2_OL_REFCOUNT_BLOCK;
     }

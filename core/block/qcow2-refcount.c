@@ -178,8 +178,12 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
     uint32_t old_clusters = s->reftable_clusters;
     s->reftable = tbl;
     s->reftable_entries = entries;
-    qcow2_tables_changed(s);
     tbl = NULL;
+    /* the overlap bounds only widen by the new blocks (recomputing them would walk the
+     * whole tables on every growth) */
+    for (uint64_t j = A / E; j <= (end - 1) / E; j++)
+        if ((j >= old_entries || !old[j]) && s->reftable[j])
+            qcow2_note_refblock(s, s->reftable[j], j);
     for (uint64_t c = A; c < end; c++) {
         uint64_t j = c / E;
         if (j < old_entries && old[j]) {
@@ -190,8 +194,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
     if (r < 0) {
         g_free(s->reftable);
         s->reftable = old;
-        s->reftable_entries = old_entries;
-        qcow2_tables_changed(s);
+        s->reftable_entries = old_entries;   /* the bounds stay valid: they only widened */
         goto out;
     }
     s->reftable_offset = tbl_off;
@@ -200,8 +203,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
     if (r < 0) {
         g_free(s->reftable);
         s->reftable = old;
-        s->reftable_entries = old_entries;
-        qcow2_tables_changed(s);
+        s->reftable_entries = old_entries;   /* the bounds stay valid: they only widened */
         s->reftable_offset = old_off;
         s->reftable_clusters = old_clusters;
         goto out;
