@@ -396,7 +396,7 @@ bool qcow2_snapshot_apply(QsBlock *bs, const char *key, GError **errp)
     for (uint32_t i = 0; i < s->l1_size; i++) be[i] = GUINT64_TO_BE(s->l1[i]);
     r = qcow2_meta_write(s, s->l1_offset, be, (uint64_t)s->l1_size * 8);
     if (r < 0) {
-        memcpy(s->l1, old, (gsize)s->l1_size * 8);
+        if (s->l1_size) memcpy(s->l1, old, (gsize)s->l1_size * 8);   /* old: NULL if empty */
         goto out;
     }
     qcow2_cache_clear(&s->l2_cache);

@@ -100,7 +100,7 @@ int qcow2_update_header(Qcow2 *s)
         NEED(8 + align_up(e->len, 8));
         put_be32(h + p, e->type);
         put_be32(h + p + 4, e->len);
-        memcpy(h + p + 8, e->data, e->len);
+        if (e->len) memcpy(h + p + 8, e->data, e->len);   /* an empty one has no data */
         p += 8 + align_up(e->len, 8);
     }
     NEED(8);
