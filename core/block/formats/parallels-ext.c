@@ -26,11 +26,12 @@ static bool load_bitmap(QsBlock *bs, const uint8_t *d, uint32_t data_size, GErro
 {
     Prl *s = bs->opaque;
     uint64_t fsize = bs->file->size;
+    /* added first: a caller dropping a rejected feature removes the last entry */
+    PrlBitmap *b = g_new0(PrlBitmap, 1);
+    g_ptr_array_add(s->bitmaps, b);
     if (data_size < BITMAP_HEAD)
         return fmt_err(errp, "parallels: dirty bitmap feature data_size %u is smaller than "
                        "its header (%u)", data_size, BITMAP_HEAD);
-    PrlBitmap *b = g_new0(PrlBitmap, 1);
-    g_ptr_array_add(s->bitmaps, b);
     b->size = le64_at(d);
     memcpy(b->id, d + 8, 16);
     b->granularity = le32_at(d + 24);

@@ -47,6 +47,43 @@ static void test_parallels_failed_rw_open_keeps_file(void)
     g_unlink(p);
 }
 
+/* A Format Extension whose dirty bitmap feature (not marked necessary) is shorter than a
+ * bitmap header: the reader drops such a feature, but removed the last entry of its list
+ * of bitmaps although nothing had been added: a GLib critical on an empty list (index
+ * -1), and with an earlier valid bitmap, that bitmap was dropped instead. */
+static void test_parallels_short_bitmap_feature(void)
+{
+    g_autofree char *p = g_build_filename(dir, "short.parallels", NULL);
+    GError *err = NULL;
+    g_assert_true(qs_block_create("parallels", p, 1 << 20, "cluster_size=65536", false, &err));
+    g_assert_no_error(err);
+    g_autofree uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(p, (char **)&img, &len, NULL));
+    g_assert_cmpuint(len, ==, 65536);
+    img = g_realloc(img, 2 * 65536);
+    memset(img + 65536, 0, 65536);
+    uint8_t *c = img + 65536;
+    put_le64(c, 0xab234cef23dcea87ull);                   /* extension magic */
+    put_le64(c + 24, 0x20385fae252cb34aull);              /* dirty bitmap feature */
+    put_le64(c + 32, 0);                                  /* flags: not necessary */
+    put_le32(c + 40, 8);                                  /* data_size below its header */
+    GChecksum *ck = g_checksum_new(G_CHECKSUM_MD5);
+    g_checksum_update(ck, c + 24, 65536 - 24);
+    gsize n = 16;
+    g_checksum_get_digest(ck, c + 8, &n);
+    g_checksum_free(ck);
+    put_le64(img + 56, 65536 / 512);                      /* ext_off */
+    g_assert_true(g_file_set_contents(p, (const char *)img, 2 * 65536, NULL));
+
+    QsBlock *bs = qs_block_open(p, "parallels", QS_BLOCK_NO_BACKING, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(bs);
+    g_assert_cmpuint(bs->size, ==, 1 << 20);
+    qs_block_close(bs);
+    g_unlink(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -55,6 +92,8 @@ int main(int argc, char **argv)
     g_assert_nonnull(dir);
     g_test_add_func("/block-fuzz/imggen/parallels-failed-rw-open-keeps-file",
                     test_parallels_failed_rw_open_keeps_file);
+    g_test_add_func("/block-fuzz/imggen/parallels-short-bitmap-feature",
+                    test_parallels_short_bitmap_feature);
     int r = g_test_run();
     g_rmdir(dir);
     g_free(dir);
