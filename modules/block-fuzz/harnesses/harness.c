@@ -343,6 +343,11 @@ static void phase_write(const uint8_t *data, size_t size, const char *fmt)
                        NULL, &err);
     if (!bs) {
         expect_error(err, "open read-write");
+        /* a refused read-write open must leave the image as it was: it opened read-only
+         * a moment ago */
+        bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
+        if (!bs) BF_BUG("a failed read-write open destroyed the image: %s", err->message);
+        qs_block_close(bs);
         return;
     }
     uint8_t pattern[4096];
