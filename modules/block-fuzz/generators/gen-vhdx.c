@@ -274,7 +274,7 @@ static bool make_vhdx(GRand *rng, const char *dir, const char *path, GString *lo
     g_string_append_printf(o, "block_size=%" G_GUINT64_FORMAT ",log_size=1M,"
                            "block_state_zero=off", bs);
     if (diff) {
-        /* a parent in the output directory: the locator names it relative to the image */
+        /* a parent beside the image (the work directory): the locator names it relatively */
         g_autofree char *parent = g_build_filename(dir, ".imggen-parent.vhdx", NULL);
         if (!g_file_test(parent, G_FILE_TEST_EXISTS) &&
             !qs_block_create("vhdx", parent, MiB, "log_size=1M", true, errp))

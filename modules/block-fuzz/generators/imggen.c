@@ -97,7 +97,7 @@ static bool check_valid(const char *path, const char *fmt, const char *expect, b
 }
 
 typedef struct Run {
-    const char *fmt_name, *out, *tmp, *chk;
+    const char *fmt_name, *out, *work, *tmp, *chk;
     uint64_t seed;
     bool raw, valid, fuzz, verbose, check;
 } Run;
@@ -115,7 +115,7 @@ static int one_image(const Run *run, uint64_t i, Image *im)
     size_t input_len = 0;
     GError *err = NULL;
     if (run->raw) g_string_append_printf(im->log, " format %s;", f->name);
-    if (!f->make(im->rng, run->out, run->tmp, im->log, &err) ||
+    if (!f->make(im->rng, run->work, run->tmp, im->log, &err) ||
         !g_file_get_contents(run->tmp, (char **)&im->buf, &im->len, &err) ||
         (f->finish && !f->finish(im, &err))) {
         fprintf(stderr, "qs-imggen: %s: %s (built:%s)\n", name, err->message, im->log->str);
@@ -219,9 +219,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "qs-imggen: cannot create '%s': %s\n", out, g_strerror(errno));
         return 1;
     }
-    g_autofree char *tmp = g_build_filename(out, ".imggen-valid", NULL);
-    g_autofree char *chk = g_build_filename(out, ".imggen-check", NULL);
-    Run run = { fmt_name, out, tmp, chk, seed, raw, valid, fuzz, verbose, check };
+    /* the images are built in a private directory on tmpfs when there is one: the block
+     * layer flushes while creating, and fsync on a disk would be most of the run */
+    const char *base = g_file_test("/dev/shm", G_FILE_TEST_IS_DIR) ? "/dev/shm" : out;
+    g_autofree char *tmpl = g_build_filename(base, "qs-imggen-XXXXXX", NULL);
+    g_autofree char *work = g_mkdtemp(g_strdup(tmpl));
+    if (!work) {
+        fprintf(stderr, "qs-imggen: cannot create a directory '%s': %s\n", tmpl,
+                g_strerror(errno));
+        return 1;
+    }
+    g_autofree char *tmp = g_build_filename(work, "valid", NULL);
+    g_autofree char *chk = g_build_filename(work, "check", NULL);
+    Run run = { fmt_name, out, work, tmp, chk, seed, raw, valid, fuzz, verbose, check };
     unsigned made = 0, skipped = 0, failed = 0;
     for (uint64_t i = 0; i < count; i++) {
         Image im = { .rng = g_rand_new_with_seed((guint32)(seed * 1000003u + i)),
@@ -236,8 +246,10 @@ int main(int argc, char **argv)
     }
     g_unlink(tmp);
     g_unlink(chk);
-    g_autofree char *parent = g_build_filename(out, ".imggen-parent.vhdx", NULL);
+    g_autofree char *parent = g_build_filename(work, ".imggen-parent.vhdx", NULL);
     g_unlink(parent);
+    if (g_rmdir(work) < 0)
+        fprintf(stderr, "qs-imggen: cannot remove '%s': %s\n", work, g_strerror(errno));
     if (fuzz) {
         g_autofree char *cur = g_build_filename(out, "current", NULL);
         g_unlink(cur);
