@@ -216,26 +216,59 @@ out:
     return r;
 }
 
-/* Make sure refcount block idx exists: a new one goes at the first cluster it covers
- * (which is free, since nothing counts it) and describes itself. */
+/* The first cluster from free_cluster_index whose refcount reads 0. */
+static int first_free(Qcow2 *s, uint64_t *out)
+{
+    for (uint64_t c = s->free_cluster_index;; c++) {
+        if ((c << s->cluster_bits) >> 56) return -EFBIG;
+        uint64_t rc;
+        int r = qcow2_get_refcount(s, c, &rc);
+        if (r < 0) return r;
+        if (!rc) {
+            *out = c;
+            return 0;
+        }
+    }
+}
+
+static bool has_block(Qcow2 *s, uint64_t idx)
+{
+    return idx < s->reftable_entries && s->reftable[idx];
+}
+
+/* Make sure refcount block idx exists.  As QEMU does, a new block goes at the first
+ * free cluster: in its own range it describes itself, elsewhere the block of that
+ * range counts it (counted first: a crash leaks it).  Placing every new block at the
+ * first cluster of its range instead left no run of free clusters as long as a block's
+ * range: an allocation of that many clusters (a 64-cluster L1 table with 64-bit
+ * refcounts in 512-byte clusters) never succeeded. */
 static int ensure_block(Qcow2 *s, uint64_t idx)
 {
-    if (idx < s->reftable_entries && s->reftable[idx]) return 0;
+    if (has_block(s, idx)) return 0;
     if (idx >= s->reftable_entries) {
         int r = grow_reftable(s, idx);
         if (r < 0) return r;
-        if (idx < s->reftable_entries && s->reftable[idx]) return 0;
+        if (has_block(s, idx)) return 0;
     }
     uint64_t cs = s->cluster_size, E = 1ull << s->rb_bits;
-    uint64_t c = idx * E;
-    if ((c * cs) >> 56) return -EFBIG;
+    uint64_t c = 0;
+    int r = first_free(s, &c);
+    /* the range of the free cluster needs its block first (itself self-describing) */
+    for (int i = 0; r == 0 && c / E != idx && !has_block(s, c / E); i++) {
+        if (i == 8) return -EIO;
+        r = ensure_block(s, c / E);
+        if (r == 0) r = first_free(s, &c);
+    }
+    if (r < 0) return r;
+    bool self = c / E == idx;
     /* cluster c reads as free, but in a corrupt image it may be the header or a table */
     int err = qcow2_check_data_write(s, c * cs, cs);
     if (err < 0) return err;
+    if (!self && (r = qcow2_update_refcount(s, c * cs, cs, 1)) < 0) return r;
     uint8_t *b = qcow2_cache_get(s, &s->rb_cache, c * cs, true, &err);
     if (!b) return err;
-    rb_set(s, b, 0, 1);
-    int r = qcow2_meta_write(s, c * cs, b, cs);
+    if (self) rb_set(s, b, c - idx * E, 1);
+    r = qcow2_meta_write(s, c * cs, b, cs);
     if (r < 0) {
         qcow2_cache_drop(&s->rb_cache, c * cs);
         return r;
@@ -327,14 +360,19 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n)
          * the header or a table */
         int r = qcow2_check_data_write(s, start << s->cluster_bits, n << s->cluster_bits);
         if (r < 0) return r;
+        /* missing refcount blocks go after the run, as QEMU places them (its search
+         * has moved past the run when it needs one) */
         bool made = false;
-        for (uint64_t idx = start / E; idx <= (start + n - 1) / E; idx++) {
-            if (idx < s->reftable_entries && s->reftable[idx]) continue;
-            int r = ensure_block(s, idx);
-            if (r < 0) return r;
+        uint64_t saved = s->free_cluster_index;
+        s->free_cluster_index = start + n;
+        for (uint64_t idx = start / E; r == 0 && idx <= (start + n - 1) / E; idx++) {
+            if (has_block(s, idx)) continue;
+            r = ensure_block(s, idx);
             made = true;
         }
-        if (made) continue;   /* the new blocks may sit in the range: search again */
+        s->free_cluster_index = saved;
+        if (r < 0) return r;
+        if (made) continue;   /* count the run again with its blocks in place */
         r = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1);
         if (r < 0) return r;
         s->free_cluster_index = first_free == start ? start + n : first_free;
