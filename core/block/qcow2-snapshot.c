@@ -16,6 +16,28 @@ void qcow2_free_snapshots(Qcow2 *s)
     s->snaps = NULL;
 }
 
+/* The table is read in order: through a 64 KiB window, not two preads per entry (a
+ * hostile header may declare 65536 entries). */
+typedef struct TableReader {
+    Qcow2 *s;
+    uint64_t start, len;         /* the window's place in the file */
+    uint8_t buf[64 << 10];
+} TableReader;
+
+static int table_read(TableReader *rd, uint64_t off, void *dst, size_t n)
+{
+    if (n > sizeof(rd->buf)) return qcow2_meta_read(rd->s, off, dst, n);
+    if (off < rd->start || off + n > rd->start + rd->len) {
+        rd->len = 0;
+        int r = qcow2_meta_read(rd->s, off, rd->buf, sizeof(rd->buf));
+        if (r < 0) return r;
+        rd->start = off;
+        rd->len = sizeof(rd->buf);
+    }
+    memcpy(dst, rd->buf + (off - rd->start), n);
+    return 0;
+}
+
 int qcow2_read_snapshots(Qcow2 *s, GError **errp)
 {
     if (!s->nb_snapshots) {
@@ -34,10 +56,13 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
     }
     s->snaps = g_new0(Qcow2Snapshot, s->nb_snapshots);
     uint64_t off = s->snapshots_offset, total = 0;
+    g_autofree TableReader *rd = g_new(TableReader, 1);
+    rd->s = s;
+    rd->len = 0;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         Qcow2Snapshot *sn = &s->snaps[i];
         uint8_t h[40];
-        int r = qcow2_meta_read(s, off, h, sizeof(h));
+        int r = table_read(rd, off, h, sizeof(h));
         if (r < 0) goto io;
         sn->l1_offset = be64_at(h);
         sn->l1_size = be32_at(h + 8);
@@ -61,7 +86,7 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
             return -EFBIG;
         }
         g_autofree uint8_t *rest = g_malloc((size_t)extra + id_len + name_len + 1);
-        r = qcow2_meta_read(s, off + 40, rest, (size_t)extra + id_len + name_len);
+        r = table_read(rd, off + 40, rest, (size_t)extra + id_len + name_len);
         if (r < 0) goto io;
         sn->disk_size = s->bs->size;
         if (extra >= 8) sn->vm_state_size = be64_at(rest);
