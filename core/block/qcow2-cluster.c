@@ -83,10 +83,13 @@ int qcow2_get_l2(Qcow2 *s, uint64_t off, bool alloc, uint8_t **table, uint64_t *
         return r;
     }
     s->l1[i] = (uint64_t)n | QCOW_OFLAG_COPIED;
+    qcow2_forget_l2(s, e);
     qcow2_note_l2(s, (uint64_t)n);
     r = qcow2_write_l1_entry(s, i);
     if (r < 0) {
         s->l1[i] = e;
+        qcow2_forget_l2(s, (uint64_t)n);
+        qcow2_note_l2(s, e);
         return r;
     }
     if (l2) {

@@ -127,6 +127,16 @@ static int write_header_reftable(Qcow2 *s)
     return qcow2_meta_write(s, 48, buf, sizeof(buf));
 }
 
+/* The overlap index forgets the blocks a failed growth had added (entries new in the
+ * current table, s->reftable, compared with the old one being restored). */
+static void forget_new_blocks(Qcow2 *s, const uint64_t *old, uint64_t old_entries,
+                              uint64_t lo, uint64_t hi)
+{
+    for (uint64_t j = lo; j <= hi && j < s->reftable_entries; j++)
+        if ((j >= old_entries || !old[j]) && s->reftable[j])
+            qcow2_forget_refblock(s, s->reftable[j]);
+}
+
 /* Move the refcount table to the end of the image, big enough for index need. New
  * refcount blocks that the moved table and they themselves need are placed beside it
  * and describe themselves.  Order: blocks, table, header switch, free the old table. */
@@ -183,7 +193,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
      * whole tables on every growth) */
     for (uint64_t j = A / E; j <= (end - 1) / E; j++)
         if ((j >= old_entries || !old[j]) && s->reftable[j])
-            qcow2_note_refblock(s, s->reftable[j], j);
+            qcow2_note_refblock(s, s->reftable[j]);
     for (uint64_t c = A; c < end; c++) {
         uint64_t j = c / E;
         if (j < old_entries && old[j]) {
@@ -192,6 +202,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
         }
     }
     if (r < 0) {
+        forget_new_blocks(s, old, old_entries, A / E, (end - 1) / E);
         g_free(s->reftable);
         s->reftable = old;
         s->reftable_entries = old_entries;   /* the bounds stay valid: they only widened */
@@ -201,6 +212,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
     s->reftable_clusters = (uint32_t)nt;
     r = write_header_reftable(s);
     if (r < 0) {
+        forget_new_blocks(s, old, old_entries, A / E, (end - 1) / E);
         g_free(s->reftable);
         s->reftable = old;
         s->reftable_entries = old_entries;   /* the bounds stay valid: they only widened */
@@ -274,11 +286,12 @@ static int ensure_block(Qcow2 *s, uint64_t idx)
         return r;
     }
     s->reftable[idx] = c * cs;
-    qcow2_note_refblock(s, c * cs, idx);
+    qcow2_note_refblock(s, c * cs);
     uint64_t be = GUINT64_TO_BE(c * cs);
     r = qcow2_meta_write(s, s->reftable_offset + idx * 8, &be, 8);
     if (r < 0) {
         s->reftable[idx] = 0;
+        qcow2_forget_refblock(s, c * cs);
         return r;
     }
     if (s->free_cluster_index == c) s->free_cluster_index = c + 1;

@@ -422,6 +422,7 @@ bool qcow2_snapshot_apply(QsBlock *bs, const char *key, GError **errp)
     r = qcow2_meta_write(s, s->l1_offset, be, (uint64_t)s->l1_size * 8);
     if (r < 0) {
         if (s->l1_size) memcpy(s->l1, old, (gsize)s->l1_size * 8);   /* old: NULL if empty */
+        qcow2_tables_changed(s);
         goto out;
     }
     qcow2_cache_clear(&s->l2_cache);

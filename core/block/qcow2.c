@@ -387,6 +387,7 @@ static void qcow2_close(QsBlock *bs)
     qcow2_cache_destroy(&s->rb_cache);
     g_free(s->l1);
     g_free(s->reftable);
+    qcow2_overlap_free(s);
     if (s->exts) g_ptr_array_free(s->exts, TRUE);
     if (s->inflight) g_array_free(s->inflight, TRUE);
     g_mutex_clear(&s->lock);

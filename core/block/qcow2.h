@@ -116,12 +116,10 @@ typedef struct Qcow2 {
     uint64_t l1_offset;
     uint64_t *reftable;
     uint64_t reftable_entries;
-    /* for the overlap checks (valid once computed, until a table is replaced): every
-     * active L2 table and refcount block lies in [lo, hi], never narrowed, so most
-     * writes skip the scans; reftable_used is 1 + the highest non-zero entry or more */
-    bool bounds_valid;
-    uint64_t reftable_used;
-    uint64_t l2_lo, l2_hi, rb_lo, rb_hi;
+    /* for the overlap checks (qcow2-overlap.c): cluster offsets of the active L2 tables
+     * and refcount blocks -> how many entries name them; built when first needed */
+    bool meta_index;
+    GHashTable *l2_set, *rb_set;
     uint64_t reftable_offset;
     uint32_t reftable_clusters;
     uint32_t nb_snapshots;
@@ -187,11 +185,14 @@ enum {
     QCOW2_OL_BITMAP_DIR = 1 << 7,
 };
 unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len);
-/* The active L1 or the refcount table was loaded or replaced: bounds recomputed later. */
+/* The active L1 or the refcount table was loaded or replaced: the index is rebuilt when
+ * next needed.  An entry that changes instead: forget the old offset, note the new. */
 void qcow2_tables_changed(Qcow2 *s);
-/* A new active L2 table at off, a new refcount block at off for table index idx. */
 void qcow2_note_l2(Qcow2 *s, uint64_t off);
-void qcow2_note_refblock(Qcow2 *s, uint64_t off, uint64_t idx);
+void qcow2_forget_l2(Qcow2 *s, uint64_t off);
+void qcow2_note_refblock(Qcow2 *s, uint64_t off);
+void qcow2_forget_refblock(Qcow2 *s, uint64_t off);
+void qcow2_overlap_free(Qcow2 *s);
 /* Signal corruption naming the first structure in mask; returns -EIO. */
 int qcow2_refuse_overlap(Qcow2 *s, unsigned mask);
 /* Guest data (or a newly allocated range) must touch no metadata: 0 or -EIO. */
