@@ -41,6 +41,35 @@ bool prl_cluster_ok(const Prl *s, uint64_t off, uint64_t file_size, const char *
     return true;
 }
 
+/* The clusters the Format Extension owns (its own and its dirty bitmaps' data), as a
+ * set of byte offsets; NULL if there is no extension. */
+static GHashTable *ext_clusters(const Prl *s)
+{
+    if (!s->ext_off) return NULL;
+    GHashTable *t = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    uint64_t off = s->ext_off;
+    g_hash_table_add(t, g_memdup2(&off, sizeof(off)));
+    for (guint k = 0; s->bitmaps && k < s->bitmaps->len; k++) {
+        const PrlBitmap *b = s->bitmaps->pdata[k];
+        for (uint32_t i = 0; i < b->l1_size; i++) {
+            if (b->l1[i] <= 1) continue;
+            off = b->l1[i] * 512;
+            g_hash_table_add(t, g_memdup2(&off, sizeof(off)));
+        }
+    }
+    return t;
+}
+
+/* Index of the first BAT entry naming a cluster of the extension, or -1. */
+static int64_t bat_in_extension(const Prl *s, GHashTable *ext, uint32_t from)
+{
+    for (uint32_t i = from; ext && i < s->bat_entries; i++) {
+        uint64_t off = prl_host(s, s->bat[i]);
+        if (s->bat[i] && g_hash_table_contains(ext, &off)) return i;
+    }
+    return -1;
+}
+
 static bool write_inuse(QsBlock *bs, uint32_t v)
 {
     uint8_t le[4];
@@ -185,6 +214,13 @@ static bool prl_open(QsBlock *bs, const QsOpts *opts, GError **errp)
                            s->ext_off + s->cluster > fsize ? "is beyond the end of the file"
                                                           : why);
         if (!prl_ext_load(bs, errp)) return false;
+        /* a write through such an entry would overwrite the extension */
+        g_autoptr(GHashTable) ext = rw && !check ? ext_clusters(s) : NULL;
+        int64_t i = bat_in_extension(s, ext, 0);
+        if (i >= 0)
+            return fmt_err(errp, "parallels: BAT entry %" G_GINT64_FORMAT " (offset %"
+                           G_GUINT64_FORMAT ") is a cluster of the Format Extension; run "
+                           "'qemu-img check -r all'", i, prl_host(s, s->bat[i]));
     }
     s->data_end = used_end(s, fsize);
     if (rw && s->readonly_features)
@@ -392,6 +428,20 @@ static bool prl_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **er
             j++;
         }
         k = j;
+    }
+    /* clusters the Format Extension owns: the entry gets a copy, as a shared one does */
+    g_autoptr(GHashTable) ext = ext_clusters(s);
+    for (int64_t i = bat_in_extension(s, ext, 0); i >= 0 && r == 0;
+         i = bat_in_extension(s, ext, (uint32_t)i + 1)) {
+        uint64_t off = prl_host(s, s->bat[i]);
+        qs_block_message("%s cluster %u shares its host cluster (offset %" G_GUINT64_FORMAT
+                         ") with the Format Extension\n", verb_err, (uint32_t)i, off);
+        res->corruptions++;
+        if (fix_err) {
+            if (!(bs->flags & QS_BLOCK_RDWR)) { r = -EACCES; break; }
+            r = allocate(bs, (uint32_t)i, 0, 0, NULL, off);
+            if (r == 0) res->corruptions_fixed++;
+        }
     }
     if (r == 0 && res->corruptions_fixed) r = qs_block_flush(bs->file);
     /* statistics, the end of the used area and leaks after it */
