@@ -327,9 +327,12 @@ int qcow2_update_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend)
                 /* undo what this block got so far, then report */
                 for (uint64_t u = lo_c; u < c; u++)
                     rb_set(s, b, u - idx * E, rb_get(s, b, u - idx * E) - (uint64_t)addend);
-                qcow2_signal_corruption(s, "Refcount of cluster %#" G_GINT64_MODIFIER "x "
-                                        "would go from %" G_GUINT64_FORMAT " out of range",
-                                        c << s->cluster_bits, v);
+                /* below zero is corruption; above the width's maximum only a limit
+                 * (refcount_bits=1 cannot count a snapshot's second reference) */
+                if (addend < 0)
+                    qcow2_signal_corruption(s, "Refcount of cluster %#" G_GINT64_MODIFIER
+                                            "x would go from %" G_GUINT64_FORMAT " below 0",
+                                            c << s->cluster_bits, v);
                 return addend < 0 ? -EIO : -ERANGE;
             }
             uint64_t nv = v + (uint64_t)addend;

@@ -169,7 +169,35 @@ out:
 
 /* addend to the refcounts of the L2 tables and data clusters of an L1 table (in host
  * byte order), merging runs of contiguous data clusters. */
+typedef struct Range { uint64_t off, len; } Range;
+
+static int tree_refcount_undoable(Qcow2 *s, const uint64_t *l1, uint32_t l1_size,
+                                  int64_t addend, GArray *done);
+
+/* Every cluster the tree under l1 references moves by addend; on failure the moves
+ * already made are undone, so a refused snapshot leaves the refcounts as they were. */
 static int tree_refcount(Qcow2 *s, const uint64_t *l1, uint32_t l1_size, int64_t addend)
+{
+    g_autoptr(GArray) done = g_array_new(FALSE, FALSE, sizeof(Range));
+    int r = tree_refcount_undoable(s, l1, l1_size, addend, done);
+    if (r < 0) {
+        for (guint i = done->len; i-- > 0;) {
+            Range *d = &g_array_index(done, Range, i);
+            (void)qcow2_update_refcount(s, d->off, d->len, -addend);
+        }
+    }
+    return r;
+}
+
+static int move_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend, GArray *done)
+{
+    int r = qcow2_update_refcount(s, off, len, addend);
+    if (r == 0) g_array_append_val(done, ((Range){ off, len }));
+    return r;
+}
+
+static int tree_refcount_undoable(Qcow2 *s, const uint64_t *l1, uint32_t l1_size,
+                                  int64_t addend, GArray *done)
 {
     uint64_t cs = s->cluster_size;
     g_autofree uint8_t *t = g_malloc(cs);
@@ -189,19 +217,19 @@ static int tree_refcount(Qcow2 *s, const uint64_t *l1, uint32_t l1_size, int64_t
                     run_len += cs;
                     continue;
                 }
-                if (run_len && (r = qcow2_update_refcount(s, run_start, run_len, addend)) < 0)
+                if (run_len && (r = move_refcount(s, run_start, run_len, addend, done)) < 0)
                     return r;
                 run_start = h;
                 run_len = cs;
             } else if (ty == C_COMPRESSED) {
                 uint64_t o, n;
                 qcow2_compressed_range(s, e, &o, &n);
-                r = qcow2_update_refcount(s, o, n, addend);
+                r = move_refcount(s, o, n, addend, done);
                 if (r < 0) return r;
             }
         }
-        if (run_len && (r = qcow2_update_refcount(s, run_start, run_len, addend)) < 0) return r;
-        r = qcow2_update_refcount(s, l2, cs, addend);
+        if (run_len && (r = move_refcount(s, run_start, run_len, addend, done)) < 0) return r;
+        r = move_refcount(s, l2, cs, addend, done);
         if (r < 0) return r;
     }
     return 0;
@@ -360,9 +388,17 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
     /* 2. drop the COPIED flags first (a crash then only costs extra copies), then the
      * tree is referenced once more */
     r = clear_copied(s);
-    if (r < 0) goto out;
-    r = tree_refcount(s, s->l1, s->l1_size, 1);
-    if (r < 0) goto out;
+    if (r == 0) r = tree_refcount(s, s->l1, s->l1_size, 1);
+    if (r < 0) {
+        /* refused (refcount_bits=1 cannot count two references): the flags come back
+         * and the copy of the L1 table goes, leaving the image as it was */
+        if (r == -ERANGE) r = -EINVAL;   /* qemu-img reports it so */
+        (void)qcow2_fix_copied(s);
+        if (l1_off > 0) (void)qcow2_update_refcount(s, (uint64_t)l1_off,
+                                                    div_up(l1_bytes, s->cluster_size) *
+                                                    s->cluster_size, -1);
+        goto out;
+    }
     /* 4. the table entry */
     s->snaps = g_renew(Qcow2Snapshot, s->snaps, s->nb_snapshots + 1);
     Qcow2Snapshot *sn = &s->snaps[s->nb_snapshots];

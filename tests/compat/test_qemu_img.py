@@ -94,6 +94,22 @@ def test_create_small_refblock_ranges(tmp_path, opts, size):
     assert run(REAL, "check", ours, check=False).returncode == 0
 
 
+def test_snapshot_refused_with_1bit_refcounts(tmp_path):
+    # A second reference does not fit in a 1-bit refcount: both refuse the snapshot with
+    # the same message; ours used to leave 2 OFLAG_COPIED errors and a corrupt bit.
+    for tool, name in ((OURS, "o.qcow2"), (REAL, "r.qcow2")):
+        img = tmp_path / name
+        run(tool, "create", "-q", "-f", "qcow2", "-o", "cluster_size=16384,refcount_bits=1",
+            img, "64K")
+        qio(img, "write 0 4k")
+        p = run(tool, "snapshot", "-c", "gen", img, check=False)
+        assert p.returncode == 1
+        assert "Could not create snapshot 'gen': -22 (Invalid argument)" in p.stderr
+    p = run(REAL, "check", tmp_path / "o.qcow2", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "corrupt: false" in run(REAL, "info", tmp_path / "o.qcow2").stdout
+
+
 def test_compressed_both_ways(tmp_path):
     src = tmp_path / "s.raw"
     with open(src, "wb") as f:
