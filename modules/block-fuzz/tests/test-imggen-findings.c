@@ -14,20 +14,29 @@ static void put_le64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] 
 /* A parallels image whose Format Extension cannot be loaded (bad magic) was truncated to
  * 0 bytes by a failed read-write open (`qemu-img check -r all`): close ran on the
  * half-opened image and cut the file at its data end, which was still 0. */
+/* A 1 MiB parallels image of 64 KiB clusters as bytes: header and BAT in the first
+ * cluster, then a second cluster filled with `fill` that ext_off names. */
+static uint8_t *parallels_with_ext_cluster(const char *p, uint8_t fill)
+{
+    GError *err = NULL;
+    g_assert_true(qs_block_create("parallels", p, 1 << 20, "cluster_size=65536", false, &err));
+    g_assert_no_error(err);
+    uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(p, (char **)&img, &len, NULL));
+    g_assert_cmpuint(len, ==, 65536);                     /* header and BAT: one cluster */
+    img = g_realloc(img, 2 * 65536);
+    memset(img + 65536, fill, 65536);
+    put_le64(img + 56, 65536 / 512);                      /* ext_off */
+    return img;
+}
+
 static void test_parallels_failed_rw_open_keeps_file(void)
 {
     g_autofree char *p = g_build_filename(dir, "ext.parallels", NULL);
     GError *err = NULL;
-    g_assert_true(qs_block_create("parallels", p, 1 << 20, "cluster_size=65536", false, &err));
-    g_assert_no_error(err);
-    g_autofree uint8_t *img = NULL;
-    gsize len;
-    g_assert_true(g_file_get_contents(p, (char **)&img, &len, NULL));
-    g_assert_cmpuint(len, ==, 65536);                     /* header and BAT: one cluster */
-    /* a second cluster for the extension, with a wrong magic */
-    img = g_realloc(img, 2 * 65536);
-    memset(img + 65536, 0xa5, 65536);
-    put_le64(img + 56, 65536 / 512);                      /* ext_off */
+    /* the extension's cluster with a wrong magic */
+    g_autofree uint8_t *img = parallels_with_ext_cluster(p, 0xa5);
     put_le32(img + 44, 0);                                /* in_use: closed */
     g_assert_true(g_file_set_contents(p, (const char *)img, 2 * 65536, NULL));
 
@@ -55,14 +64,7 @@ static void test_parallels_short_bitmap_feature(void)
 {
     g_autofree char *p = g_build_filename(dir, "short.parallels", NULL);
     GError *err = NULL;
-    g_assert_true(qs_block_create("parallels", p, 1 << 20, "cluster_size=65536", false, &err));
-    g_assert_no_error(err);
-    g_autofree uint8_t *img = NULL;
-    gsize len;
-    g_assert_true(g_file_get_contents(p, (char **)&img, &len, NULL));
-    g_assert_cmpuint(len, ==, 65536);
-    img = g_realloc(img, 2 * 65536);
-    memset(img + 65536, 0, 65536);
+    g_autofree uint8_t *img = parallels_with_ext_cluster(p, 0);
     uint8_t *c = img + 65536;
     put_le64(c, 0xab234cef23dcea87ull);                   /* extension magic */
     put_le64(c + 24, 0x20385fae252cb34aull);              /* dirty bitmap feature */
@@ -73,7 +75,6 @@ static void test_parallels_short_bitmap_feature(void)
     gsize n = 16;
     g_checksum_get_digest(ck, c + 8, &n);
     g_checksum_free(ck);
-    put_le64(img + 56, 65536 / 512);                      /* ext_off */
     g_assert_true(g_file_set_contents(p, (const char *)img, 2 * 65536, NULL));
 
     QsBlock *bs = qs_block_open(p, "parallels", QS_BLOCK_NO_BACKING, NULL, &err);
