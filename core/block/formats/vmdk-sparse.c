@@ -824,7 +824,13 @@ static void check_leaks(VmdkExtent *e, GArray *used, QsBlockCheckResult *res, in
     }
     g_array_append_val(used, ((Used){ e->gd_offset, dbytes }));
     if (e->rgd) g_array_append_val(used, ((Used){ e->rgd_offset, dbytes }));
-    g_array_append_val(used, ((Used){ 0, le64_at(e->header + K_OVERHEAD) * 512 }));
+    /* the header sector and the embedded descriptor, whatever a corrupt overhead says:
+     * a repair that cut the file before them would destroy the image */
+    uint64_t overhead = le64_at(e->header + K_OVERHEAD);
+    uint64_t desc_off = le64_at(e->header + K_DESC_OFF), desc_size = le64_at(e->header + K_DESC_SIZE);
+    g_array_append_val(used, ((Used){ 0, overhead <= fsize / 512 ? MAX(overhead * 512, 512) : fsize }));
+    if (desc_off && desc_size && desc_off <= fsize / 512 && desc_size <= fsize / 512)
+        g_array_append_val(used, ((Used){ desc_off * 512, desc_size * 512 }));
     g_array_sort(used, cmp_used);
     uint64_t at = 0;
     for (guint k = 0; k <= used->len; k++) {

@@ -733,7 +733,7 @@ static bool write_desc(QsBlock *bs, GString *out, GError **errp)
     int r;
     if (s->desc_offset) {
         g_autofree char *buf = g_malloc0(s->desc_size);
-        memcpy(buf, out->str, out->len);
+        if (out->len) memcpy(buf, out->str, out->len);   /* buf: NULL when desc_size is 0 */
         r = qs_block_pwrite(bs->file, s->desc_offset, s->desc_size, buf, 0);
     } else {
         r = qs_block_pwrite(bs->file, 0, out->len, out->str, 0);
