@@ -496,6 +496,28 @@ static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
     return set_gte(e, g, (uint32_t)(at / 512));
 }
 
+/* Would a write to [host, host + len) hit the header, the embedded descriptor or a grain
+ * directory?  Only a corrupt grain table names such a grain; valid grains start at the
+ * header's overhead (which holds the directories and the tables QEMU preallocates).
+ * Writing there would destroy the image, so the write is refused. */
+bool vmdk_sparse_hits_metadata(const VmdkExtent *e, uint64_t host, uint64_t len)
+{
+    if (e->kind != EXT_SPARSE) return false;
+    uint64_t end = host + len;
+    uint64_t overhead = le64_at(e->header + K_OVERHEAD);
+    if (host < MAX(MIN(overhead, UINT64_MAX / 512) * 512, 512)) return true;
+    uint64_t dbytes = align_up((uint64_t)e->gd_entries * 4, 512);
+    if (host < e->gd_offset + dbytes && e->gd_offset < end) return true;
+    return e->rgd_offset && host < e->rgd_offset + dbytes && e->rgd_offset < end;
+}
+
+int vmdk_sparse_refuse_write(const VmdkExtent *e, uint64_t host)
+{
+    qs_block_message("vmdk: '%s': a grain table entry names sector %" G_GUINT64_FORMAT
+                     ", the image's metadata; write refused\n", e->filename, host / 512);
+    return -EIO;
+}
+
 static int new_grain_in_place(VmdkExtent *e, uint64_t g, uint64_t in, size_t n, const void *p)
 {
     uint64_t at = e->next_alloc;
@@ -523,6 +545,7 @@ int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, 
         if (zero && e->zeroed_grain && !e->compressed && n == e->grain) {
             r = set_gte(e, g, VMDK_GTE_ZEROED);
         } else if (host > VMDK_GTE_ZEROED && !e->compressed) {
+            if (vmdk_sparse_hits_metadata(e, host, e->grain)) return vmdk_sparse_refuse_write(e, host);
             r = zero ? fmt_write_zeros(e->file, host + in, n)
                      : qs_block_pwrite(e->file, host + in, n, p, 0);
         } else if (!e->compressed && (host == VMDK_GTE_ZEROED || (host == 0 && !bs->backing))) {
