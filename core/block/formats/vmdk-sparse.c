@@ -218,6 +218,7 @@ void vmdk_sparse_close(VmdkExtent *e)
     g_free(e->stream_gts);
     g_free(e->gd);
     g_free(e->rgd);
+    g_free(e->dgrain);
 }
 
 /* The grain table gd index i (NULL and *err = 0 if there is none). */
@@ -592,6 +593,29 @@ static unsigned batch_grains(const VmdkExtent *e)
     return (unsigned)MAX(1u, MIN((uint64_t)BATCH_GRAINS, BATCH_BYTES / e->grain));
 }
 
+/* Copy [in, in + n) of the grain at host from the decoded-grain cache, if it holds it. */
+static bool cached_copy(VmdkExtent *e, GMutex *lock, uint64_t host, uint64_t in, size_t n,
+                        uint8_t *p)
+{
+    g_mutex_lock(lock);
+    bool hit = e->dgrain && e->dgrain_host == host && e->dgrain_next_alloc == e->next_alloc;
+    if (hit) memcpy(p, e->dgrain + in, n);
+    g_mutex_unlock(lock);
+    return hit;
+}
+
+/* The decoded grain in *gbuf becomes the cache (the caller's buffer is swapped out). */
+static void keep_decoded(VmdkExtent *e, GMutex *lock, uint64_t host, uint8_t **gbuf)
+{
+    g_mutex_lock(lock);
+    uint8_t *old = e->dgrain;
+    e->dgrain = *gbuf;
+    e->dgrain_host = host;
+    e->dgrain_next_alloc = e->next_alloc;
+    *gbuf = old;
+    g_mutex_unlock(lock);
+}
+
 int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, void *buf,
                          QsBlock *bs, uint64_t disk_off)
 {
@@ -643,10 +667,15 @@ int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, 
                 uint64_t avail = rel < span ? span - rel : 0;
                 if (in == 0 && n == e->grain) {
                     r = decode_grain(e, rbuf + rel, avail, p);
+                } else if (cached_copy(e, lock, hosts[i], in, n, p)) {
+                    /* decoded by an earlier partial read */
                 } else {
                     if (!gbuf) gbuf = g_malloc(e->grain);
                     r = decode_grain(e, rbuf + rel, avail, gbuf);
-                    if (r == 0) memcpy(p, gbuf + in, n);
+                    if (r == 0) {
+                        memcpy(p, gbuf + in, n);
+                        keep_decoded(e, lock, hosts[i], &gbuf);
+                    }
                 }
                 p += n;
                 off += n;

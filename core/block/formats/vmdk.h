@@ -50,6 +50,11 @@ typedef struct VmdkExtent {
     uint64_t gt_cache_bytes;
     bool stream_dirty;         /* stream: tables must be written at close */
     uint32_t **stream_gts;     /* stream writing: every grain table in memory */
+    /* the last compressed grain decoded for a partial read (under the driver lock): a
+     * grain may be up to 1 GiB, and small reads within one decoded it again each time.
+     * Valid while next_alloc is what it was: grains are only ever appended. */
+    uint8_t *dgrain;
+    uint64_t dgrain_host, dgrain_next_alloc;
 } VmdkExtent;
 
 typedef struct Vmdk {
