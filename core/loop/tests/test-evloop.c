@@ -204,7 +204,7 @@ static void test_realtime_rearm_due_next_iteration(void)
     g_assert_true(qs_timer_pending(a.t));
     /* every later run comes from its own iteration: a poll between runs.  (An iteration
      * on a loaded machine may also end without running it: no exact count of
-     * iterations, 5 of 5 failed at a load of 8.) */
+     * iterations: 5 of 5 expected runs came in 5 iterations, not at a load of 8.) */
     for (int i = 0; i < 1000 && a.runs < 6; i++) qs_loop_iterate(m, false);
     g_assert_cmpint(a.runs, ==, 6);
     for (int i = 1; i < 6; i++) g_assert_cmpint(a.polls_at_run[i], >, a.polls_at_run[i - 1]);
