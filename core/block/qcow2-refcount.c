@@ -228,7 +228,9 @@ out:
     return r;
 }
 
-/* The first cluster from free_cluster_index whose refcount reads 0. */
+/* The first cluster from free_cluster_index whose refcount reads 0.  The clusters
+ * before it are in use, so the hint moves up to it: repairs of a corrupt image call
+ * this once per cluster, and rescanning a long used range each time took seconds. */
 static int first_free(Qcow2 *s, uint64_t *out)
 {
     for (uint64_t c = s->free_cluster_index;; c++) {
@@ -238,6 +240,7 @@ static int first_free(Qcow2 *s, uint64_t *out)
         if (r < 0) return r;
         if (!rc) {
             *out = c;
+            s->free_cluster_index = c;
             return 0;
         }
     }
