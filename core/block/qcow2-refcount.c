@@ -127,14 +127,17 @@ static int write_header_reftable(Qcow2 *s)
     return qcow2_meta_write(s, 48, buf, sizeof(buf));
 }
 
-/* The overlap index forgets the blocks a failed growth had added (entries new in the
- * current table, s->reftable, compared with the old one being restored). */
-static void forget_new_blocks(Qcow2 *s, const uint64_t *old, uint64_t old_entries,
-                              uint64_t lo, uint64_t hi)
+/* The overlap index learns (or, when a growth fails, forgets) the refcount blocks of
+ * indices lo..hi that the current table s->reftable has and the old one did not: only
+ * those, as rebuilding the index would walk both tables on every growth. */
+static void index_new_blocks(Qcow2 *s, const uint64_t *old, uint64_t old_entries,
+                             uint64_t lo, uint64_t hi, bool add)
 {
-    for (uint64_t j = lo; j <= hi && j < s->reftable_entries; j++)
-        if ((j >= old_entries || !old[j]) && s->reftable[j])
-            qcow2_forget_refblock(s, s->reftable[j]);
+    for (uint64_t j = lo; j <= hi && j < s->reftable_entries; j++) {
+        if ((j < old_entries && old[j]) || !s->reftable[j]) continue;
+        if (add) qcow2_note_refblock(s, s->reftable[j]);
+        else qcow2_forget_refblock(s, s->reftable[j]);
+    }
 }
 
 /* Move the refcount table to the end of the image, big enough for index need. New
@@ -189,11 +192,7 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
     s->reftable = tbl;
     s->reftable_entries = entries;
     tbl = NULL;
-    /* the overlap bounds only widen by the new blocks (recomputing them would walk the
-     * whole tables on every growth) */
-    for (uint64_t j = A / E; j <= (end - 1) / E; j++)
-        if ((j >= old_entries || !old[j]) && s->reftable[j])
-            qcow2_note_refblock(s, s->reftable[j]);
+    index_new_blocks(s, old, old_entries, A / E, (end - 1) / E, true);
     for (uint64_t c = A; c < end; c++) {
         uint64_t j = c / E;
         if (j < old_entries && old[j]) {
@@ -202,20 +201,20 @@ static int grow_reftable(Qcow2 *s, uint64_t need)
         }
     }
     if (r < 0) {
-        forget_new_blocks(s, old, old_entries, A / E, (end - 1) / E);
+        index_new_blocks(s, old, old_entries, A / E, (end - 1) / E, false);
         g_free(s->reftable);
         s->reftable = old;
-        s->reftable_entries = old_entries;   /* the bounds stay valid: they only widened */
+        s->reftable_entries = old_entries;
         goto out;
     }
     s->reftable_offset = tbl_off;
     s->reftable_clusters = (uint32_t)nt;
     r = write_header_reftable(s);
     if (r < 0) {
-        forget_new_blocks(s, old, old_entries, A / E, (end - 1) / E);
+        index_new_blocks(s, old, old_entries, A / E, (end - 1) / E, false);
         g_free(s->reftable);
         s->reftable = old;
-        s->reftable_entries = old_entries;   /* the bounds stay valid: they only widened */
+        s->reftable_entries = old_entries;
         s->reftable_offset = old_off;
         s->reftable_clusters = old_clusters;
         goto out;
@@ -360,13 +359,13 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n)
 {
     uint64_t E = 1ull << s->rb_bits;
     for (int tries = 0; tries < 1000; tries++) {
-        uint64_t c = s->free_cluster_index, start = 0, run = 0, first_free = UINT64_MAX;
+        uint64_t c = s->free_cluster_index, start = 0, run = 0, lowest_free = UINT64_MAX;
         while (run < n) {
             uint64_t rc;
             int r = qcow2_get_refcount(s, c, &rc);
             if (r < 0) return r;
             if (rc == 0) {
-                if (first_free == UINT64_MAX) first_free = c;
+                if (lowest_free == UINT64_MAX) lowest_free = c;
                 if (!run) start = c;
                 run++;
             } else {
@@ -394,7 +393,7 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n)
         if (made) continue;   /* count the run again with its blocks in place */
         r = qcow2_update_refcount(s, start << s->cluster_bits, n << s->cluster_bits, 1);
         if (r < 0) return r;
-        s->free_cluster_index = first_free == start ? start + n : first_free;
+        s->free_cluster_index = lowest_free == start ? start + n : lowest_free;
         return (int64_t)(start << s->cluster_bits);
     }
     return -EIO;

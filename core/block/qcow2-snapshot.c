@@ -167,28 +167,9 @@ out:
     return r;
 }
 
-/* addend to the refcounts of the L2 tables and data clusters of an L1 table (in host
- * byte order), merging runs of contiguous data clusters. */
 typedef struct Range { uint64_t off, len; } Range;
 
-static int tree_refcount_undoable(Qcow2 *s, const uint64_t *l1, uint32_t l1_size,
-                                  int64_t addend, GArray *done);
-
-/* Every cluster the tree under l1 references moves by addend; on failure the moves
- * already made are undone, so a refused snapshot leaves the refcounts as they were. */
-static int tree_refcount(Qcow2 *s, const uint64_t *l1, uint32_t l1_size, int64_t addend)
-{
-    g_autoptr(GArray) done = g_array_new(FALSE, FALSE, sizeof(Range));
-    int r = tree_refcount_undoable(s, l1, l1_size, addend, done);
-    if (r < 0) {
-        for (guint i = done->len; i-- > 0;) {
-            Range *d = &g_array_index(done, Range, i);
-            (void)qcow2_update_refcount(s, d->off, d->len, -addend);
-        }
-    }
-    return r;
-}
-
+/* One refcount move, remembered in done so that it can be undone. */
 static int move_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend, GArray *done)
 {
     int r = qcow2_update_refcount(s, off, len, addend);
@@ -196,6 +177,8 @@ static int move_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend, G
     return r;
 }
 
+/* addend to the refcounts of the L2 tables and data clusters of an L1 table (in host
+ * byte order), merging runs of contiguous data clusters. */
 static int tree_refcount_undoable(Qcow2 *s, const uint64_t *l1, uint32_t l1_size,
                                   int64_t addend, GArray *done)
 {
@@ -233,6 +216,21 @@ static int tree_refcount_undoable(Qcow2 *s, const uint64_t *l1, uint32_t l1_size
         if (r < 0) return r;
     }
     return 0;
+}
+
+/* Every cluster the tree under l1 references moves by addend; on failure the moves
+ * already made are undone, so a refused snapshot leaves the refcounts as they were. */
+static int tree_refcount(Qcow2 *s, const uint64_t *l1, uint32_t l1_size, int64_t addend)
+{
+    g_autoptr(GArray) done = g_array_new(FALSE, FALSE, sizeof(Range));
+    int r = tree_refcount_undoable(s, l1, l1_size, addend, done);
+    if (r < 0) {
+        for (guint i = done->len; i-- > 0;) {
+            Range *d = &g_array_index(done, Range, i);
+            (void)qcow2_update_refcount(s, d->off, d->len, -addend);
+        }
+    }
+    return r;
 }
 
 static uint64_t *read_l1(Qcow2 *s, uint64_t off, uint32_t size, int *err)

@@ -330,7 +330,6 @@ static bool qcow2_open(QsBlock *bs, const QsOpts *opts, GError **errp)
         if (r < 0) return bad(errp, "Could not read L1 table: %s", g_strerror(-r));
         for (uint32_t i = 0; i < s->l1_size; i++) s->l1[i] = GUINT64_FROM_BE(s->l1[i]);
     }
-    qcow2_tables_changed(s);
 
     /* refcount table */
     if ((uint64_t)s->reftable_clusters * cs > QCOW2_MAX_REFTABLE_BYTES)
@@ -346,7 +345,6 @@ static bool qcow2_open(QsBlock *bs, const QsOpts *opts, GError **errp)
     if (r < 0) return bad(errp, "Could not read refcount table: %s", g_strerror(-r));
     for (uint64_t i = 0; i < s->reftable_entries; i++)
         s->reftable[i] = GUINT64_FROM_BE(s->reftable[i]);
-    qcow2_tables_changed(s);
 
     if (qcow2_read_snapshots(s, errp) < 0) return false;
 

@@ -185,8 +185,9 @@ enum {
     QCOW2_OL_BITMAP_DIR = 1 << 7,
 };
 unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len);
-/* The active L1 or the refcount table was loaded or replaced: the index is rebuilt when
- * next needed.  An entry that changes instead: forget the old offset, note the new. */
+/* The active L1 or the refcount table was replaced: the index is rebuilt when next
+ * needed (an image opens without one).  An entry that changes instead: forget the old
+ * offset, note the new. */
 void qcow2_tables_changed(Qcow2 *s);
 void qcow2_note_l2(Qcow2 *s, uint64_t off);
 void qcow2_forget_l2(Qcow2 *s, uint64_t off);
