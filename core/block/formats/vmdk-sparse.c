@@ -499,9 +499,8 @@ static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
 
 /* Would a write to [host, host + len) hit the header, the embedded descriptor or a grain
  * directory?  Only a corrupt grain table names such a grain; valid grains start at the
- * header's overhead (which holds the directories and the tables QEMU preallocates).
- * Writing there would destroy the image, so the write is refused. */
-bool vmdk_sparse_hits_metadata(const VmdkExtent *e, uint64_t host, uint64_t len)
+ * header's overhead (which holds the directories and the tables QEMU preallocates). */
+static bool hits_metadata(const VmdkExtent *e, uint64_t host, uint64_t len)
 {
     if (e->kind != EXT_SPARSE) return false;
     uint64_t end = host + len;
@@ -512,11 +511,17 @@ bool vmdk_sparse_hits_metadata(const VmdkExtent *e, uint64_t host, uint64_t len)
     return e->rgd_offset && host < e->rgd_offset + dbytes && e->rgd_offset < end;
 }
 
-int vmdk_sparse_refuse_write(const VmdkExtent *e, uint64_t host)
+int vmdk_sparse_write_stored(VmdkExtent *e, uint64_t host, uint64_t in, size_t n,
+                             const void *buf, bool zero)
 {
-    qs_block_message("vmdk: '%s': a grain table entry names sector %" G_GUINT64_FORMAT
-                     ", the image's metadata; write refused\n", e->filename, host / 512);
-    return -EIO;
+    if (hits_metadata(e, host, in + n)) {
+        /* writing there would destroy the image */
+        qs_block_message("vmdk: '%s': a grain table entry names sector %" G_GUINT64_FORMAT
+                         ", the image's metadata; write refused\n", e->filename, host / 512);
+        return -EIO;
+    }
+    return zero ? fmt_write_zeros(e->file, host + in, n)
+                : qs_block_pwrite(e->file, host + in, n, buf, 0);
 }
 
 static int new_grain_in_place(VmdkExtent *e, uint64_t g, uint64_t in, size_t n, const void *p)
@@ -546,9 +551,7 @@ int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, 
         if (zero && e->zeroed_grain && !e->compressed && n == e->grain) {
             r = set_gte(e, g, VMDK_GTE_ZEROED);
         } else if (host > VMDK_GTE_ZEROED && !e->compressed) {
-            if (vmdk_sparse_hits_metadata(e, host, e->grain)) return vmdk_sparse_refuse_write(e, host);
-            r = zero ? fmt_write_zeros(e->file, host + in, n)
-                     : qs_block_pwrite(e->file, host + in, n, p, 0);
+            r = vmdk_sparse_write_stored(e, host, in, n, p, zero);
         } else if (!e->compressed && (host == VMDK_GTE_ZEROED || (host == 0 && !bs->backing))) {
             /* the grain reads as zeros: it is allocated at the end of the file with the
              * data in place and the rest zeroed by the file (a hole), so a grain of up

@@ -355,9 +355,7 @@ static int extent_io(QsBlock *bs, VmdkExtent *e, IoKind kind, uint64_t off, size
         if (r == 0 && plain) {
             if (kind == IO_READ) r = qs_block_pread(e->file, host + in, n, p);
             else if (e->read_only) r = -EACCES;
-            else if (vmdk_sparse_hits_metadata(e, host, in + n)) r = vmdk_sparse_refuse_write(e, host);
-            else if (kind == IO_ZERO) r = fmt_write_zeros(e->file, host + in, n);
-            else r = qs_block_pwrite(e->file, host + in, n, p, 0);
+            else r = vmdk_sparse_write_stored(e, host, in, n, p, kind == IO_ZERO);
         }
         if (r < 0) return r;
         if (kind != IO_ZERO) p += n;

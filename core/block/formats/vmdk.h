@@ -82,11 +82,12 @@ void vmdk_sparse_close(VmdkExtent *e);
 int vmdk_sparse_lookup(VmdkExtent *e, uint64_t off, uint64_t *host);
 int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock *bs,
                      uint64_t disk_off);
+/* Write n bytes (zeros if zero) at in of stored grains starting at host.  Refused with
+ * -EIO when they would hit the extent's header, descriptor or grain directories (only a
+ * corrupt grain table names such a grain). */
+int vmdk_sparse_write_stored(VmdkExtent *e, uint64_t host, uint64_t in, size_t n,
+                             const void *buf, bool zero);
 /* Write within one grain (lock held); backing data fills the rest of a new grain. */
-/* A write to [host, host + len) of a sparse extent would hit its header, descriptor or
- * grain directories (a corrupt grain table); the refusal reports it and gives -EIO. */
-bool vmdk_sparse_hits_metadata(const VmdkExtent *e, uint64_t host, uint64_t len);
-int vmdk_sparse_refuse_write(const VmdkExtent *e, uint64_t host);
 int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, QsBlock *bs,
                       uint64_t disk_off, bool zero);
 /* Whole unallocated grains [g0, g0 + k) of a plain sparse extent (lock held): stored one
