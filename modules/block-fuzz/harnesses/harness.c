@@ -324,6 +324,16 @@ static bool phase_check(const char *path, const char *fmt, int fix)
     return true;
 }
 
+/* The copy must still open read-only after `what`: losing an image that opened is data
+ * loss (a corrupt one may refuse read-write, never read-only). */
+static void require_opens(const char *fmt, const char *what)
+{
+    GError *err = NULL;
+    QsBlock *bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
+    if (!bs) BF_BUG("the image no longer opens after %s: %s", what, err->message);
+    qs_block_close(bs);
+}
+
 /* On a copy: a few writes (head, middle, tail, zeroes, discard), flush, then the image
  * must still open, and `check -r all` runs on it. */
 static void phase_write(const uint8_t *data, size_t size, const char *fmt)
@@ -343,11 +353,7 @@ static void phase_write(const uint8_t *data, size_t size, const char *fmt)
                        NULL, &err);
     if (!bs) {
         expect_error(err, "open read-write");
-        /* a refused read-write open must leave the image as it was: it opened read-only
-         * a moment ago */
-        bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
-        if (!bs) BF_BUG("a failed read-write open destroyed the image: %s", err->message);
-        qs_block_close(bs);
+        require_opens(fmt, "a refused read-write open");
         return;
     }
     uint8_t pattern[4096];
@@ -366,14 +372,10 @@ static void phase_write(const uint8_t *data, size_t size, const char *fmt)
     }
     (void)qs_block_flush(bs);
     qs_block_close(bs);
-    /* Writes, failed ones included, must never leave an image that opened read-write
-     * unopenable: that is data loss.  An image marked corrupt may refuse to open
-     * read-write for the repair, but must still open read-only. */
-    if (!phase_check(rw_path, fmt, QS_CHECK_FIX_LEAKS | QS_CHECK_FIX_ERRORS)) {
-        bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
-        if (!bs) BF_BUG("the image no longer opens after writes: %s", err->message);
-        qs_block_close(bs);
-    }
+    /* writes, failed ones included: the read-write open for the repair shows the image
+     * still opens; only when it is refused is a read-only open needed */
+    if (!phase_check(rw_path, fmt, QS_CHECK_FIX_LEAKS | QS_CHECK_FIX_ERRORS))
+        require_opens(fmt, "writes");
     bs = qs_block_open(rw_path, fmt, QS_BLOCK_NO_BACKING, NULL, &err);
     if (!bs) BF_BUG("the image no longer opens after check -r all: %s", err->message);
     uint64_t starts[4];

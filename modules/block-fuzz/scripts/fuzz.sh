@@ -53,6 +53,7 @@ if [ -z "${BF_SANDBOX_BASE:-}" ]; then
     sandbox=$(mktemp -d /dev/shm/qs-fuzz-"$fmt"-XXXXXX)
   else
     sandbox="$work/sandbox"
+    mkdir -p "$sandbox"
   fi
   trap 'rm -rf "$sandbox"' EXIT
   export BF_SANDBOX_BASE="$sandbox"
