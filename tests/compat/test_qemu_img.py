@@ -227,6 +227,30 @@ def test_check_leaks_and_repair(tmp_path):
     assert run(REAL, "check", img).returncode == 0
 
 
+@pytest.mark.parametrize("past_end", [0, 2, 70000])
+def test_check_reference_past_end_of_file(tmp_path, past_end):
+    """An L2 entry naming a cluster at or past the end of the file: QEMU counts at most
+    a partial last cluster and reports the rest; our output and exit code equal its."""
+    img = tmp_path / "e.qcow2"
+    run(REAL, "create", "-q", "-f", "qcow2", img, "1M")
+    qio(img, "write -P 1 0 64k")
+    with open(img, "r+b") as f:
+        f.seek(40)
+        l1 = int.from_bytes(f.read(8), "big")
+        f.seek(l1)
+        l2 = int.from_bytes(f.read(8), "big") & 0x00fffffffffffe00
+        end = f.seek(0, 2)
+        f.seek(l2)
+        f.write(((1 << 63) | (end + past_end * 65536)).to_bytes(8, "big"))
+    (tmp_path / "real").mkdir()
+    shutil.copy(img, tmp_path / "real")
+    for args in (["check"], ["check", "--output=json"]):   # same name: JSON has it
+        ours = run(os.path.abspath(OURS), *args, "e.qcow2", check=False, cwd=tmp_path)
+        theirs = run(REAL, *args, "e.qcow2", check=False, cwd=tmp_path / "real")
+        assert (ours.returncode, ours.stdout, ours.stderr) == \
+            (theirs.returncode, theirs.stdout, theirs.stderr)
+
+
 def test_resize_amend(tmp_path):
     img = tmp_path / "z.qcow2"
     run(OURS, "create", "-q", "-f", "qcow2", img, "1M")
