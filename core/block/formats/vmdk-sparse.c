@@ -294,47 +294,62 @@ static struct libdeflate_decompressor *decompressor(void)
 /* Largest compressed size accepted in a grain marker. */
 static uint64_t max_csize(const VmdkExtent *e) { return e->grain + e->grain / 8 + 1024; }
 
+/* Bytes of grain g inside the extent: all of it but for a last grain that the extent's
+ * end cuts short.  Only those are stored in a compressed grain (as QEMU writes it) and
+ * decoded: a hostile header may pair a 1 MiB disk with 512 MiB grains. */
+static size_t grain_len(const VmdkExtent *e, uint64_t g)
+{
+    uint64_t start = g * e->grain, end = e->sectors * 512;
+    return (size_t)(start < end ? MIN(e->grain, end - start) : e->grain);
+}
+
 /* Inflate size bytes of a grain (zlib stream, or raw deflate as some writers produce)
- * into out, filling it to the grain size. */
-static int inflate_grain(VmdkExtent *e, const uint8_t *in, uint32_t size, uint8_t *out)
+ * into out, filling it to len bytes (grain_len).  A stream longer than len is refused,
+ * but for a cut-short last grain, whose bytes past len lie beyond the extent. */
+static int inflate_grain(VmdkExtent *e, const uint8_t *in, uint32_t size, uint8_t *out,
+                         size_t len)
 {
     struct libdeflate_decompressor *d = decompressor();
     size_t n = 0;
-    if (d && (libdeflate_zlib_decompress(d, in, size, out, e->grain, &n) == LIBDEFLATE_SUCCESS ||
-              libdeflate_deflate_decompress(d, in, size, out, e->grain, &n) ==
+    if (d && (libdeflate_zlib_decompress(d, in, size, out, len, &n) == LIBDEFLATE_SUCCESS ||
+              libdeflate_deflate_decompress(d, in, size, out, len, &n) ==
               LIBDEFLATE_SUCCESS)) {
-        if (n < e->grain) memset(out + n, 0, e->grain - n);
+        if (n < len) memset(out + n, 0, len - n);
         return 0;
     }
-    /* what libdeflate refuses zlib may still take (it ignores bytes after the stream) */
-    uLongf zn = (uLongf)e->grain;
-    if (uncompress(out, &zn, in, size) != Z_OK) {
-        z_stream s = { 0 };
-        if (inflateInit2(&s, -15) != Z_OK) return -EIO;
-        s.next_in = (Bytef *)in;
-        s.avail_in = size;
-        s.next_out = out;
-        s.avail_out = (uInt)e->grain;
-        int z = inflate(&s, Z_FINISH);
-        zn = s.total_out;
-        inflateEnd(&s);
-        if (z != Z_STREAM_END) return -EIO;
+    /* what libdeflate refuses zlib may still take (it ignores bytes after the stream,
+     * and stops where out is full) */
+    static const int window_bits[] = { 15, -15 };   /* zlib stream, raw deflate */
+    for (unsigned i = 0; i < G_N_ELEMENTS(window_bits); i++) {
+        z_stream zs = { 0 };
+        if (inflateInit2(&zs, window_bits[i]) != Z_OK) return -EIO;
+        zs.next_in = (Bytef *)in;
+        zs.avail_in = size;
+        zs.next_out = out;
+        zs.avail_out = (uInt)len;
+        int z = inflate(&zs, Z_FINISH);
+        size_t zn = zs.total_out;
+        inflateEnd(&zs);
+        if (z == Z_STREAM_END || (len < e->grain && zn == len)) {
+            if (zn < len) memset(out + zn, 0, len - zn);
+            return 0;
+        }
     }
-    if (zn < e->grain) memset(out + zn, 0, e->grain - zn);
-    return 0;
+    return -EIO;
 }
 
 /* Inflate the grain whose marker is at rec (avail bytes of the file from there on). */
-static int decode_grain(VmdkExtent *e, const uint8_t *rec, uint64_t avail, uint8_t *out)
+static int decode_grain(VmdkExtent *e, const uint8_t *rec, uint64_t avail, uint8_t *out,
+                        size_t len)
 {
     if (avail < 12) return -EIO;
     uint32_t size = le32_at(rec + 8);
     if (!size || size > max_csize(e) || size > avail - 12) return -EIO;
-    return inflate_grain(e, rec + 12, size, out);
+    return inflate_grain(e, rec + 12, size, out, len);
 }
 
-/* Read and inflate the compressed grain whose marker is at host into out (grain bytes). */
-static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out)
+/* Read and inflate the compressed grain whose marker is at host into out (len bytes). */
+static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out, size_t len)
 {
     uint8_t m[12];
     int r = qs_block_pread(e->file, host, 12, m);
@@ -345,7 +360,7 @@ static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out)
     g_autofree uint8_t *in = g_malloc(size);
     r = qs_block_pread(e->file, host + 12, size, in);
     if (r < 0) return r;
-    return inflate_grain(e, in, size, out);
+    return inflate_grain(e, in, size, out, len);
 }
 
 int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock *bs,
@@ -365,7 +380,7 @@ int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock
             memset(p, 0, n);
         } else if (e->compressed) {
             if (!gbuf) gbuf = g_malloc(e->grain);
-            r = read_compressed(e, host, gbuf);
+            r = read_compressed(e, host, gbuf, grain_len(e, off / e->grain));
             if (r == 0) memcpy(p, gbuf + in, n);
         } else {
             r = qs_block_pread(e->file, host + in, n, p);
@@ -440,7 +455,7 @@ static int64_t encode_grain(VmdkExtent *e, uint64_t g, const uint8_t *data, uint
 {
     struct libdeflate_compressor *c = compressor();
     if (!c) return -ENOMEM;
-    size_t clen = libdeflate_zlib_compress(c, data, e->grain, out + 12, out_max - 12);
+    size_t clen = libdeflate_zlib_compress(c, data, grain_len(e, g), out + 12, out_max - 12);
     if (!clen) return -EIO;
     put_le64(out, g * (e->grain / 512));
     put_le32(out + 8, (uint32_t)clen);
@@ -550,20 +565,25 @@ int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, 
         if (r < 0) return r;
         if (zero && e->zeroed_grain && !e->compressed && n == e->grain) {
             r = set_gte(e, g, VMDK_GTE_ZEROED);
+        } else if (zero && (host == VMDK_GTE_ZEROED || (host == 0 && !bs->backing))) {
+            /* the grain already reads as zeros: nothing to store (a compressed extent
+             * would otherwise deflate a whole grain, up to 1 GiB, to say so) */
         } else if (host > VMDK_GTE_ZEROED && !e->compressed) {
             r = vmdk_sparse_write_stored(e, host, in, n, p, zero);
         } else if (!e->compressed && (host == VMDK_GTE_ZEROED || (host == 0 && !bs->backing))) {
             /* the grain reads as zeros: it is allocated at the end of the file with the
              * data in place and the rest zeroed by the file (a hole), so a grain of up
              * to 1 GiB needs no grain-sized buffer.  The entry comes last. */
-            r = new_grain_in_place(e, g, in, zero ? 0 : n, p);
+            r = new_grain_in_place(e, g, in, n, p);
         } else {
-            /* a new grain: old content (backing, zeros or the compressed grain) + data */
+            /* a new grain: old content (backing, zeros or the compressed grain) + data;
+             * a compressed one only up to the extent's end */
+            size_t used = e->compressed ? grain_len(e, g) : e->grain;
             if (!gbuf) gbuf = g_malloc(e->grain);
-            if (n < e->grain) {
-                if (host == 0) r = qs_block_read_backing(bs, disk_off - in, e->grain, gbuf);
-                else if (host == VMDK_GTE_ZEROED) memset(gbuf, 0, e->grain);
-                else r = read_compressed(e, host, gbuf);
+            if (n < used) {
+                if (host == 0) r = qs_block_read_backing(bs, disk_off - in, used, gbuf);
+                else if (host == VMDK_GTE_ZEROED) memset(gbuf, 0, used);
+                else r = read_compressed(e, host, gbuf, used);
                 if (r < 0) return r;
             }
             if (zero) memset(gbuf + in, 0, n);
@@ -669,12 +689,12 @@ int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, 
                 size_t n = (size_t)MIN((uint64_t)len, e->grain - in);
                 uint64_t avail = rel < span ? span - rel : 0;
                 if (in == 0 && n == e->grain) {
-                    r = decode_grain(e, rbuf + rel, avail, p);
+                    r = decode_grain(e, rbuf + rel, avail, p, n);
                 } else if (cached_copy(e, lock, hosts[i], in, n, p)) {
                     /* decoded by an earlier partial read */
                 } else {
                     if (!gbuf) gbuf = g_malloc(e->grain);
-                    r = decode_grain(e, rbuf + rel, avail, gbuf);
+                    r = decode_grain(e, rbuf + rel, avail, gbuf, grain_len(e, g0 + i));
                     if (r == 0) {
                         memcpy(p, gbuf + in, n);
                         keep_decoded(e, lock, hosts[i], &gbuf);
