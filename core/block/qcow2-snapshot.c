@@ -5,11 +5,23 @@
 #include <string.h>
 #include "qcow2.h"
 
+/* id and name share one allocation, owned by id: a table may hold 65536 entries and
+ * is read at every open, so one allocation per entry, not two. */
+static void set_names(Qcow2Snapshot *sn, const char *id, size_t id_len, const char *name,
+                      size_t name_len)
+{
+    sn->id = g_malloc(id_len + name_len + 2);
+    memcpy(sn->id, id, id_len);
+    sn->id[id_len] = 0;
+    sn->name = sn->id + id_len + 1;
+    memcpy(sn->name, name, name_len);
+    sn->name[name_len] = 0;
+}
+
 void qcow2_free_snapshots(Qcow2 *s)
 {
     for (uint32_t i = 0; i < s->nb_snapshots && s->snaps; i++) {
         g_free(s->snaps[i].id);
-        g_free(s->snaps[i].name);
         g_free(s->snaps[i].extra_unknown);
     }
     g_free(s->snaps);
@@ -85,8 +97,12 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
                         " bytes at entry %u)", QCOW2_MAX_SNAPSHOTS_BYTES, i);
             return -EFBIG;
         }
-        g_autofree uint8_t *rest = g_malloc((size_t)extra + id_len + name_len + 1);
-        r = table_read(rd, off + 40, rest, (size_t)extra + id_len + name_len);
+        /* the entry's variable part: on the stack unless extra data makes it large */
+        size_t rest_len = (size_t)extra + id_len + name_len;
+        uint8_t small[512];
+        g_autofree uint8_t *big = rest_len > sizeof(small) ? g_malloc(rest_len) : NULL;
+        uint8_t *rest = big ? big : small;
+        r = table_read(rd, off + 40, rest, rest_len);
         if (r < 0) goto io;
         sn->disk_size = s->bs->size;
         if (extra >= 8) sn->vm_state_size = be64_at(rest);
@@ -99,8 +115,9 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
             sn->extra_unknown_len = extra - 24;
             sn->extra_unknown = g_memdup2(rest + 24, extra - 24);
         }
-        sn->id = g_strndup((char *)rest + extra, id_len);
-        sn->name = g_strndup((char *)rest + extra + id_len, name_len);
+        set_names(sn, (char *)rest + extra, strnlen((char *)rest + extra, id_len),
+                  (char *)rest + extra + id_len,
+                  strnlen((char *)rest + extra + id_len, name_len));
         if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
             (sn->l1_offset & (s->cluster_size - 1))) {
             g_set_error(errp, QS_BLOCK_ERROR, EINVAL, "Snapshot L1 table of snapshot '%s' is "
@@ -404,8 +421,9 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
     gint64 now = g_get_real_time();
     sn->l1_offset = (uint64_t)l1_off;
     sn->l1_size = s->l1_size;
-    sn->id = g_strdup_printf("%" G_GUINT64_FORMAT, max_id + 1);
-    sn->name = g_strdup(name);
+    char *id = g_strdup_printf("%" G_GUINT64_FORMAT, max_id + 1);
+    set_names(sn, id, strlen(id), name, strlen(name));
+    g_free(id);
     sn->date_sec = (uint32_t)(now / G_USEC_PER_SEC);
     sn->date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000;
     sn->disk_size = bs->size;
@@ -415,7 +433,6 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
     if (r < 0) {
         s->nb_snapshots--;
         g_free(sn->id);
-        g_free(sn->name);
     }
 out:
     g_mutex_unlock(&s->lock);
@@ -499,7 +516,6 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
         r = qcow2_update_refcount(s, sn.l1_offset, (uint64_t)sn.l1_size * 8, -1);
     if (r == 0) r = qcow2_fix_copied(s);
     g_free(sn.id);
-    g_free(sn.name);
     g_free(sn.extra_unknown);
 out:
     g_mutex_unlock(&s->lock);
