@@ -110,7 +110,8 @@ static bool vpc_open(QsBlock *bs, const QsOpts *opts, GError **errp)
     int r = qs_block_pread(bs->file, 0, VHD_FOOTER, f);
     if (r < 0) return fmt_errno(errp, r, "vpc: could not read the footer of '%s'", fn);
     s->footer_off = fsize - VHD_FOOTER;
-    if (memcmp(f, "conectix", 8)) {
+    bool at_start = !memcmp(f, "conectix", 8);
+    if (!at_start) {
         /* a fixed image has its footer only at the end */
         r = qs_block_pread(bs->file, s->footer_off, VHD_FOOTER, f);
         if (r < 0) return fmt_errno(errp, r, "vpc: could not read the footer of '%s'", fn);
@@ -127,6 +128,15 @@ static bool vpc_open(QsBlock *bs, const QsOpts *opts, GError **errp)
         return fmt_err(errp, "vpc: differencing VHD images are not supported ('%s')", fn);
     if (s->type != VHD_FIXED && s->type != VHD_DYNAMIC)
         return fmt_err(errp, "vpc: unsupported disk type %u in '%s'", s->type, fn);
+    /* As QEMU: where the footer is says the type.  A fixed image's data starts at byte
+     * 0, so its footer is only at the end; a footer at the start is a dynamic image's
+     * copy.  (QEMU opens one whose type field says "fixed" as dynamic but then reads
+     * and writes it as fixed, from byte 0: its first write destroys that footer.) */
+    if (at_start) s->type = VHD_DYNAMIC;
+    else if (s->type != VHD_FIXED)
+        return fmt_err(errp, "vpc: '%s' has its footer only at the end but is not a fixed "
+                       "image (disk type %u): the footer copy at the start is missing", fn,
+                       s->type);
 
     /* size: CHS geometry or current_size, by creator application (QEMU's rules) */
     uint64_t chs = (uint64_t)be16_at(f + F_CYLS) * f[F_HEADS] * f[F_SECS];
@@ -199,6 +209,10 @@ static bool vpc_open(QsBlock *bs, const QsOpts *opts, GError **errp)
             return fmt_err(errp, "vpc: block table entry %u (sector %u) points beyond the end "
                            "of the file", i, e);
     }
+    /* New blocks go where the trailing footer is, never over the metadata: a file
+     * that ends inside its block table has no trailing footer (QEMU too allocates
+     * after the table and the last block) */
+    s->footer_off = MAX(s->footer_off, align_up(meta_end, 512));
     bs->size = size;
     return true;
 }

@@ -193,6 +193,39 @@ def test_parallels_in_use(raw, tmp_path):
         run(REAL, "compare", "-f", "raw", "-F", "parallels", str(raw), str(img))
 
 
+def vhd_footer_with(footer, type_):
+    """The 512-byte VHD footer with another disk type and its checksum redone."""
+    f = bytearray(footer)
+    f[60:64] = struct.pack(">I", type_)
+    f[64:68] = bytes(4)
+    f[64:68] = struct.pack(">I", ~sum(f) & 0xFFFFFFFF)
+    return bytes(f)
+
+
+def test_vpc_footer_places(raw, tmp_path):
+    """As QEMU, where the footer is gives the type: one only at the end must be a fixed
+    image's, one at the start is a dynamic image's copy (so a fixed image with a copy at
+    its start is refused by both).  A dynamic image whose start copy says "fixed" is
+    read as the dynamic image it is (QEMU opens it as dynamic but reads it as fixed)."""
+    img = tmp_path / "d.vhd"
+    run(REAL, "convert", "-f", "raw", "-O", "vpc", str(raw), str(img))
+    data = img.read_bytes()
+    fixed = tmp_path / "f.vhd"
+    run(REAL, "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed", str(raw), str(fixed))
+    fdata = fixed.read_bytes()
+    cases = {"end-only": bytes(512) + data[512:], "fixed-with-copy": fdata[-512:] + fdata[512:]}
+    for name, content in cases.items():
+        bad = tmp_path / f"{name}.vhd"
+        bad.write_bytes(content)
+        for tool in (OURS, REAL):
+            p = run(tool, "info", "-f", "vpc", str(bad), ok=False)
+            assert p.returncode == 1 and p.stderr, (name, tool)
+    says_fixed = tmp_path / "s.vhd"
+    says_fixed.write_bytes(vhd_footer_with(data[:512], 2) + data[512:])
+    run(REAL, "info", "-f", "vpc", str(says_fixed))
+    run(OURS, "compare", "-f", "raw", "-F", "vpc", str(raw), str(says_fixed))
+
+
 # ---- a dirty VHDX log made here, with its own CRC-32C ----
 
 def crc32c(data):
