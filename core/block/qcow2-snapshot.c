@@ -5,8 +5,9 @@
 #include <string.h>
 #include "qcow2.h"
 
-/* id and name share one allocation, owned by id: a table may hold 65536 entries and
- * is read at every open, so one allocation per entry, not two. */
+/* A snapshot's id and name: "id\0name\0", owned by id.  The entries read at open keep
+ * theirs in one shared allocation (s->snap_names): a table may hold 65536 entries and
+ * is read at every open; a snapshot created later has its own. */
 static void set_names(Qcow2Snapshot *sn, const char *id, size_t id_len, const char *name,
                       size_t name_len)
 {
@@ -18,14 +19,25 @@ static void set_names(Qcow2Snapshot *sn, const char *id, size_t id_len, const ch
     sn->name[name_len] = 0;
 }
 
+static void free_names(Qcow2 *s, Qcow2Snapshot *sn)
+{
+    uintptr_t p = (uintptr_t)sn->id, base = (uintptr_t)s->snap_names;
+    bool shared = s->snap_names && p >= base && p < base + s->snap_names_len;
+    if (!shared) g_free(sn->id);
+    sn->id = sn->name = NULL;
+}
+
 void qcow2_free_snapshots(Qcow2 *s)
 {
     for (uint32_t i = 0; i < s->nb_snapshots && s->snaps; i++) {
-        g_free(s->snaps[i].id);
+        free_names(s, &s->snaps[i]);
         g_free(s->snaps[i].extra_unknown);
     }
     g_free(s->snaps);
     s->snaps = NULL;
+    g_free(s->snap_names);
+    s->snap_names = NULL;
+    s->snap_names_len = 0;
 }
 
 /* The table is read in order: through a 64 KiB window, not two preads per entry (a
@@ -68,6 +80,9 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
     }
     s->snaps = g_new0(Qcow2Snapshot, s->nb_snapshots);
     uint64_t off = s->snapshots_offset, total = 0;
+    /* every "id\0name\0" goes into one buffer; the pointers are set once it is whole */
+    g_autoptr(GByteArray) names = g_byte_array_new();
+    g_autofree size_t *name_at = g_new(size_t, s->nb_snapshots);
     g_autofree TableReader *rd = g_new(TableReader, 1);
     rd->s = s;
     rd->len = 0;
@@ -115,19 +130,28 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
             sn->extra_unknown_len = extra - 24;
             sn->extra_unknown = g_memdup2(rest + 24, extra - 24);
         }
-        set_names(sn, (char *)rest + extra, strnlen((char *)rest + extra, id_len),
-                  (char *)rest + extra + id_len,
-                  strnlen((char *)rest + extra + id_len, name_len));
+        const char *id = (char *)rest + extra, *name = id + id_len;
+        name_at[i] = names->len;
+        g_byte_array_append(names, (const guint8 *)id, (guint)strnlen(id, id_len));
+        g_byte_array_append(names, (const guint8 *)"", 1);
+        g_byte_array_append(names, (const guint8 *)name, (guint)strnlen(name, name_len));
+        g_byte_array_append(names, (const guint8 *)"", 1);
         if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
             (sn->l1_offset & (s->cluster_size - 1))) {
             g_set_error(errp, QS_BLOCK_ERROR, EINVAL, "Snapshot L1 table of snapshot '%s' is "
                         "invalid: l1_table_offset=%#" G_GINT64_MODIFIER "x l1_size=%u",
-                        sn->id, sn->l1_offset, sn->l1_size);
+                        (char *)names->data + name_at[i], sn->l1_offset, sn->l1_size);
             return -EINVAL;
         }
         off += esize;
     }
     s->snapshots_size = total;
+    s->snap_names_len = names->len;
+    s->snap_names = (char *)g_byte_array_free(g_steal_pointer(&names), FALSE);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        s->snaps[i].id = s->snap_names + name_at[i];
+        s->snaps[i].name = s->snaps[i].id + strlen(s->snaps[i].id) + 1;
+    }
     return 0;
 io:
     g_set_error(errp, QS_BLOCK_ERROR, EIO, "Could not read the snapshot table");
@@ -432,7 +456,7 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
     r = write_snapshots(s);
     if (r < 0) {
         s->nb_snapshots--;
-        g_free(sn->id);
+        free_names(s, sn);
     }
 out:
     g_mutex_unlock(&s->lock);
@@ -515,7 +539,7 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
     if (r == 0 && sn.l1_size)
         r = qcow2_update_refcount(s, sn.l1_offset, (uint64_t)sn.l1_size * 8, -1);
     if (r == 0) r = qcow2_fix_copied(s);
-    g_free(sn.id);
+    free_names(s, &sn);
     g_free(sn.extra_unknown);
 out:
     g_mutex_unlock(&s->lock);

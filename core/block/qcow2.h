@@ -125,6 +125,8 @@ typedef struct Qcow2 {
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
     Qcow2Snapshot *snaps;
+    char *snap_names;            /* ids and names as read at open, one allocation */
+    size_t snap_names_len;
     uint64_t snapshots_size;     /* bytes of the on-disk table */
     uint64_t backing_offset;
     uint32_t backing_size;
