@@ -6,6 +6,10 @@
 #include "vmdk.h"
 
 #define GT_CACHE_MAX (32u << 20)
+/* Writes of part of a compressed grain are merged into its content (read, inflate,
+ * deflate the whole grain) up to this grain size; real writers use 64 KiB grains. */
+#define VMDK_MAX_MERGED_GRAIN (2u << 20)
+
 /* Compressed grains are (de)compressed and moved in batches of at most this many bytes
  * of grain data, and at most BATCH_GRAINS grains. */
 #define BATCH_BYTES (8u << 20)
@@ -579,6 +583,16 @@ int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, 
             /* a new grain: old content (backing, zeros or the compressed grain) + data;
              * a compressed one only up to the extent's end */
             size_t used = e->compressed ? grain_len(e, g) : e->grain;
+            if (e->compressed && n < used && used > VMDK_MAX_MERGED_GRAIN) {
+                /* QEMU refuses every write of part of a compressed grain; we merge it
+                 * into the grain's content, but not for grains of real writers' sizes
+                 * many times over: each such write would inflate and deflate a whole
+                 * grain (a 4 KiB write into a 512 MiB grain: seconds of CPU) */
+                qs_block_message("vmdk: '%s': writing part of a compressed grain of %"
+                                 G_GUINT64_FORMAT " bytes (more than %u) is not supported\n",
+                                 e->filename, e->grain, VMDK_MAX_MERGED_GRAIN);
+                return -EINVAL;
+            }
             if (!gbuf) gbuf = g_malloc(e->grain);
             if (n < used) {
                 if (host == 0) r = qs_block_read_backing(bs, disk_off - in, used, gbuf);

@@ -188,6 +188,58 @@ static void test_plain_runs(gconstpointer opts)
     g_clear_pointer(&data, g_free);
 }
 
+static void put_le(uint8_t *p, uint64_t v, int width)
+{
+    for (int i = 0; i < width; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A hosted sparse extent with compressed grains (and markers) of 4 MiB, no grain
+ * allocated: 32 MiB disk, grain directory at sector 1, its one grain table at sector 2. */
+static void make_big_grain_image(const char *fn)
+{
+    uint8_t img[4096] = { 0 };
+    memcpy(img, "KDMV", 4);
+    put_le(img + 4, 3, 4);                              /* version */
+    put_le(img + 8, 1 | 1u << 16 | 1u << 17, 4);        /* newline test, compressed, markers */
+    put_le(img + 12, 32 * MiB / 512, 8);                /* capacity */
+    put_le(img + 20, 4 * MiB / 512, 8);                 /* grain */
+    put_le(img + 44, 512, 4);                           /* entries per grain table */
+    put_le(img + 56, 1, 8);                             /* grain directory */
+    put_le(img + 64, 8, 8);                             /* overhead */
+    memcpy(img + 73, "\n \r\n", 4);
+    put_le(img + 77, 1, 2);                             /* deflate */
+    put_le(img + 512, 2, 4);                            /* directory entry 0: sector 2 */
+    g_assert_true(g_file_set_contents(fn, (char *)img, sizeof(img), NULL));
+}
+
+/* Parts of compressed grains are merged into them only up to 2 MiB grains: beyond that
+ * (QEMU refuses all such writes) a part is refused, a whole grain is written. */
+static void test_big_compressed_grains(void)
+{
+    g_autofree char *fn = path("big.vmdk");
+    make_big_grain_image(fn);
+    GError *err = NULL;
+    QsBlock *bs = qs_block_open(fn, "vmdk", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    uint32_t grain = 4 * MiB;
+    g_autofree uint8_t *buf = g_malloc(grain), *back = g_malloc(grain);
+    fill(buf, grain, 3);
+    g_assert_cmpint(qs_block_pwrite(bs, 4096, 4096, buf, 0), ==, -EINVAL);
+    g_assert_cmpint(qs_block_pwrite(bs, grain, grain, buf, 0), ==, 0);
+    g_assert_cmpint(qs_block_pwrite(bs, grain + 512, 512, buf, 0), ==, -EINVAL);
+    /* zeros into a grain that reads as zeros store nothing, so they need no merge */
+    g_assert_cmpint(qs_block_pwrite_zeroes(bs, 2 * grain + 4096, 4096, 0), ==, 0);
+    qs_block_close(bs);
+    bs = qs_block_open(fn, "vmdk", 0, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(qs_block_pread(bs, grain, grain, back), ==, 0);
+    g_assert_true(memcmp(buf, back, grain) == 0);
+    g_assert_cmpint(qs_block_pread(bs, 0, 4096, back), ==, 0);
+    g_assert_cmpint(back[0] | back[4095], ==, 0);
+    qs_block_close(bs);
+    g_unlink(fn);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -196,6 +248,7 @@ int main(int argc, char **argv)
     g_test_add_func("/formats/vmdk/stream-io", test_stream_io);
     g_test_add_data_func("/formats/vmdk/plain-runs", "", test_plain_runs);
     g_test_add_data_func("/formats/vmdk/plain-runs-zeroed", "zeroed_grain=on", test_plain_runs);
+    g_test_add_func("/formats/vmdk/big-compressed-grains", test_big_compressed_grains);
     int r = g_test_run();
     g_rmdir(tmpdir);
     return r;
