@@ -202,18 +202,20 @@ def test_raw_info_map_and_errors(tmp_path):
         assert a.returncode == b.returncode, (args, a.stderr, b.stderr)
 
 
+def be_at(f, off, n=8):
+    """The big-endian number of n bytes at off in the open file f."""
+    f.seek(off)
+    return int.from_bytes(f.read(n), "big")
+
+
 def test_check_leaks_and_repair(tmp_path):
     img = tmp_path / "l.qcow2"
     run(REAL, "create", "-q", "-f", "qcow2", img, "16M")
     qio(img, "write -P 1 0 1M")
     # leak a cluster: raise the refcount of the last data cluster by hand
     with open(img, "r+b") as f:
-        f.seek(48)
-        rt = int.from_bytes(f.read(8), "big")
-        f.seek(rt)
-        rb = int.from_bytes(f.read(8), "big")
-        f.seek(0, 2)
-        clusters = f.tell() // 65536
+        rb = be_at(f, be_at(f, 48))   # the first refcount block
+        clusters = f.seek(0, 2) // 65536
         f.truncate((clusters + 1) * 65536)
         f.seek(rb + 2 * clusters)
         f.write((1).to_bytes(2, "big"))
@@ -235,10 +237,7 @@ def test_check_reference_past_end_of_file(tmp_path, past_end):
     run(REAL, "create", "-q", "-f", "qcow2", img, "1M")
     qio(img, "write -P 1 0 64k")
     with open(img, "r+b") as f:
-        f.seek(40)
-        l1 = int.from_bytes(f.read(8), "big")
-        f.seek(l1)
-        l2 = int.from_bytes(f.read(8), "big") & 0x00fffffffffffe00
+        l2 = be_at(f, be_at(f, 40)) & 0x00fffffffffffe00   # L1 entry 0's table
         end = f.seek(0, 2)
         f.seek(l2)
         f.write(((1 << 63) | (end + past_end * 65536)).to_bytes(8, "big"))
