@@ -124,6 +124,7 @@ bool vmdk_sparse_open(QsBlock *bs, VmdkExtent *e, bool rdwr, char **desc, GError
     int r = qs_block_pread(e->file, 0, 512, h);
     if (r < 0) return fmt_errno(errp, r, "vmdk: could not read '%s'", e->filename);
     e->gt_cache = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+    g_mutex_init(&e->gt_starts_lock);
     if (le32_at(h) == VMDK3_MAGIC) {
         e->kind = EXT_COWD;
         return open_cowd(e, h, errp);
@@ -223,6 +224,8 @@ void vmdk_sparse_close(VmdkExtent *e)
     g_free(e->gd);
     g_free(e->rgd);
     g_free(e->dgrain);
+    if (e->gt_starts) g_array_unref(e->gt_starts);
+    if (e->gt_cache) g_mutex_clear(&e->gt_starts_lock);
 }
 
 /* The grain table gd index i (NULL and *err = 0 if there is none). */
@@ -406,9 +409,67 @@ static int write_le32(QsBlock *f, uint64_t off, uint32_t v)
 }
 
 /* Give gd entry i a zeroed grain table (and the redundant directory one). */
+/* ---- where the grain tables are: a write to a grain may not land on one ---- */
+
+static uint64_t gt_bytes(const VmdkExtent *e)
+{
+    return align_up((uint64_t)e->gtes * 4, 512);
+}
+
+/* How many of the sorted table starts are below end. */
+static guint gt_below(const VmdkExtent *e, uint64_t end)
+{
+    const uint64_t *v = (const uint64_t *)(void *)e->gt_starts->data;
+    guint lo = 0, hi = e->gt_starts->len;
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        if (v[mid] < end) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static gint cmp_u64(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void gt_index_build(VmdkExtent *e)
+{
+    e->gt_starts = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    for (int copy = 0; copy < 2; copy++) {
+        const uint32_t *dir = copy ? e->rgd : e->gd;
+        for (uint32_t i = 0; dir && i < e->gd_entries; i++) {
+            uint64_t at = (uint64_t)dir[i] * 512;
+            if (dir[i]) g_array_append_val(e->gt_starts, at);
+        }
+    }
+    g_array_sort(e->gt_starts, cmp_u64);
+}
+
+static void gt_index_add(VmdkExtent *e, uint64_t at)
+{
+    g_mutex_lock(&e->gt_starts_lock);
+    if (e->gt_starts) g_array_insert_val(e->gt_starts, gt_below(e, at), at);
+    g_mutex_unlock(&e->gt_starts_lock);
+}
+
+/* Does [host, end) overlap a grain table?  The table starting last below end is the
+ * only candidate: tables are all the same size. */
+static bool hits_grain_table(VmdkExtent *e, uint64_t host, uint64_t end)
+{
+    g_mutex_lock(&e->gt_starts_lock);
+    if (!e->gt_starts) gt_index_build(e);
+    guint k = gt_below(e, end);
+    bool hit = k > 0 && g_array_index(e->gt_starts, uint64_t, k - 1) + gt_bytes(e) > host;
+    g_mutex_unlock(&e->gt_starts_lock);
+    return hit;
+}
+
 static int alloc_gt(VmdkExtent *e, uint32_t i)
 {
-    uint64_t bytes = align_up((uint64_t)e->gtes * 4, 512);
+    uint64_t bytes = gt_bytes(e);
     for (int copy = 0; copy < (e->rgd ? 2 : 1); copy++) {
         uint32_t *dir = copy ? e->rgd : e->gd;
         if (dir[i]) continue;
@@ -420,6 +481,7 @@ static int alloc_gt(VmdkExtent *e, uint32_t i)
         if (r < 0) return r;
         dir[i] = (uint32_t)(at / 512);
         e->next_alloc += bytes;
+        gt_index_add(e, at);
     }
     return 0;
 }
@@ -516,10 +578,11 @@ static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
     return set_gte(e, g, (uint32_t)(at / 512));
 }
 
-/* Would a write to [host, host + len) hit the header, the embedded descriptor or a grain
- * directory?  Only a corrupt grain table names such a grain; valid grains start at the
- * header's overhead (which holds the directories and the tables QEMU preallocates). */
-static bool hits_metadata(const VmdkExtent *e, uint64_t host, uint64_t len)
+/* Would a write to [host, host + len) hit the header, the embedded descriptor, a grain
+ * directory or a grain table?  Only a corrupt grain table names such a grain; valid
+ * grains start at the header's overhead (which holds the directories and the tables
+ * QEMU preallocates) and never share a table's place (tables allocated later). */
+static bool hits_metadata(VmdkExtent *e, uint64_t host, uint64_t len)
 {
     if (e->kind != EXT_SPARSE) return false;
     uint64_t end = host + len;
@@ -527,7 +590,8 @@ static bool hits_metadata(const VmdkExtent *e, uint64_t host, uint64_t len)
     if (host < MAX(MIN(overhead, UINT64_MAX / 512) * 512, 512)) return true;
     uint64_t dbytes = align_up((uint64_t)e->gd_entries * 4, 512);
     if (host < e->gd_offset + dbytes && e->gd_offset < end) return true;
-    return e->rgd_offset && host < e->rgd_offset + dbytes && e->rgd_offset < end;
+    if (e->rgd_offset && host < e->rgd_offset + dbytes && e->rgd_offset < end) return true;
+    return hits_grain_table(e, host, end);
 }
 
 int vmdk_sparse_write_stored(VmdkExtent *e, uint64_t host, uint64_t in, size_t n,

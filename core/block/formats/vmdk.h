@@ -47,6 +47,9 @@ typedef struct VmdkExtent {
     uint64_t next_alloc;       /* bytes: where the next grain goes */
     uint8_t header[512];       /* the hosted sparse header (for the stream footer) */
     GHashTable *gt_cache;      /* gd index -> uint32_t table (host-endian) */
+    GArray *gt_starts;         /* sorted byte offsets of every grain table (both
+                                * directories), built at the first write into a grain */
+    GMutex gt_starts_lock;     /* writes to stored grains run outside the driver lock */
     uint64_t gt_cache_bytes;
     bool stream_dirty;         /* stream: tables must be written at close */
     uint32_t **stream_gts;     /* stream writing: every grain table in memory */

@@ -193,22 +193,24 @@ static void put_le(uint8_t *p, uint64_t v, int width)
     for (int i = 0; i < width; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* A hosted sparse extent with compressed grains (and markers) of 4 MiB, no grain
- * allocated: 32 MiB disk, grain directory at sector 1, its one grain table at sector 2. */
-static void make_big_grain_image(const char *fn)
+/* A hosted sparse extent of 32 MiB with no grain allocated: grain directory at sector
+ * 1, and its one grain table at sector 2 (table_sector 2) or none yet (0). */
+static void make_sparse_image(const char *fn, uint32_t grain, bool compressed,
+                              uint32_t table_sector)
 {
     uint8_t img[4096] = { 0 };
     memcpy(img, "KDMV", 4);
     put_le(img + 4, 3, 4);                              /* version */
-    put_le(img + 8, 1 | 1u << 16 | 1u << 17, 4);        /* newline test, compressed, markers */
+    put_le(img + 8, 1 | (compressed ? 3u << 16 : 0), 4);   /* newline test (compressed,
+                                                             * markers) */
     put_le(img + 12, 32 * MiB / 512, 8);                /* capacity */
-    put_le(img + 20, 4 * MiB / 512, 8);                 /* grain */
+    put_le(img + 20, grain / 512, 8);                   /* grain */
     put_le(img + 44, 512, 4);                           /* entries per grain table */
     put_le(img + 56, 1, 8);                             /* grain directory */
     put_le(img + 64, 8, 8);                             /* overhead */
     memcpy(img + 73, "\n \r\n", 4);
     put_le(img + 77, 1, 2);                             /* deflate */
-    put_le(img + 512, 2, 4);                            /* directory entry 0: sector 2 */
+    put_le(img + 512, table_sector, 4);                 /* directory entry 0 */
     g_assert_true(g_file_set_contents(fn, (char *)img, sizeof(img), NULL));
 }
 
@@ -217,7 +219,7 @@ static void make_big_grain_image(const char *fn)
 static void test_big_compressed_grains(void)
 {
     g_autofree char *fn = path("big.vmdk");
-    make_big_grain_image(fn);
+    make_sparse_image(fn, 4 * MiB, true, 2);
     GError *err = NULL;
     QsBlock *bs = qs_block_open(fn, "vmdk", QS_BLOCK_RDWR, NULL, &err);
     g_assert_no_error(err);
@@ -240,6 +242,42 @@ static void test_big_compressed_grains(void)
     g_unlink(fn);
 }
 
+/* A grain table allocated by a write (not preallocated in the overhead), named as a
+ * grain by a corrupt entry of its own: a write there is refused (it would overwrite the
+ * table), the image still opens and holds its data. */
+static void test_grain_on_late_grain_table(void)
+{
+    g_autofree char *fn = path("late.vmdk");
+    make_sparse_image(fn, GRAIN, false, 0);
+    GError *err = NULL;
+    uint8_t buf[4096], back[4096];
+    fill(buf, sizeof(buf), 5);
+    QsBlock *bs = qs_block_open(fn, "vmdk", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(qs_block_pwrite(bs, 0, sizeof(buf), buf, 0), ==, 0);
+    /* a grain after the table, so that one there lies inside the file */
+    g_assert_cmpint(qs_block_pwrite(bs, 2 * GRAIN, sizeof(buf), buf, 0), ==, 0);
+    qs_block_close(bs);
+    /* grain table entry 1 := the table's own sector */
+    g_autofree uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(fn, (char **)&img, &len, NULL));
+    uint32_t gt = (uint32_t)get_le(img + 512, 4);
+    g_assert_cmpuint(gt, >=, 8);                        /* past the overhead */
+    put_le(img + (uint64_t)gt * 512 + 4, gt, 4);
+    g_assert_true(g_file_set_contents(fn, (char *)img, (gssize)len, NULL));
+    bs = qs_block_open(fn, "vmdk", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(qs_block_pwrite(bs, GRAIN, sizeof(buf), buf, 0), ==, -EIO);
+    qs_block_close(bs);
+    bs = qs_block_open(fn, "vmdk", 0, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(qs_block_pread(bs, 0, sizeof(back), back), ==, 0);
+    g_assert_true(memcmp(buf, back, sizeof(buf)) == 0);
+    qs_block_close(bs);
+    g_unlink(fn);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -249,6 +287,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/formats/vmdk/plain-runs", "", test_plain_runs);
     g_test_add_data_func("/formats/vmdk/plain-runs-zeroed", "zeroed_grain=on", test_plain_runs);
     g_test_add_func("/formats/vmdk/big-compressed-grains", test_big_compressed_grains);
+    g_test_add_func("/formats/vmdk/grain-on-late-grain-table", test_grain_on_late_grain_table);
     int r = g_test_run();
     g_rmdir(tmpdir);
     return r;
