@@ -254,9 +254,13 @@ static int allocate(QsBlock *bs, uint32_t idx, uint64_t in, size_t n, const void
     uint64_t start = s->footer_off;
     if (start % 512 || start / 512 >= VHD_UNALLOCATED) return -ENOSPC;
     uint64_t data = start + s->bitmap_size;
-    g_autofree uint8_t *bm = g_malloc(s->bitmap_size);
-    memset(bm, 0xff, s->bitmap_size);
-    int r = qs_block_pwrite(bs->file, start, s->bitmap_size, bm, 0);
+    /* blocks under 4 KiB have no bitmap at all (QEMU's rounding, which we keep) */
+    g_autofree uint8_t *bm = s->bitmap_size ? g_malloc(s->bitmap_size) : NULL;
+    int r = 0;
+    if (bm) {
+        memset(bm, 0xff, s->bitmap_size);
+        r = qs_block_pwrite(bs->file, start, s->bitmap_size, bm, 0);
+    }
     if (!r && in) r = fmt_write_zeros(bs->file, data, in);
     if (!r) r = qs_block_pwrite(bs->file, data + in, n, buf, 0);
     if (!r && in + n < s->block_size)
