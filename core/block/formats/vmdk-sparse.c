@@ -225,7 +225,7 @@ void vmdk_sparse_close(VmdkExtent *e)
     g_free(e->rgd);
     g_free(e->dgrain);
     if (e->gt_starts) g_array_unref(e->gt_starts);
-    if (e->gt_cache) g_mutex_clear(&e->gt_starts_lock);
+    if (e->gt_cache) g_mutex_clear(&e->gt_starts_lock);   /* both made by vmdk_sparse_open */
 }
 
 /* The grain table gd index i (NULL and *err = 0 if there is none). */
@@ -408,7 +408,6 @@ static int write_le32(QsBlock *f, uint64_t off, uint32_t v)
     return qs_block_pwrite(f, off, 4, b, 0);
 }
 
-/* Give gd entry i a zeroed grain table (and the redundant directory one). */
 /* ---- where the grain tables are: a write to a grain may not land on one ---- */
 
 static uint64_t gt_bytes(const VmdkExtent *e)
@@ -467,6 +466,7 @@ static bool hits_grain_table(VmdkExtent *e, uint64_t host, uint64_t end)
     return hit;
 }
 
+/* Give gd entry i a zeroed grain table (and the redundant directory one). */
 static int alloc_gt(VmdkExtent *e, uint32_t i)
 {
     uint64_t bytes = gt_bytes(e);
