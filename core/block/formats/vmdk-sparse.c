@@ -304,10 +304,15 @@ static uint64_t max_csize(const VmdkExtent *e) { return e->grain + e->grain / 8 
 /* Bytes of grain g inside the extent: all of it but for a last grain that the extent's
  * end cuts short.  Only those are stored in a compressed grain (as QEMU writes it) and
  * decoded: a hostile header may pair a 1 MiB disk with 512 MiB grains. */
+static size_t grain_buf_size(const VmdkExtent *e)
+{
+    return (size_t)(e->sectors ? MIN(e->grain, e->sectors * 512) : e->grain);
+}
+
 static size_t grain_len(const VmdkExtent *e, uint64_t g)
 {
     uint64_t start = g * e->grain, end = e->sectors * 512;
-    return (size_t)(start < end ? MIN(e->grain, end - start) : e->grain);
+    return start < end ? (size_t)MIN(e->grain, end - start) : grain_buf_size(e);
 }
 
 /* Inflate size bytes of a grain (zlib stream, or raw deflate as some writers produce)
@@ -386,7 +391,7 @@ int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock
         } else if (host == VMDK_GTE_ZEROED) {
             memset(p, 0, n);
         } else if (e->compressed) {
-            if (!gbuf) gbuf = g_malloc(e->grain);
+            if (!gbuf) gbuf = g_malloc(grain_buf_size(e));
             r = read_compressed(e, host, gbuf, grain_len(e, off / e->grain));
             if (r == 0) memcpy(p, gbuf + in, n);
         } else {
@@ -507,13 +512,13 @@ static int set_gte(VmdkExtent *e, uint64_t g, uint32_t v)
     return 0;
 }
 
-/* Compress the grain g (grain bytes at data) into out as it is stored: marker (LBA,
+/* Compress the grain g (grain_len bytes at data) into out as it is stored: marker (LBA,
  * size), zlib stream, zeros up to a sector; returns the stored length or a negative errno.
- * out must hold grain_record_max(e) bytes. */
-static size_t grain_record_max(VmdkExtent *e)
+ * out must hold grain_record_max(grain_len) bytes. */
+static size_t grain_record_max(size_t len)
 {
     struct libdeflate_compressor *c = compressor();
-    return align_up(12 + (c ? libdeflate_zlib_compress_bound(c, e->grain) : 0), 512);
+    return align_up(12 + (c ? libdeflate_zlib_compress_bound(c, len) : 0), 512);
 }
 
 static int64_t encode_grain(VmdkExtent *e, uint64_t g, const uint8_t *data, uint8_t *out,
@@ -566,7 +571,7 @@ int vmdk_sparse_alloc_run(VmdkExtent *e, uint64_t g0, unsigned k, const void *da
 /* Append a compressed grain holding data (grain bytes) for grain g. */
 static int append_compressed(VmdkExtent *e, uint64_t g, const uint8_t *data)
 {
-    size_t max = grain_record_max(e);
+    size_t max = grain_record_max(grain_len(e, g));
     g_autofree uint8_t *out = g_malloc(max);
     int64_t total = encode_grain(e, g, data, out, max);
     if (total < 0) return (int)total;
@@ -657,7 +662,7 @@ int vmdk_sparse_write(VmdkExtent *e, uint64_t off, size_t len, const void *buf, 
                                  e->filename, e->grain, VMDK_MAX_MERGED_GRAIN);
                 return -EINVAL;
             }
-            if (!gbuf) gbuf = g_malloc(e->grain);
+            if (!gbuf) gbuf = g_malloc(e->compressed ? grain_buf_size(e) : e->grain);
             if (n < used) {
                 if (host == 0) r = qs_block_read_backing(bs, disk_off - in, used, gbuf);
                 else if (host == VMDK_GTE_ZEROED) memset(gbuf, 0, used);
@@ -771,7 +776,7 @@ int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, 
                 } else if (cached_copy(e, lock, hosts[i], in, n, p)) {
                     /* decoded by an earlier partial read */
                 } else {
-                    if (!gbuf) gbuf = g_malloc(e->grain);
+                    if (!gbuf) gbuf = g_malloc(grain_buf_size(e));
                     r = decode_grain(e, rbuf + rel, avail, gbuf, grain_len(e, g0 + i));
                     if (r == 0) {
                         memcpy(p, gbuf + in, n);
@@ -811,7 +816,7 @@ static int encode_one(uint64_t i, void *opaque)
 static int write_grain_batch(VmdkExtent *e, GMutex *lock, uint64_t g0, unsigned k,
                              const uint8_t *data)
 {
-    size_t slot = grain_record_max(e);
+    size_t slot = grain_record_max(e->grain);
     if (slot <= 512) return -ENOMEM;
     g_autofree uint8_t *out = g_try_malloc((size_t)k * slot);
     g_autofree int64_t *lens = g_new(int64_t, k);
