@@ -425,10 +425,10 @@ static int64_t validate_bat(QsBlock *bs, bool report, GError **errp)
     /* every chunk_ratio payload entries a sector bitmap entry: counted, not divided
      * (a 1 TiB disk has 131 072 entries, read at every open) */
     uint64_t in_chunk = 0;
-    for (uint64_t i = 0; i < s->bat_entries; i++, in_chunk++) {
+    for (uint64_t i = 0; i < s->bat_entries; i++) {
         uint64_t e = s->bat[i];
         bool is_bitmap = in_chunk == s->chunk_ratio;
-        if (is_bitmap) in_chunk = UINT64_MAX;   /* the next entry starts a chunk at 0 */
+        in_chunk = is_bitmap ? 0 : in_chunk + 1;
         unsigned st = BAT_STATE(e);
         uint64_t len = is_bitmap ? VHDX_MiB : s->block_size;
         bool present;
