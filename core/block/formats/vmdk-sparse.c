@@ -350,14 +350,58 @@ static int inflate_grain(VmdkExtent *e, const uint8_t *in, uint32_t size, uint8_
     return -EIO;
 }
 
+/* Compressed size in the grain marker at rec (avail bytes of the file from there on),
+ * or 0 if the marker is cut short or the size is out of bounds. */
+static uint32_t record_csize(const VmdkExtent *e, const uint8_t *rec, uint64_t avail)
+{
+    if (avail < 12) return 0;
+    uint32_t size = le32_at(rec + 8);
+    return size > max_csize(e) || size > avail - 12 ? 0 : size;
+}
+
 /* Inflate the grain whose marker is at rec (avail bytes of the file from there on). */
 static int decode_grain(VmdkExtent *e, const uint8_t *rec, uint64_t avail, uint8_t *out,
                         size_t len)
 {
-    if (avail < 12) return -EIO;
-    uint32_t size = le32_at(rec + 8);
-    if (!size || size > max_csize(e) || size > avail - 12) return -EIO;
-    return inflate_grain(e, rec + 12, size, out, len);
+    uint32_t size = record_csize(e, rec, avail);
+    return size ? inflate_grain(e, rec + 12, size, out, len) : -EIO;
+}
+
+/* Leading bytes of grain g that csize bytes of deflate stream can fill: deflate inflates
+ * at most 1032:1.  A partial read decodes into a buffer of this size, the rest of the
+ * grain reading as zeros: a hostile header pairs a record of a few bytes with 512 MiB
+ * grains, and a grain-sized buffer cost ASan half a second per read to map and unmap. */
+static size_t grain_held(const VmdkExtent *e, uint64_t g, uint32_t csize)
+{
+    return (size_t)MIN((uint64_t)grain_len(e, g), (uint64_t)csize * 1032 + 1024);
+}
+
+/* Decode grain g from the record at rec for a partial read: *out gets a new buffer of
+ * its first *held bytes. */
+static int decode_grain_part(VmdkExtent *e, uint64_t g, const uint8_t *rec, uint64_t avail,
+                             uint8_t **out, size_t *held)
+{
+    uint32_t size = record_csize(e, rec, avail);
+    if (!size) return -EIO;
+    size_t n = grain_held(e, g, size);
+    uint8_t *buf = g_try_malloc(n);
+    if (!buf) return -ENOMEM;
+    int r = inflate_grain(e, rec + 12, size, buf, n);
+    if (r < 0) {
+        g_free(buf);
+        return r;
+    }
+    *out = buf;
+    *held = n;
+    return 0;
+}
+
+/* Copy [in, in + n) of a grain whose first held bytes are in buf, the rest zeros. */
+static void copy_held(const uint8_t *buf, size_t held, uint64_t in, size_t n, uint8_t *p)
+{
+    size_t have = in < held ? (size_t)MIN((uint64_t)n, held - in) : 0;
+    memcpy(p, buf + in, have);
+    memset(p + have, 0, n - have);
 }
 
 /* Read and inflate the compressed grain whose marker is at host into out (len bytes). */
@@ -375,11 +419,31 @@ static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out, size_t le
     return inflate_grain(e, in, size, out, len);
 }
 
+/* Read [in, in + n) of the compressed grain g whose marker is at host into p. */
+static int read_compressed_part(VmdkExtent *e, uint64_t g, uint64_t host, uint64_t in,
+                                size_t n, uint8_t *p)
+{
+    uint8_t m[12];
+    int r = qs_block_pread(e->file, host, 12, m);
+    if (r < 0) return r;
+    uint32_t size = le32_at(m + 8);
+    if (!size || size > max_csize(e) || host + 12 + size > e->file->size)
+        return -EIO;
+    g_autofree uint8_t *rec = g_malloc(12 + (size_t)size);
+    memcpy(rec, m, 12);
+    r = qs_block_pread(e->file, host + 12, size, rec + 12);
+    if (r < 0) return r;
+    g_autofree uint8_t *out = NULL;
+    size_t held = 0;
+    r = decode_grain_part(e, g, rec, 12 + (uint64_t)size, &out, &held);
+    if (r == 0) copy_held(out, held, in, n, p);
+    return r;
+}
+
 int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock *bs,
                      uint64_t disk_off)
 {
     uint8_t *p = buf;
-    g_autofree uint8_t *gbuf = NULL;
     while (len) {
         uint64_t in = off % e->grain;
         size_t n = (size_t)MIN((uint64_t)len, e->grain - in);
@@ -391,9 +455,7 @@ int vmdk_sparse_read(VmdkExtent *e, uint64_t off, size_t len, void *buf, QsBlock
         } else if (host == VMDK_GTE_ZEROED) {
             memset(p, 0, n);
         } else if (e->compressed) {
-            if (!gbuf) gbuf = g_malloc(grain_buf_size(e));
-            r = read_compressed(e, host, gbuf, grain_len(e, off / e->grain));
-            if (r == 0) memcpy(p, gbuf + in, n);
+            r = read_compressed_part(e, off / e->grain, host, in, n, p);
         } else {
             r = qs_block_pread(e->file, host + in, n, p);
         }
@@ -705,21 +767,23 @@ static bool cached_copy(VmdkExtent *e, GMutex *lock, uint64_t host, uint64_t in,
 {
     g_mutex_lock(lock);
     bool hit = e->dgrain && e->dgrain_host == host && e->dgrain_next_alloc == e->next_alloc;
-    if (hit) memcpy(p, e->dgrain + in, n);
+    if (hit) copy_held(e->dgrain, e->dgrain_held, in, n, p);
     g_mutex_unlock(lock);
     return hit;
 }
 
-/* The decoded grain in *gbuf becomes the cache (the caller's buffer is swapped out). */
-static void keep_decoded(VmdkExtent *e, GMutex *lock, uint64_t host, uint8_t **gbuf)
+/* The decoded grain (its first held bytes) becomes the cache, which takes buf. */
+static void keep_decoded(VmdkExtent *e, GMutex *lock, uint64_t host, uint8_t *buf,
+                         size_t held)
 {
     g_mutex_lock(lock);
     uint8_t *old = e->dgrain;
-    e->dgrain = *gbuf;
+    e->dgrain = buf;
+    e->dgrain_held = held;
     e->dgrain_host = host;
     e->dgrain_next_alloc = e->next_alloc;
-    *gbuf = old;
     g_mutex_unlock(lock);
+    g_free(old);
 }
 
 int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, void *buf,
@@ -727,7 +791,7 @@ int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, 
 {
     uint8_t *p = buf;
     uint64_t hosts[BATCH_GRAINS];
-    g_autofree uint8_t *gbuf = NULL, *rbuf = NULL;
+    g_autofree uint8_t *rbuf = NULL;
     uint64_t rbuf_size = 0;
     int r = 0;
     while (len && r == 0) {
@@ -776,11 +840,12 @@ int vmdk_compressed_read(VmdkExtent *e, GMutex *lock, uint64_t off, size_t len, 
                 } else if (cached_copy(e, lock, hosts[i], in, n, p)) {
                     /* decoded by an earlier partial read */
                 } else {
-                    if (!gbuf) gbuf = g_malloc(grain_buf_size(e));
-                    r = decode_grain(e, rbuf + rel, avail, gbuf, grain_len(e, g0 + i));
+                    uint8_t *gbuf = NULL;
+                    size_t held = 0;
+                    r = decode_grain_part(e, g0 + i, rbuf + rel, avail, &gbuf, &held);
                     if (r == 0) {
-                        memcpy(p, gbuf + in, n);
-                        keep_decoded(e, lock, hosts[i], &gbuf);
+                        copy_held(gbuf, held, in, n, p);
+                        keep_decoded(e, lock, hosts[i], gbuf, held);
                     }
                 }
                 p += n;

@@ -56,7 +56,8 @@ typedef struct VmdkExtent {
     /* the last compressed grain decoded for a partial read (under the driver lock): a
      * grain may be up to 1 GiB, and small reads within one decoded it again each time.
      * Valid while next_alloc is what it was: grains are only ever appended. */
-    uint8_t *dgrain;
+    uint8_t *dgrain;           /* its first dgrain_held bytes; the rest are zeros */
+    size_t dgrain_held;
     uint64_t dgrain_host, dgrain_next_alloc;
 } VmdkExtent;
 

@@ -278,6 +278,67 @@ static void test_grain_on_late_grain_table(void)
     g_unlink(fn);
 }
 
+/* A compressed grain whose zlib stream (one stored block) holds only its first n bytes:
+ * the rest of the grain reads as zeros.  Such a record inflates to at most 1032 times its
+ * size, so partial reads decode it into a buffer that small, not grain-sized. */
+static void put_short_grain(const char *fn, uint32_t sector, const uint8_t *d, uint16_t n)
+{
+    uint32_t a = 1, b = 0;                              /* Adler-32 of the data */
+    for (unsigned i = 0; i < n; i++) {
+        a = (a + d[i]) % 65521;
+        b = (b + a) % 65521;
+    }
+    uint8_t rec[12 + 2 + 5 + 65535 + 4] = { 0 };
+    uint32_t size = 2 + 5 + n + 4;
+    put_le(rec + 8, size, 4);
+    rec[12] = 0x78, rec[13] = 0x01;                     /* zlib header */
+    rec[14] = 0x01;                                     /* final stored block */
+    put_le(rec + 15, n, 2);
+    put_le(rec + 17, (uint16_t)~n, 2);
+    memcpy(rec + 19, d, n);
+    uint32_t adler = b << 16 | a;
+    for (int i = 0; i < 4; i++) rec[19 + n + i] = (uint8_t)(adler >> (24 - 8 * i));
+    g_autofree uint8_t *img = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(fn, (char **)&img, &len, NULL));
+    gsize need = (gsize)sector * 512 + 12 + size;
+    img = g_realloc(img, MAX(len, need));
+    if (need > len) memset(img + len, 0, need - len);
+    put_le(img + 2 * 512, sector, 4);                   /* grain table 0, entry 0 */
+    memcpy(img + (gsize)sector * 512, rec, 12 + size);
+    g_assert_true(g_file_set_contents(fn, (char *)img, (gssize)MAX(len, need), NULL));
+}
+
+static void test_short_compressed_grain(void)
+{
+    g_autofree char *fn = path("short.vmdk");
+    uint32_t grain = 4 * MiB;
+    make_sparse_image(fn, grain, true, 2);
+    uint8_t d[256];
+    fill(d, sizeof(d), 9);
+    put_short_grain(fn, 8, d, sizeof(d));
+    GError *err = NULL;
+    QsBlock *bs = qs_block_open(fn, "vmdk", 0, NULL, &err);
+    g_assert_no_error(err);
+    g_autofree uint8_t *back = g_malloc(grain), *want = g_malloc0(grain);
+    memcpy(want, d, sizeof(d));
+    /* partial reads: from the start, again from the cache, far past the stream's end,
+     * across 276 KiB (about where the decode buffer ends), and the grain's last bytes */
+    static const uint64_t at[][2] = {
+        { 0, 4096 }, { 100, 4096 }, { MiB, 8192 }, { 270 * 1024, 16384 }, { 4 * MiB - 512, 512 },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(at); i++) {
+        memset(back, 0xaa, at[i][1]);
+        g_assert_cmpint(qs_block_pread(bs, at[i][0], at[i][1], back), ==, 0);
+        g_assert_true(memcmp(back, want + at[i][0], at[i][1]) == 0);
+    }
+    memset(back, 0xaa, grain);
+    g_assert_cmpint(qs_block_pread(bs, 0, grain, back), ==, 0);     /* the whole grain */
+    g_assert_true(memcmp(back, want, grain) == 0);
+    qs_block_close(bs);
+    g_unlink(fn);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -288,6 +349,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/formats/vmdk/plain-runs-zeroed", "zeroed_grain=on", test_plain_runs);
     g_test_add_func("/formats/vmdk/big-compressed-grains", test_big_compressed_grains);
     g_test_add_func("/formats/vmdk/grain-on-late-grain-table", test_grain_on_late_grain_table);
+    g_test_add_func("/formats/vmdk/short-compressed-grain", test_short_compressed_grain);
     int r = g_test_run();
     g_rmdir(tmpdir);
     return r;
