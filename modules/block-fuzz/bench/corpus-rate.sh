@@ -10,7 +10,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)/corpus/$fmt
 d=$(mktemp -d /tmp/qs-rate-XXXXXX); mkdir $d/c
 sb=$(mktemp -d /dev/shm/qs-rate-XXXXXX)   # the images on tmpfs, as fuzz.sh puts them
 cp $src/* $d/c/; for z in $d/c/*.gz; do [ -f "$z" ] && gzip -dc "$z" > "${z%.gz}" && rm -f "$z"; done
-n=$(ls $d/c | wc -l); ml=65536; [ $fmt = vhdx ] && ml=524288
+n=$(ls $d/c | wc -l); ml=65536; [ $fmt = vhdx ] && ml=131072
 tot=0
 for r in $(seq $rounds); do
   BF_SANDBOX_BASE=$sb /usr/bin/time -f "%U %S" -o $d/time $bins/libfuzzer/fuzz-$fmt -runs=0 -max_len=$ml -close_fd_mask=3 $d/c > $d/log 2>&1

@@ -10,7 +10,7 @@ gen=${QS_IMGGEN:-build/modules/block-fuzz/qs-imggen}
 d=$(mktemp -d /tmp/qs-small-afl-XXXXXX); mkdir $d/all $d/in
 sb=$(mktemp -d /dev/shm/qs-small-afl-XXXXXX)
 $gen $fmt --valid --seed 3 --count 40 --out $d/all > /dev/null 2>&1
-lim=65536; [ $fmt = vhdx ] && lim=524288
+lim=65536; [ $fmt = vhdx ] && lim=131072
 find $d/all -type f -size -$((lim + 1))c | head -10 | xargs -r cp -t $d/in
 n=$(ls $d/in | wc -l); sz=$(du -b $d/in | cut -f1)
 dict=$(dirname "$0")/../dictionaries/$fmt.dict

@@ -3,13 +3,13 @@
 # Executions per CPU-second of a libFuzzer target fuzzing small valid images
 # (docs/fuzzing.md, "Speed").
 # small-images.sh BINDIR FORMAT RUNS: libFuzzer executions per CPU-second starting from
-# small valid images (qs-imggen --valid, files up to 64 KiB; vhdx: its 512 KiB strided form)
+# small valid images (qs-imggen --valid, files up to 64 KiB; vhdx: packed inputs up to 128 KiB)
 bins=$1 fmt=$2 runs=${3:-20000}
 gen=${QS_IMGGEN:-build/modules/block-fuzz/qs-imggen}
 d=$(mktemp -d /tmp/qs-small-XXXXXX); mkdir $d/all $d/c
 sb=$(mktemp -d /dev/shm/qs-small-XXXXXX)
 $gen $fmt --valid --seed 3 --count 40 --out $d/all > /dev/null 2>&1
-lim=65536; [ $fmt = vhdx ] && lim=524288
+lim=65536; [ $fmt = vhdx ] && lim=131072
 find $d/all -type f -size -$((lim + 1))c | head -10 | xargs -r cp -t $d/c
 n=$(ls $d/c | wc -l); sz=$(du -b $d/c | cut -f1)
 BF_SANDBOX_BASE=$sb /usr/bin/time -f "%U %S" -o $d/time $bins/libfuzzer/fuzz-$fmt -runs=$runs -seed=1 -max_len=$lim -close_fd_mask=3 $d/c > $d/log 2>&1

@@ -8,6 +8,7 @@
 #include <glib/gstdio.h>
 #include "qs/block.h"
 #include "../harnesses/harness.h"
+#include "../harnesses/packed.h"
 #include "imggen.h"
 
 static const ImgFormat *const formats[] = {
@@ -21,39 +22,13 @@ static const ImgFormat *find_format(const char *name)
     return NULL;
 }
 
-/* The strided input of the image (harness.h): chunk k = image bytes [k * STEP, + CHUNK).
- * Fails (returns NULL, *lost: the offset) when a non-zero byte would be dropped. */
-static uint8_t *stride_pack(const uint8_t *img, size_t len, size_t *out_len, size_t *lost)
+/* The image the vhdx target builds from a packed input (as bf_run_packed does). */
+static uint8_t *unpack(const uint8_t *in, size_t len, size_t *out_len)
 {
-    if (len % BF_STRIDE_STEP) {
-        *lost = len;                                /* the expansion would change its size */
-        return NULL;
-    }
-    size_t chunks = len / BF_STRIDE_STEP;
-    uint8_t *out = g_malloc0(MAX(chunks * BF_STRIDE_CHUNK, 1));
-    for (size_t k = 0; k < chunks; k++) {
-        const uint8_t *page = img + k * BF_STRIDE_STEP;
-        for (size_t i = BF_STRIDE_CHUNK; i < BF_STRIDE_STEP; i++)
-            if (page[i]) {
-                *lost = k * BF_STRIDE_STEP + i;
-                g_free(out);
-                return NULL;
-            }
-        memcpy(out + k * BF_STRIDE_CHUNK, page, BF_STRIDE_CHUNK);
-    }
-    *out_len = chunks * BF_STRIDE_CHUNK;
-    return out;
-}
-
-/* The image the vhdx target builds from a strided input (as bf_run_strided does). */
-static uint8_t *stride_unpack(const uint8_t *in, size_t len, size_t *out_len)
-{
-    size_t chunks = (len + BF_STRIDE_CHUNK - 1) / BF_STRIDE_CHUNK;
-    uint8_t *img = g_malloc0(MAX(chunks * BF_STRIDE_STEP, 1));
-    for (size_t k = 0; k < chunks; k++)
-        memcpy(img + k * BF_STRIDE_STEP, in + k * BF_STRIDE_CHUNK,
-               MIN((size_t)BF_STRIDE_CHUNK, len - k * BF_STRIDE_CHUNK));
-    *out_len = chunks * BF_STRIDE_STEP;
+    uint8_t *img = g_malloc0(BF_MAX_INPUT);
+    g_autofree BfSpan *spans = g_new(BfSpan, len / 4 + 1);
+    size_t n = 0;
+    *out_len = bf_unpack(in, len, img, spans, &n);
     return img;
 }
 
@@ -126,15 +101,14 @@ static int one_image(const Run *run, uint64_t i, Image *im)
         unsigned rounds = (unsigned)g_rand_int_range(im->rng, 1, 4);
         for (unsigned r = 0; r < rounds; r++) f->mutate(im);
     }
-    /* what the target takes: the strided form for vhdx's own target */
-    bool strided = f->strided && !run->raw;
-    if (strided) {
-        size_t lost = 0;
-        input = stride_pack(im->buf, im->len, &input_len, &lost);
+    /* what the target takes: the packed form for vhdx's own target */
+    bool packed = f->packed && !run->raw;
+    if (packed) {
+        input = bf_pack(im->buf, im->len, &input_len);
         if (!input) {
-            fprintf(stderr, "qs-imggen: %s: skipped: byte %#zx of the %s image is not zero "
-                    "and the strided input cannot hold it;%s\n", name, lost, f->name,
-                    im->log->str);
+            fprintf(stderr, "qs-imggen: %s: skipped: a %zu-byte %s image has no packed "
+                    "form (at most %u bytes, a whole number of %u);%s\n", name, im->len,
+                    f->name, BF_MAX_INPUT, BF_PACK_SIZE_UNIT, im->log->str);
             return SKIPPED;
         }
     } else {
@@ -156,8 +130,8 @@ static int one_image(const Run *run, uint64_t i, Image *im)
     if (run->check) {
         /* exactly the image the target builds from the input */
         size_t n = input_len;
-        g_autofree uint8_t *img = strided ? stride_unpack(input, input_len, &n)
-                                          : g_memdup2(input, input_len);
+        g_autofree uint8_t *img = packed ? unpack(input, input_len, &n)
+                                        : g_memdup2(input, input_len);
         if (!g_file_set_contents(run->chk, (const char *)img, (gssize)n, &err)) {
             fprintf(stderr, "qs-imggen: %s: %s\n", name, err->message);
             g_error_free(err);
@@ -172,7 +146,7 @@ static int one_image(const Run *run, uint64_t i, Image *im)
         }
     }
     if (run->fuzz) {
-        if (strided) bf_run_strided(input, input_len, f->name);
+        if (packed) bf_run_packed(input, input_len, f->name);
         else bf_run_image(input, input_len, run->raw ? NULL : f->name);
     }
     return MADE;
@@ -185,7 +159,7 @@ static int usage(void)
         "                 [--fuzz] [--verbose]\n"
         "FORMAT: qcow2, vmdk, vdi, vpc, vhdx, parallels, or raw (each image one of the others,\n"
         "for the probing target).  Writes COUNT images gen-FORMAT-SEED-I to DIR (vhdx in the\n"
-        "strided form of its fuzz target); --valid skips the mutations; --check-valid also\n"
+        "packed form of its fuzz target); --valid skips the mutations; --check-valid also\n"
         "opens and checks each valid image and fails on any finding; --fuzz runs each image\n"
         "through the fuzz harness in this process instead (a standalone fuzzer; the input\n"
         "being run is kept in DIR/current until it passes).\n");

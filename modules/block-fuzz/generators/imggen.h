@@ -56,8 +56,8 @@ typedef struct ImgFormat {
     bool (*finish)(Image *im, GError **errp);
     /* One mutation round (1-3 per image). */
     void (*mutate)(Image *im);
-    /* The format's fuzz target takes a strided input (harness.h BF_STRIDE_*). */
-    bool strided;
+    /* The format's fuzz target takes a packed input (harnesses/packed.h). */
+    bool packed;
 } ImgFormat;
 
 /* qs_block_create(fmt, path, size, opts), then a few random writes (data, zeroes,

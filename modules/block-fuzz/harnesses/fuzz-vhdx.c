@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Fuzz target "vhdx": a strided input (harness.h: 8 KiB of every 64 KiB of the image) is
- * opened as vhdx (headers, region table, metadata, BAT, log) and driven like the others. */
+/* Fuzz target "vhdx": a packed input (packed.h: the image's size and its non-zero
+ * extents) is opened as vhdx (headers, region table, metadata, BAT, log) and driven like
+ * the others. */
 #include "harness.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -14,5 +15,5 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    return bf_run_strided(data, size, "vhdx");
+    return bf_run_packed(data, size, "vhdx");
 }

@@ -12,6 +12,7 @@
 #include <glib/gstdio.h>
 #include "qs/block.h"
 #include "harness.h"
+#include "packed.h"
 
 static char *sandbox;     /* private directory the images live in */
 static char *img_path;    /* the input, read-only phases */
@@ -76,31 +77,39 @@ static bool all_zero(const uint8_t *p, size_t n)
     return n <= sizeof(zero) && !memcmp(p, zero, n);
 }
 
-/* While a strided input runs (bf_run_strided), only the first stride_chunk bytes of
- * every stride_step can be non-zero: the rest is not even looked at. */
-static size_t stride_chunk, stride_step;
+/* While a packed input runs (bf_run_packed), only its extents' bytes can be non-zero:
+ * the rest is not even looked at. */
+static const BfSpan *cur_spans;
+static size_t cur_nspans;
+
+/* Writes the non-zero 4 KiB blocks of data[from, to) at the same offsets. */
+static void write_blocks(int fd, const char *path, const uint8_t *data, size_t from,
+                         size_t to)
+{
+    for (size_t blk = from & ~(size_t)4095; blk < to; blk += 4096) {
+        size_t end = MIN(to, blk + 4096), done = MAX(blk, from);
+        if (all_zero(data + done, end - done)) continue;
+        while (done < end) {
+            ssize_t n = pwrite(fd, data + done, end - done, (off_t)done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) BF_BUG("cannot write %s: %s", path, g_strerror(errno));
+            done += (size_t)n;
+        }
+    }
+}
 
 /* The file becomes exactly data, written sparsely: blocks of zeroes stay holes, so that
- * a 3 MiB vhdx of a few KiB of metadata costs a few KiB of writes. */
+ * a 4 MiB vhdx of a few KiB of metadata costs a few KiB of writes. */
 static void write_all(int fd, const char *path, const uint8_t *data, size_t size)
 {
     if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0)
         BF_BUG("cannot truncate %s: %s", path, g_strerror(errno));
-    size_t step = stride_step ? stride_step : MAX(size, (size_t)1);
-    size_t span = stride_step ? stride_chunk : size;
-    for (size_t base = 0; base < size; base += step) {
-        size_t span_end = MIN(size, base + span);
-        for (size_t blk = base; blk < span_end; blk += 4096) {
-            size_t end = MIN(span_end, blk + 4096), done = blk;
-            if (all_zero(data + blk, end - blk)) continue;
-            while (done < end) {
-                ssize_t n = pwrite(fd, data + done, end - done, (off_t)done);
-                if (n < 0 && errno == EINTR) continue;
-                if (n <= 0) BF_BUG("cannot write %s: %s", path, g_strerror(errno));
-                done += (size_t)n;
-            }
-        }
+    if (!cur_spans) {
+        write_blocks(fd, path, data, 0, size);
+        return;
     }
+    for (size_t i = 0; i < cur_nspans; i++)
+        write_blocks(fd, path, data, cur_spans[i].off, cur_spans[i].off + cur_spans[i].len);
 }
 
 /* The input file stays open: no directory work per input. */
@@ -412,22 +421,23 @@ int bf_run_image(const uint8_t *data, size_t size, const char *fmt)
     return 0;
 }
 
-int bf_run_strided(const uint8_t *data, size_t size, const char *fmt)
+int bf_run_packed(const uint8_t *data, size_t size, const char *fmt)
 {
-    size_t chunks = (size + BF_STRIDE_CHUNK - 1) / BF_STRIDE_CHUNK;
-    if (chunks > BF_MAX_INPUT / BF_STRIDE_STEP) return 0;
-    /* one buffer for every input: a fresh multi-MiB allocation costs more in page
-     * faults than the whole run of a small image */
-    static uint8_t *img;    /* only the chunks are ever written: the gaps stay zero */
+    /* one image buffer for every input, cleared where the last one put its extents: a
+     * fresh 4 MiB allocation costs more in page faults than the whole run */
+    static uint8_t *img;
+    static BfSpan *spans;
+    static size_t spans_room;
     if (!img) img = g_malloc0(BF_MAX_INPUT);
-    for (size_t k = 0; k < chunks; k++) {
-        size_t n = MIN((size_t)BF_STRIDE_CHUNK, size - k * BF_STRIDE_CHUNK);
-        memcpy(img + k * BF_STRIDE_STEP, data + k * BF_STRIDE_CHUNK, n);
-        if (n < BF_STRIDE_CHUNK) memset(img + k * BF_STRIDE_STEP + n, 0, BF_STRIDE_CHUNK - n);
+    if (size / 4 + 1 > spans_room) {
+        spans_room = size / 4 + 1;
+        spans = g_renew(BfSpan, spans, spans_room);
     }
-    stride_chunk = BF_STRIDE_CHUNK;
-    stride_step = BF_STRIDE_STEP;
-    int r = bf_run_image(img, chunks * BF_STRIDE_STEP, fmt);
-    stride_chunk = stride_step = 0;
+    size_t n = 0, len = bf_unpack(data, size, img, spans, &n);
+    cur_spans = spans;
+    cur_nspans = n;
+    int r = bf_run_image(img, len, fmt);
+    cur_spans = NULL;
+    for (size_t i = 0; i < n; i++) memset(img + spans[i].off, 0, spans[i].len);
     return r;
 }

@@ -8,20 +8,13 @@
 #include <stdint.h>
 
 /* Work bounds per input, so that one execution stays in the sub-millisecond range. */
-#define BF_MAX_INPUT        (4u << 20)        /* larger inputs are ignored (vhdx needs 3 MiB) */
+#define BF_MAX_INPUT        (4u << 20)        /* larger images are ignored (vhdx needs 4 MiB) */
 #define BF_MAX_STATUS_CALLS 512               /* block status calls over the disk */
 #define BF_READ_POINTS      16                /* evenly spread reads across the disk */
 #define BF_MAX_READ         (64u << 10)       /* bytes per read */
 #define BF_MAX_FILE_GROWTH  (64ull << 20)     /* RLIMIT_FSIZE: writes cannot grow past */
 #define BF_PROBE_BYTES      2048              /* what qs_block_probe gives the probes */
 #define BF_WRITE_EVERY      4                 /* engines: write phase on 1 input in 4 */
-
-/* vhdx places every structure at 64 KiB or 1 MiB boundaries, so a valid image is
- * 3 MiB of mostly zeroes: too big for the engines.  Its target takes a strided input
- * instead: input chunk k (BF_STRIDE_CHUNK bytes) is image bytes [k * BF_STRIDE_STEP,
- * + BF_STRIDE_CHUNK), the rest of every step is zero. */
-#define BF_STRIDE_CHUNK     (8u << 10)
-#define BF_STRIDE_STEP      (64u << 10)
 
 /* Called once before the first input (the AFL driver calls it before the fork server
  * starts); idempotent. */
@@ -31,8 +24,8 @@ void bf_init(void);
  * Always returns 0; a bug aborts (sanitizer report, g_critical, or a broken invariant). */
 int bf_run_image(const uint8_t *data, size_t size, const char *fmt);
 
-/* The same for a strided input (see BF_STRIDE_CHUNK): expands it, then bf_run_image. */
-int bf_run_strided(const uint8_t *data, size_t size, const char *fmt);
+/* The same for a packed input (packed.h): unpacks it, then bf_run_image. */
+int bf_run_packed(const uint8_t *data, size_t size, const char *fmt);
 
 /* Run the write phase (writes, `check -r all`, reopen) on the inputs whose hash is 0
  * modulo n: 1 runs it on every input (replay, CI), the engines default to

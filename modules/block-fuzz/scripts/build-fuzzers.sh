@@ -88,6 +88,8 @@ obj="$build/block-fuzz-obj"
 mkdir -p "$obj"
 # shellcheck disable=SC2086
 $CC $cflags $inc -c "$here/harnesses/harness.c" -o "$obj/harness.o"
+# shellcheck disable=SC2086
+$CC $cflags $inc -c "$here/harnesses/packed.c" -o "$obj/packed.o"
 extra=()
 if [ ${#main[@]} -gt 0 ]; then
   # shellcheck disable=SC2086
@@ -100,7 +102,7 @@ for f in $formats; do
   # shellcheck disable=SC2086
   $CC $cflags $inc -c "$here/harnesses/fuzz-$f.c" -o "$obj/fuzz-$f.o"
   # shellcheck disable=SC2086
-  $linker $link "$obj/fuzz-$f.o" "$obj/harness.o" "${extra[@]}" \
+  $linker $link "$obj/fuzz-$f.o" "$obj/harness.o" "$obj/packed.o" "${extra[@]}" \
       -Wl,--whole-archive "$build/core/libqscore.a" -Wl,--no-whole-archive \
       $deplibs -lm -ldl -pthread -o "$out/fuzz-$f"
   if [ "$engine" = ossfuzz ]; then

@@ -20,7 +20,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bins=${BF_BIN_DIR:-/tmp/qs-fuzz-bin}
 work=${BF_WORK_DIR:-/tmp/qs-fuzz-$fmt-$engine}
 max_len=${BF_MAX_LEN:-65536}
-[ "$fmt" = vhdx ] && max_len=${BF_MAX_LEN:-524288}   # strided input (harness.h): 4 MiB image
+[ "$fmt" = vhdx ] && max_len=${BF_MAX_LEN:-131072}   # packed input (harnesses/packed.h)
 
 if [ ! -f "$here/harnesses/fuzz-$fmt.c" ]; then
   echo "fuzz.sh: no target for format '$fmt' (have: $(cd "$here/harnesses" && ls fuzz-*.c |
@@ -37,7 +37,7 @@ build() {   # build ENGINE unless its binary is newer than every source (BF_NO_B
 
 mkdir -p "$work/corpus" "$work/artifacts"
 cp -n "$here/corpus/$fmt/"* "$work/corpus/" 2>/dev/null || true
-for z in "$work/corpus/"*.gz; do   # compressed seeds (vhdx): the engines want them inflated
+for z in "$work/corpus/"*.gz; do   # compressed seeds: the engines want them inflated
   [ -f "$z" ] && gzip -dc "$z" > "${z%.gz}" && rm -f "$z"
 done
 gen=${BF_IMGGEN:-}
