@@ -110,7 +110,13 @@ for f in $formats; do
     printf '[libfuzzer]\nmax_len = 1048576\n' > "$out/fuzz-$f.options"
     [ -f "$here/dictionaries/$f.dict" ] && printf 'dict = fuzz-%s.dict\n' "$f" >> "$out/fuzz-$f.options"
     if [ -d "$here/corpus/$f" ]; then
-      (cd "$here/corpus/$f" && zip -q -r "$out/fuzz-${f}_seed_corpus.zip" . -x README.md)
+      # seeds as the target takes them: the large ones are stored gzip-compressed
+      seeds=$(mktemp -d)
+      cp "$here/corpus/$f"/* "$seeds/"
+      rm -f "$seeds/README.md"
+      find "$seeds" -name '*.gz' -exec gunzip -f {} +
+      (cd "$seeds" && zip -q -r "$out/fuzz-${f}_seed_corpus.zip" .)
+      rm -rf "$seeds"
     fi
   fi
 done
