@@ -661,6 +661,70 @@ static void check_copied(Check *ck, int fix)
     }
 }
 
+/* Compares the refcounts stored with the references counted (ck->refs), reports each
+ * difference and, as fix allows, repairs it; returns the end of the highest cluster in
+ * use or referenced, in clusters. */
+static uint64_t compare_refcounts(Check *ck, int fix)
+{
+    Qcow2 *s = ck->s;
+    uint64_t E = 1ull << s->rb_bits;
+    uint64_t limit = ck->nb;
+    for (uint64_t i = 0; i < s->reftable_entries; i++) {
+        if ((s->reftable[i] & REFT_OFFSET_MASK) && !(s->reftable[i] & 511))
+            limit = MAX(limit, (i + 1) * E);
+    }
+    /* Refcounts past the end of the file: only a bounded tail, as inc_refs counts (a few
+     * refcount table entries could otherwise make this walk 2^28 clusters). */
+    limit = MIN(limit, MIN(CHECK_MAX_CLUSTERS, MAX(ck->nb, file_clusters(s)) + (1u << 16)));
+    uint64_t highest = 0;
+    /* the refcount block of cluster c is looked up once per block, not per cluster;
+     * a repair may move or evict it, so it is looked up again after one */
+    uint64_t blk_idx = UINT64_MAX;
+    uint8_t *blk = NULL;
+    int blk_err = 0;
+    for (uint64_t c = 0; c < limit; c++) {
+        uint64_t ref = c < ck->nb ? ck->refs[c] : 0;
+        if (ref) highest = c + 1;
+        uint64_t idx = c / E;
+        if (ref == 0 && (idx >= s->reftable_entries || !(s->reftable[idx] & REFT_OFFSET_MASK))) {
+            if (c >= ck->nb) c = MIN(limit, (idx + 1) * E) - 1;   /* nothing in this block */
+            continue;
+        }
+        if (idx != blk_idx) {
+            blk_err = load_block(s, idx, &blk, NULL);
+            if (blk_err < 0) {
+                CK_PRINT(ck, "Can't get refcount for cluster %" G_GUINT64_FORMAT ": %s\n", c,
+                        g_strerror(EIO));
+                ck->res->check_errors++;
+            }
+            blk_idx = idx;
+        }
+        if (blk_err < 0) continue;
+        if (c >= ck->nb && (!blk || zero_from(s, blk, c & (E - 1)))) {
+            c = MIN(limit, (idx + 1) * E) - 1;      /* unreferenced, and no refcount left */
+            continue;
+        }
+        uint64_t rc = blk ? rb_get(s, blk, c & (E - 1)) : 0;
+        if (rc) highest = MAX(highest, c + 1);
+        if (rc == ref) continue;
+        bool leak = rc > ref;
+        bool repair = fix & (leak ? QS_CHECK_FIX_LEAKS : QS_CHECK_FIX_ERRORS);
+        CK_PRINT(ck, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
+                " reference=%" G_GUINT64_FORMAT "\n",
+                repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
+        if (repair) blk_idx = UINT64_MAX;
+        if (repair && ref <= s->refcount_max && adjust(s, c, leak ? rc - ref : ref - rc, leak) == 0) {
+            if (leak) ck->res->leaks_fixed++;
+            else ck->res->corruptions_fixed++;
+        } else if (leak) {
+            ck->res->leaks++;
+        } else {
+            ck->res->corruptions++;
+        }
+    }
+    return highest;
+}
+
 bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
 {
     Qcow2 *s = bs->opaque;
@@ -711,61 +775,14 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
     }
     check_bitmaps(&ck);
 
-    /* compare */
-    uint64_t E = 1ull << s->rb_bits;
-    uint64_t limit = ck.nb;
-    for (uint64_t i = 0; i < s->reftable_entries; i++) {
-        if ((s->reftable[i] & REFT_OFFSET_MASK) && !(s->reftable[i] & 511))
-            limit = MAX(limit, (i + 1) * E);
-    }
-    /* Refcounts past the end of the file: only a bounded tail, as inc_refs counts (a few
-     * refcount table entries could otherwise make this walk 2^28 clusters). */
-    limit = MIN(limit, MIN(CHECK_MAX_CLUSTERS, MAX(ck.nb, file_clusters(s)) + (1u << 16)));
-    uint64_t highest = 0;
-    /* the refcount block of cluster c is looked up once per block, not per cluster;
-     * a repair may move or evict it, so it is looked up again after one */
-    uint64_t blk_idx = UINT64_MAX;
-    uint8_t *blk = NULL;
-    int blk_err = 0;
-    for (uint64_t c = 0; c < limit; c++) {
-        uint64_t ref = c < ck.nb ? ck.refs[c] : 0;
-        if (ref) highest = c + 1;
-        uint64_t idx = c / E;
-        if (ref == 0 && (idx >= s->reftable_entries || !(s->reftable[idx] & REFT_OFFSET_MASK))) {
-            if (c >= ck.nb) c = MIN(limit, (idx + 1) * E) - 1;   /* nothing in this block */
-            continue;
-        }
-        if (idx != blk_idx) {
-            blk_err = load_block(s, idx, &blk, NULL);
-            if (blk_err < 0) {
-                CK_PRINT(&ck, "Can't get refcount for cluster %" G_GUINT64_FORMAT ": %s\n", c,
-                        g_strerror(EIO));
-                res->check_errors++;
-            }
-            blk_idx = idx;
-        }
-        if (blk_err < 0) continue;
-        if (c >= ck.nb && (!blk || zero_from(s, blk, c & (E - 1)))) {
-            c = MIN(limit, (idx + 1) * E) - 1;      /* unreferenced, and no refcount left */
-            continue;
-        }
-        uint64_t rc = blk ? rb_get(s, blk, c & (E - 1)) : 0;
-        if (rc) highest = MAX(highest, c + 1);
-        if (rc == ref) continue;
-        bool leak = rc > ref;
-        bool repair = fix & (leak ? QS_CHECK_FIX_LEAKS : QS_CHECK_FIX_ERRORS);
-        CK_PRINT(&ck, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
-                " reference=%" G_GUINT64_FORMAT "\n",
-                repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
-        if (repair) blk_idx = UINT64_MAX;
-        if (repair && ref <= s->refcount_max && adjust(s, c, leak ? rc - ref : ref - rc, leak) == 0) {
-            if (leak) res->leaks_fixed++;
-            else res->corruptions_fixed++;
-        } else if (leak) {
-            res->leaks++;
-        } else {
-            res->corruptions++;
-        }
+    /* As QEMU: with a repair asked for, a first pass reports what is wrong ("Leaked
+     * cluster", "ERROR cluster"), then, if anything is, a second repairs it from the
+     * counts before the first ("Repairing cluster"). */
+    QsBlockCheckResult before = *res;
+    uint64_t highest = compare_refcounts(&ck, 0);
+    if (fix && (res->leaks || res->corruptions)) {
+        *res = before;
+        highest = compare_refcounts(&ck, fix);
     }
     check_copied(&ck, fix);
     if (ck.messages > CHECK_MAX_MESSAGES)
