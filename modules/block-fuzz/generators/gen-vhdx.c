@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 #include "qs/block.h"
 #include "imggen.h"
+#include "../harnesses/harness.h"
 
 /* The layout (MS-VHDX 1.00): file identifier at 0, headers at 64 and 128 KiB (4 KiB
  * checksummed), region tables at 192 and 256 KiB (64 KiB checksummed), then the log, BAT
@@ -257,16 +258,19 @@ static const uint64_t vhdx_sizes[] = { 0, 512, 4096, 1 << 20, 3 << 20, 64 << 20,
 static bool make_vhdx(GRand *rng, const char *dir, const char *path, GString *log,
                        GError **errp)
 {
-    uint64_t bs = MiB << g_rand_int_range(rng, 0, 9);          /* 1 MiB .. 256 MiB */
+    /* 1 MiB .. 256 MiB; 1 MiB more often, the size payload blocks are made for */
+    uint64_t bs = g_rand_int_range(rng, 0, 3) ? MiB << g_rand_int_range(rng, 0, 9) : MiB;
     uint64_t size = vhdx_sizes[g_rand_int_range(rng, 0, G_N_ELEMENTS(vhdx_sizes))];
     if (size > 4096 && g_rand_boolean(rng)) size -= img_rand_below(rng, size / 2) & ~4095ull;
     bool diff = !g_rand_int_range(rng, 0, 4);
-    /* the BAT must fit its 1 MiB region (with 512-byte sectors: the most entries) */
-    uint64_t chunk = (1ull << 32) / bs;
+    /* the BAT must fit its 1 MiB region whichever logical sector size finish_vhdx picks:
+     * 512-byte sectors give the most bitmap entries, 4096-byte ones round a differencing
+     * image's entries up to the most (a whole chunk) */
     for (;;) {
-        uint64_t blocks = (size + bs - 1) / bs;
-        uint64_t n = diff ? (blocks + chunk - 1) / chunk * (chunk + 1)
-                          : blocks ? blocks + (blocks - 1) / chunk : 0;
+        uint64_t blocks = (size + bs - 1) / bs, n = 0;
+        for (uint64_t chunk = (1ull << 32) / bs; chunk <= (1ull << 35) / bs; chunk *= 8)
+            n = MAX(n, diff ? (blocks + chunk - 1) / chunk * (chunk + 1)
+                            : blocks ? blocks + (blocks - 1) / chunk : 0);
         if (n <= BAT_ROOM) break;
         size /= 2;
     }
@@ -284,6 +288,53 @@ static bool make_vhdx(GRand *rng, const char *dir, const char *path, GString *lo
     }
     g_string_append_printf(log, " create vhdx size=%" G_GUINT64_FORMAT " %s;", size, o->str);
     return qs_block_create("vhdx", path, size, o->str, true, errp);
+}
+
+/* Payload blocks after the 4 MiB of regions, as many as fit the harness's limit (3 in 4
+ * images with blocks of 1 or 2 MiB): each holds a few non-zero pieces (the packed input
+ * carries only those), its BAT entry says fully present, or in a differencing image
+ * partially present with the chunk's sector bitmap block after it, some bits set.
+ * Returns how many were added. */
+static unsigned add_payload_blocks(Image *im, const Layout *l, uint64_t bs, uint32_t logical,
+                                   uint64_t chunk, uint64_t blocks, bool diff)
+{
+    if (bs > 2 * MiB || !blocks || !g_rand_int_range(im->rng, 0, 4)) return 0;
+    unsigned want = (unsigned)g_rand_int_range(im->rng, 1, 4), made = 0;
+    for (unsigned k = 0; k < want; k++) {
+        uint64_t i = img_rand_below(im->rng, MIN(blocks, (uint64_t)512));
+        uint64_t idx = i + i / chunk, at = l->bat_off + 8 * idx;
+        bool partial = diff && g_rand_boolean(im->rng);
+        uint64_t sb_idx = i / chunk * (chunk + 1) + chunk, sb_at = l->bat_off + 8 * sb_idx;
+        uint64_t need = bs + (partial && !(img_get(im, sb_at, &le64) & 7) ? MiB : 0);
+        if (idx >= BAT_ROOM || !BAT_REPR(idx) || (img_get(im, at, &le64) & 7) >= 6 ||
+            (partial && (sb_idx >= BAT_ROOM || !BAT_REPR(sb_idx))) ||
+            im->len + need > BF_MAX_INPUT)
+            continue;
+        uint64_t off = im->len;
+        im->buf = g_realloc(im->buf, im->len + need);
+        memset(im->buf + off, 0, need);
+        im->len += need;
+        for (int p = g_rand_int_range(im->rng, 1, 4); p > 0; p--) {
+            uint64_t at_data = off + (img_rand_below(im->rng, bs / 4096) * 4096);
+            uint32_t n = 512u << g_rand_int_range(im->rng, 0, 4);
+            for (uint32_t b = 0; b < n; b++) im->buf[at_data + b] = (uint8_t)g_rand_int(im->rng);
+        }
+        img_set(im, at, &le64, off / MiB << 20 | (partial ? 7 : 6));
+        if (partial) {
+            uint64_t sb = img_get(im, sb_at, &le64);
+            if (!(sb & 7)) {                                   /* a new bitmap block */
+                sb = (off + bs) / MiB << 20 | 6;
+                img_set(im, sb_at, &le64, sb);
+            }
+            uint64_t bytes = bs / logical / 8;               /* this block's bitmap */
+            uint64_t bm = (sb >> 20) * MiB + (i % chunk) * bytes;
+            for (int b = g_rand_int_range(im->rng, 1, 9); b > 0; b--)
+                im->buf[bm + img_rand_below(im->rng, bytes)] |=
+                    (uint8_t)(1u << g_rand_int_range(im->rng, 0, 8));
+        }
+        made++;
+    }
+    return made;
 }
 
 static bool finish_vhdx(Image *im, GError **errp)
@@ -331,8 +382,8 @@ static bool finish_vhdx(Image *im, GError **errp)
     img_set(im, ds, &le64, size);
     bool fixed = !diff && !g_rand_int_range(im->rng, 0, 3);
     if (fixed) img_set(im, fp + 4, &le32, 1);               /* LeaveBlocksAllocated */
-    /* the BAT: payload blocks not present, zero, unmapped or undefined (no data block fits
-     * in the 4 MiB the harness takes), sector bitmaps not present */
+    /* the BAT: payload blocks not present, zero, unmapped or undefined, sector bitmaps
+     * not present; then maybe a few payload blocks after the regions */
     uint64_t chunk = (1ull << 23) * logical / bs;
     uint64_t blocks = (size + bs - 1) / bs;
     uint64_t n = diff ? (blocks + chunk - 1) / chunk * (chunk + 1)
@@ -344,6 +395,7 @@ static bool finish_vhdx(Image *im, GError **errp)
                     : (uint64_t)g_rand_int_range(im->rng, 0, 4);   /* 0..3 */
         img_set(im, l.bat_off + 8 * i, &le64, st);
     }
+    unsigned nblocks = add_payload_blocks(im, &l, bs, logical, chunk, blocks, diff);
     /* an unknown metadata item that is not required: readers skip it */
     uint32_t items = (uint32_t)img_get(im, l.meta_off, &meta_hdr[2]);
     if (g_rand_boolean(im->rng) && items < 64) {
@@ -392,10 +444,11 @@ static bool finish_vhdx(Image *im, GError **errp)
     bool torn = !g_rand_int_range(im->rng, 0, 6);             /* the older one torn */
     if (torn) memset(im->buf + (cur ? HDR1 : HDR2), 0, HDR_SIZE);
     g_string_append_printf(im->log, " sectors %u/%u, %s, BAT pattern %d, %u metadata items, "
-                           "log/BAT/metadata at %u/%u/%u MiB, header %d current%s%s;",
+                           "%u payload blocks, log/BAT/metadata at %u/%u/%u MiB, header %d "
+                           "current%s%s;",
                            logical, physical, diff ? "differencing" : fixed
                                 ? "LeaveBlocksAllocated" : "dynamic",
-                           pattern, (unsigned)img_get(im, pm[2] * MiB, &meta_hdr[2]),
+                           pattern, (unsigned)img_get(im, pm[2] * MiB, &meta_hdr[2]), nblocks,
                            pm[0], pm[1], pm[2], cur + 1, torn ? ", other torn" : "",
                            im->replay ? ", a log entry to replay" : "");
     return true;

@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 /* Work bounds per input, so that one execution stays in the sub-millisecond range. */
-#define BF_MAX_INPUT        (4u << 20)        /* larger images are ignored (vhdx needs 4 MiB) */
+#define BF_MAX_INPUT        (8u << 20)        /* larger images are ignored (vhdx: 4 MiB
+                                               * of regions, then payload blocks) */
 #define BF_MAX_STATUS_CALLS 512               /* block status calls over the disk */
 #define BF_READ_POINTS      16                /* evenly spread reads across the disk */
 #define BF_MAX_READ         (64u << 10)       /* bytes per read */

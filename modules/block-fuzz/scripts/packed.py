@@ -8,7 +8,7 @@
 #   packed.py unpack INPUT OUT    packed input -> image, as the target builds it
 import sys
 
-SIZE_UNIT, OFF_UNIT, MAX_INPUT = 64 << 10, 4096, 4 << 20
+SIZE_UNIT, OFF_UNIT, MAX_INPUT = 64 << 10, 4096, 8 << 20   # harness.h BF_MAX_INPUT
 MAX_EXTENT = 15 * OFF_UNIT
 
 
