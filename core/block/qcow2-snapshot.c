@@ -6,8 +6,9 @@
 #include "qcow2.h"
 
 /* A snapshot's id and name: "id\0name\0", owned by id.  The entries read at open keep
- * theirs in one shared allocation (s->snap_names): a table may hold 65536 entries and
- * is read at every open; a snapshot created later has its own. */
+ * theirs, and their unknown extra data, in one shared allocation (s->snap_names): a
+ * table may hold 65536 entries and is read at every open; a snapshot created later has
+ * its own. */
 static void set_names(Qcow2Snapshot *sn, const char *id, size_t id_len, const char *name,
                       size_t name_len)
 {
@@ -19,11 +20,15 @@ static void set_names(Qcow2Snapshot *sn, const char *id, size_t id_len, const ch
     sn->name[name_len] = 0;
 }
 
+static bool in_shared(const Qcow2 *s, const void *ptr)
+{
+    uintptr_t p = (uintptr_t)ptr, base = (uintptr_t)s->snap_names;
+    return s->snap_names && p >= base && p < base + s->snap_names_len;
+}
+
 static void free_names(Qcow2 *s, Qcow2Snapshot *sn)
 {
-    uintptr_t p = (uintptr_t)sn->id, base = (uintptr_t)s->snap_names;
-    bool shared = s->snap_names && p >= base && p < base + s->snap_names_len;
-    if (!shared) g_free(sn->id);
+    if (!in_shared(s, sn->id)) g_free(sn->id);
     sn->id = sn->name = NULL;
 }
 
@@ -31,7 +36,7 @@ void qcow2_free_snapshots(Qcow2 *s)
 {
     for (uint32_t i = 0; i < s->nb_snapshots && s->snaps; i++) {
         free_names(s, &s->snaps[i]);
-        g_free(s->snaps[i].extra_unknown);
+        if (!in_shared(s, s->snaps[i].extra_unknown)) g_free(s->snaps[i].extra_unknown);
     }
     g_free(s->snaps);
     s->snaps = NULL;
@@ -80,9 +85,11 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
     }
     s->snaps = g_new0(Qcow2Snapshot, s->nb_snapshots);
     uint64_t off = s->snapshots_offset, total = 0;
-    /* every "id\0name\0" goes into one buffer; the pointers are set once it is whole */
+    /* every "id\0name\0" and unknown extra data go into one buffer; the pointers are
+     * set once it is whole */
     g_autoptr(GByteArray) names = g_byte_array_new();
     g_autofree size_t *name_at = g_new(size_t, s->nb_snapshots);
+    g_autofree size_t *extra_at = g_new(size_t, s->nb_snapshots);
     g_autofree TableReader *rd = g_new(TableReader, 1);
     rd->s = s;
     rd->len = 0;
@@ -126,10 +133,8 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
             sn->icount = be64_at(rest + 16);
             sn->has_icount = sn->icount != UINT64_MAX;
         }
-        if (extra > 24) {
-            sn->extra_unknown_len = extra - 24;
-            sn->extra_unknown = g_memdup2(rest + 24, extra - 24);
-        }
+        extra_at[i] = names->len;               /* the unknown extra data, then the names */
+        if (extra > 24) g_byte_array_append(names, rest + 24, extra - 24);
         const char *id = (char *)rest + extra, *name = id + id_len;
         name_at[i] = names->len;
         g_byte_array_append(names, (const guint8 *)id, (guint)strnlen(id, id_len));
@@ -151,6 +156,9 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         s->snaps[i].id = s->snap_names + name_at[i];
         s->snaps[i].name = s->snaps[i].id + strlen(s->snaps[i].id) + 1;
+        s->snaps[i].extra_unknown_len = (uint32_t)(name_at[i] - extra_at[i]);
+        if (s->snaps[i].extra_unknown_len)
+            s->snaps[i].extra_unknown = (uint8_t *)s->snap_names + extra_at[i];
     }
     return 0;
 io:
@@ -540,7 +548,7 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
         r = qcow2_update_refcount(s, sn.l1_offset, (uint64_t)sn.l1_size * 8, -1);
     if (r == 0) r = qcow2_fix_copied(s);
     free_names(s, &sn);
-    g_free(sn.extra_unknown);
+    if (!in_shared(s, sn.extra_unknown)) g_free(sn.extra_unknown);
 out:
     g_mutex_unlock(&s->lock);
     return r < 0 ? fail(errp, r, "delete", key) : true;

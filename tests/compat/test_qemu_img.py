@@ -208,6 +208,38 @@ def be_at(f, off, n=8):
     return int.from_bytes(f.read(n), "big")
 
 
+def test_snapshot_unknown_extra_data(tmp_path):
+    """A snapshot table entry with extra data we do not know (QEMU keeps it): listed,
+    kept when the table is rewritten, and its snapshot deleted, as by QEMU."""
+    img = tmp_path / "x.qcow2"
+    run(REAL, "create", "-q", "-f", "qcow2", img, "1M")
+    run(REAL, "snapshot", "-c", "s1", img)
+    unknown = bytes(range(1, 9))
+    with open(img, "r+b") as f:
+        table = be_at(f, 64)
+        f.seek(table)
+        entry = f.read(65536)
+        extra = int.from_bytes(entry[36:40], "big")
+        id_len, name_len = be_at(f, table + 12, 2), be_at(f, table + 14, 2)
+        names = entry[40 + extra:40 + extra + id_len + name_len]
+        new = (entry[:36] + (extra + 8).to_bytes(4, "big") + entry[40:40 + extra] +
+               unknown + names)
+        f.seek(table)
+        f.write(new + bytes(-len(new) % 8))
+    listing = run(REAL, "snapshot", "-l", img).stdout
+    assert run(OURS, "snapshot", "-l", img).stdout == listing
+    run(OURS, "snapshot", "-c", "s2", img)            # rewrites the table
+    with open(img, "rb") as f:
+        table = be_at(f, 64)
+        f.seek(table)
+        assert unknown in f.read(65536)
+    assert run(REAL, "check", img).returncode == 0
+    run(OURS, "snapshot", "-d", "s1", img)
+    assert run(REAL, "check", img).returncode == 0
+    assert "s1" not in run(REAL, "snapshot", "-l", img).stdout
+    assert "s2" in run(REAL, "snapshot", "-l", img).stdout
+
+
 def test_check_leaks_and_repair(tmp_path):
     img = tmp_path / "l.qcow2"
     run(REAL, "create", "-q", "-f", "qcow2", img, "16M")
