@@ -86,14 +86,18 @@ int qcow2_update_header(Qcow2 *s)
         memcpy(h + p + 8, bs->backing_fmt, l);
         p += 8 + align_up(l, 8);
     }
-    NEED(8 + G_N_ELEMENTS(feature_names) * 48);
-    put_be32(h + p, QCOW2_EXT_FEATURES);
-    put_be32(h + p + 4, G_N_ELEMENTS(feature_names) * 48);
-    p += 8;
-    for (unsigned i = 0; i < G_N_ELEMENTS(feature_names); i++, p += 48) {
-        h[p] = (uint8_t)atoi(feature_names[i][0]);
-        h[p + 1] = (uint8_t)atoi(feature_names[i][1]);
-        memcpy(h + p + 2, feature_names[i][2], strlen(feature_names[i][2]));
+    /* the feature name table, as QEMU writes it: version 3 only, and not with clusters of
+     * 4 KiB or less (with 512-byte ones it would leave no room for a backing file name) */
+    if (s->version >= 3 && cs > 4096) {
+        NEED(8 + G_N_ELEMENTS(feature_names) * 48);
+        put_be32(h + p, QCOW2_EXT_FEATURES);
+        put_be32(h + p + 4, G_N_ELEMENTS(feature_names) * 48);
+        p += 8;
+        for (unsigned i = 0; i < G_N_ELEMENTS(feature_names); i++, p += 48) {
+            h[p] = (uint8_t)atoi(feature_names[i][0]);
+            h[p + 1] = (uint8_t)atoi(feature_names[i][1]);
+            memcpy(h + p + 2, feature_names[i][2], strlen(feature_names[i][2]));
+        }
     }
     for (guint i = 0; s->exts && i < s->exts->len; i++) {
         Qcow2Ext *e = s->exts->pdata[i];

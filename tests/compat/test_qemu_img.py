@@ -49,6 +49,16 @@ WORKLOAD = ["write -P 0x11 0 100k", "write -P 0x22 1M 64k", "write -z 2M 128k",
             "write -P 0x33 3000k 5000", "discard 1M 64k", "write -P 0x44 7M 1M"]
 
 
+@pytest.mark.parametrize("opts", CREATE_MATRIX + ["cluster_size=1k", "cluster_size=8k",
+                                                  "compat=0.10,cluster_size=512"])
+def test_create_same_bytes(tmp_path, opts):
+    """create writes the file QEMU writes (the header's feature name table only for
+    version 3 with clusters over 4 KiB, as QEMU)."""
+    for tool, name in ((OURS, "o.qcow2"), (REAL, "q.qcow2")):
+        run(tool, "create", "-q", "-f", "qcow2", "-o", opts, tmp_path / name, "8M")
+    assert (tmp_path / "o.qcow2").read_bytes() == (tmp_path / "q.qcow2").read_bytes()
+
+
 @pytest.mark.parametrize("opts", CREATE_MATRIX)
 def test_real_image_read_by_ours(tmp_path, opts):
     img = tmp_path / "r.qcow2"
