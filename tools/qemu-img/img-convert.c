@@ -56,6 +56,14 @@ static bool all_zero(const uint8_t *p, size_t n)
     return !memcmp(p, p + 1, n - 1);
 }
 
+/* Where a source's status is taken down to: with a backing file for the target (-B), only
+ * the source's own top layer is copied and the rest is left to the backing file, as
+ * QEMU does (-B names the source's backing or an equal one: that is the user's part). */
+static QsBlock *status_base(const Conv *c, QsBlock *src)
+{
+    return c->target_backing ? src->backing : NULL;
+}
+
 static void add_op(GArray *ops, int kind, uint64_t off, uint64_t len)
 {
     if (!len) return;
@@ -184,7 +192,7 @@ static int read_chunk(Conv *c, uint64_t off, uint64_t len, uint8_t *buf, GArray 
         uint64_t local = p - c->start[k];
         uint64_t want = MIN(off + len - p, s->size - local);
         uint64_t n;
-        int st = qs_block_status_above(s, NULL, local, want, &n, NULL, NULL, NULL);
+        int st = qs_block_status_above(s, status_base(c, s), local, want, &n, NULL, NULL, NULL);
         if (st < 0) {
             img_error("error while reading block status at offset %" G_GUINT64_FORMAT ": %s",
                       p, g_strerror(-st));
@@ -331,8 +339,10 @@ int img_convert(int argc, char **argv)
             goto out;
         }
     }
-    cv.dst = img_open(out, skip_create ? NULL : ofmt, QS_BLOCK_RDWR | QS_BLOCK_NO_BACKING | cflags,
-                      quiet);
+    /* with -B the target's backing file is opened, as QEMU does: a partly written
+     * cluster is completed from it, and zeros over it must be stored, not dropped */
+    cv.dst = img_open(out, skip_create ? NULL : ofmt,
+                      QS_BLOCK_RDWR | (base ? 0 : QS_BLOCK_NO_BACKING) | cflags, quiet);
     if (!cv.dst) goto out;
     if (skip_create && cv.dst->size < cv.total) {
         img_error("Error: Cannot convert to a target smaller than the source (%" G_GUINT64_FORMAT
@@ -370,8 +380,8 @@ int img_convert(int argc, char **argv)
         int k = nsrc - 1;
         while (k > 0 && cv.start[k] > p) k--;
         uint64_t local = p - cv.start[k], n;
-        int st = qs_block_status_above(cv.src[k], NULL, local, cv.src[k]->size - local, &n,
-                                       NULL, NULL, NULL);
+        int st = qs_block_status_above(cv.src[k], status_base(&cv, cv.src[k]), local,
+                                       cv.src[k]->size - local, &n, NULL, NULL, NULL);
         if (st < 0) {
             img_error("error while reading block status at offset %" G_GUINT64_FORMAT ": %s",
                       p, g_strerror(-st));
