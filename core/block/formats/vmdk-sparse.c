@@ -404,35 +404,45 @@ static void copy_held(const uint8_t *buf, size_t held, uint64_t in, size_t n, ui
     memset(p + have, 0, n - have);
 }
 
-/* Read and inflate the compressed grain whose marker is at host into out (len bytes). */
-static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out, size_t len)
+/* The grain record (marker and compressed bytes) at host, read whole; *size gets its
+ * compressed size.  NULL with *err set if it cannot be read or names bytes past the file. */
+static uint8_t *read_record(VmdkExtent *e, uint64_t host, uint32_t *size, int *err)
 {
     uint8_t m[12];
     int r = qs_block_pread(e->file, host, 12, m);
-    if (r < 0) return r;
-    uint32_t size = le32_at(m + 8);
-    if (!size || size > max_csize(e) || host + 12 + size > e->file->size)
-        return -EIO;
-    g_autofree uint8_t *in = g_malloc(size);
-    r = qs_block_pread(e->file, host + 12, size, in);
-    if (r < 0) return r;
-    return inflate_grain(e, in, size, out, len);
+    *size = r == 0 ? le32_at(m + 8) : 0;
+    if (r == 0 && (!*size || *size > max_csize(e) || host + 12 + *size > e->file->size))
+        r = -EIO;
+    uint8_t *rec = r == 0 ? g_malloc(12 + (size_t)*size) : NULL;
+    if (rec) {
+        memcpy(rec, m, 12);
+        r = qs_block_pread(e->file, host + 12, *size, rec + 12);
+    }
+    if (r < 0) {
+        g_free(rec);
+        *err = r;
+        return NULL;
+    }
+    return rec;
+}
+
+/* Read and inflate the compressed grain whose marker is at host into out (len bytes). */
+static int read_compressed(VmdkExtent *e, uint64_t host, uint8_t *out, size_t len)
+{
+    uint32_t size;
+    int r = 0;
+    g_autofree uint8_t *rec = read_record(e, host, &size, &r);
+    return rec ? inflate_grain(e, rec + 12, size, out, len) : r;
 }
 
 /* Read [in, in + n) of the compressed grain g whose marker is at host into p. */
 static int read_compressed_part(VmdkExtent *e, uint64_t g, uint64_t host, uint64_t in,
                                 size_t n, uint8_t *p)
 {
-    uint8_t m[12];
-    int r = qs_block_pread(e->file, host, 12, m);
-    if (r < 0) return r;
-    uint32_t size = le32_at(m + 8);
-    if (!size || size > max_csize(e) || host + 12 + size > e->file->size)
-        return -EIO;
-    g_autofree uint8_t *rec = g_malloc(12 + (size_t)size);
-    memcpy(rec, m, 12);
-    r = qs_block_pread(e->file, host + 12, size, rec + 12);
-    if (r < 0) return r;
+    uint32_t size;
+    int r = 0;
+    g_autofree uint8_t *rec = read_record(e, host, &size, &r);
+    if (!rec) return r;
     g_autofree uint8_t *out = NULL;
     size_t held = 0;
     r = decode_grain_part(e, g, rec, 12 + (uint64_t)size, &out, &held);
