@@ -82,13 +82,17 @@ static bool all_zero(const uint8_t *p, size_t n)
 static const BfSpan *cur_spans;
 static size_t cur_nspans;
 
-/* Writes the non-zero 4 KiB blocks of data[from, to) at the same offsets. */
-static void write_blocks(int fd, const char *path, const uint8_t *data, size_t from,
-                         size_t to)
+/* Writes the non-zero ones of the 4 KiB blocks of data (size bytes) that [from, to)
+ * touches, whole, each at most once per file (seen: a byte per block; the extents of a
+ * packed input may overlap, thousands of them in one block). */
+static void write_blocks(int fd, const char *path, const uint8_t *data, size_t size,
+                         size_t from, size_t to, uint8_t *seen)
 {
     for (size_t blk = from & ~(size_t)4095; blk < to; blk += 4096) {
-        size_t end = MIN(to, blk + 4096), done = MAX(blk, from);
-        if (all_zero(data + done, end - done)) continue;
+        if (seen[blk / 4096]) continue;
+        seen[blk / 4096] = 1;
+        size_t end = MIN(size, blk + 4096), done = blk;
+        if (all_zero(data + blk, end - blk)) continue;
         while (done < end) {
             ssize_t n = pwrite(fd, data + done, end - done, (off_t)done);
             if (n < 0 && errno == EINTR) continue;
@@ -104,12 +108,15 @@ static void write_all(int fd, const char *path, const uint8_t *data, size_t size
 {
     if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0)
         BF_BUG("cannot truncate %s: %s", path, g_strerror(errno));
+    static uint8_t seen[BF_MAX_INPUT / 4096];
+    memset(seen, 0, sizeof(seen));
     if (!cur_spans) {
-        write_blocks(fd, path, data, 0, size);
+        write_blocks(fd, path, data, size, 0, size, seen);
         return;
     }
     for (size_t i = 0; i < cur_nspans; i++)
-        write_blocks(fd, path, data, cur_spans[i].off, cur_spans[i].off + cur_spans[i].len);
+        write_blocks(fd, path, data, size, cur_spans[i].off,
+                     cur_spans[i].off + cur_spans[i].len, seen);
 }
 
 /* The input file stays open: no directory work per input. */
