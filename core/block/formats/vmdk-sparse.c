@@ -564,6 +564,26 @@ static int alloc_gt(VmdkExtent *e, uint32_t i)
 }
 
 /* Set grain table entry for grain g to v, in memory and on disk. */
+/* Whether [off, off + len) of the file holds the hosted header, the embedded descriptor
+ * or a grain directory: a corrupt directory can place a grain table over them, and an
+ * entry written there would leave an image that no longer opens. */
+static bool on_extent_metadata(const VmdkExtent *e, uint64_t off, uint64_t len)
+{
+    uint64_t d_off = le64_at(e->header + K_DESC_OFF), d_len = le64_at(e->header + K_DESC_SIZE);
+    bool hosted = le32_at(e->header) == VMDK4_MAGIC;
+    uint64_t dirs = (uint64_t)e->gd_entries * 4;
+    const uint64_t m[][2] = {
+        { 0, hosted ? 512 : 0 },
+        { d_off * 512, hosted && d_off && d_off <= UINT64_MAX / 1024 && d_len <= UINT32_MAX
+                       ? d_len * 512 : 0 },
+        { e->gd_offset, e->gd ? dirs : 0 },
+        { e->rgd_offset, e->rgd ? dirs : 0 },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(m); i++)
+        if (m[i][1] && off < m[i][0] + m[i][1] && m[i][0] < off + len) return true;
+    return false;
+}
+
 static int set_gte(VmdkExtent *e, uint64_t g, uint32_t v)
 {
     uint32_t i = (uint32_t)(g / e->gtes), k = (uint32_t)(g % e->gtes);
@@ -576,8 +596,15 @@ static int set_gte(VmdkExtent *e, uint64_t g, uint32_t v)
     int r = 0;
     if (!e->gd[i] || (e->rgd && !e->rgd[i])) r = alloc_gt(e, i);
     if (r < 0) return r;
-    r = write_le32(e->file, (uint64_t)e->gd[i] * 512 + k * 4ull, v);
-    if (r == 0 && e->rgd) r = write_le32(e->file, (uint64_t)e->rgd[i] * 512 + k * 4ull, v);
+    uint64_t at = (uint64_t)e->gd[i] * 512 + k * 4ull;
+    uint64_t rat = e->rgd ? (uint64_t)e->rgd[i] * 512 + k * 4ull : 0;
+    if (on_extent_metadata(e, at, 4) || (e->rgd && on_extent_metadata(e, rat, 4))) {
+        qs_block_message("vmdk: '%s': grain table %u lies on the image's header, descriptor "
+                         "or grain directory; write refused\n", e->filename, i);
+        return -EIO;
+    }
+    r = write_le32(e->file, at, v);
+    if (r == 0 && e->rgd) r = write_le32(e->file, rat, v);
     if (r < 0) return r;
     uint32_t *t = g_hash_table_lookup(e->gt_cache, GUINT_TO_POINTER(i));
     if (t) t[k] = v;
