@@ -294,10 +294,12 @@ static bool make_vhdx(GRand *rng, const char *dir, const char *path, GString *lo
  * images with blocks of 1 or 2 MiB): each holds a few non-zero pieces (the packed input
  * carries only those), its BAT entry says fully present, or in a differencing image
  * partially present with the chunk's sector bitmap block after it, some bits set.
- * Returns how many were added. */
+ * Returns how many were added, *partial how many of them partially present. */
 static unsigned add_payload_blocks(Image *im, const Layout *l, uint64_t bs, uint32_t logical,
-                                   uint64_t chunk, uint64_t blocks, bool diff)
+                                   uint64_t chunk, uint64_t blocks, bool diff,
+                                   unsigned *partial_made)
 {
+    *partial_made = 0;
     if (bs > 2 * MiB || !blocks || !g_rand_int_range(im->rng, 0, 4)) return 0;
     unsigned want = (unsigned)g_rand_int_range(im->rng, 1, 4), made = 0;
     for (unsigned k = 0; k < want; k++) {
@@ -307,7 +309,7 @@ static unsigned add_payload_blocks(Image *im, const Layout *l, uint64_t bs, uint
         uint64_t sb_idx = i / chunk * (chunk + 1) + chunk, sb_at = l->bat_off + 8 * sb_idx;
         uint64_t need = bs + (partial && !(img_get(im, sb_at, &le64) & 7) ? MiB : 0);
         if (idx >= BAT_ROOM || !BAT_REPR(idx) || (img_get(im, at, &le64) & 7) >= 6 ||
-            (partial && (sb_idx >= BAT_ROOM || !BAT_REPR(sb_idx))) ||
+            (partial && sb_idx >= BAT_ROOM) ||          /* one entry: size no matter */
             im->len + need > BF_MAX_INPUT)
             continue;
         uint64_t off = im->len;
@@ -333,6 +335,7 @@ static unsigned add_payload_blocks(Image *im, const Layout *l, uint64_t bs, uint
                     (uint8_t)(1u << g_rand_int_range(im->rng, 0, 8));
         }
         made++;
+        *partial_made += partial;
     }
     return made;
 }
@@ -395,7 +398,8 @@ static bool finish_vhdx(Image *im, GError **errp)
                     : (uint64_t)g_rand_int_range(im->rng, 0, 4);   /* 0..3 */
         img_set(im, l.bat_off + 8 * i, &le64, st);
     }
-    unsigned nblocks = add_payload_blocks(im, &l, bs, logical, chunk, blocks, diff);
+    unsigned npartial;
+    unsigned nblocks = add_payload_blocks(im, &l, bs, logical, chunk, blocks, diff, &npartial);
     /* an unknown metadata item that is not required: readers skip it */
     uint32_t items = (uint32_t)img_get(im, l.meta_off, &meta_hdr[2]);
     if (g_rand_boolean(im->rng) && items < 64) {
@@ -444,11 +448,11 @@ static bool finish_vhdx(Image *im, GError **errp)
     bool torn = !g_rand_int_range(im->rng, 0, 6);             /* the older one torn */
     if (torn) memset(im->buf + (cur ? HDR1 : HDR2), 0, HDR_SIZE);
     g_string_append_printf(im->log, " sectors %u/%u, %s, BAT pattern %d, %u metadata items, "
-                           "%u payload blocks, log/BAT/metadata at %u/%u/%u MiB, header %d "
+                           "%u payload blocks (%u partial), log/BAT/metadata at %u/%u/%u MiB, header %d "
                            "current%s%s;",
                            logical, physical, diff ? "differencing" : fixed
                                 ? "LeaveBlocksAllocated" : "dynamic",
-                           pattern, (unsigned)img_get(im, pm[2] * MiB, &meta_hdr[2]), nblocks,
+                           pattern, (unsigned)img_get(im, pm[2] * MiB, &meta_hdr[2]), nblocks, npartial,
                            pm[0], pm[1], pm[2], cur + 1, torn ? ", other torn" : "",
                            im->replay ? ", a log entry to replay" : "");
     return true;
