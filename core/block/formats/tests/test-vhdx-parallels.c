@@ -2,6 +2,7 @@
 /* vhdx and parallels: hand-made hostile images (every header, table, BAT and log field,
  * with checksums recomputed so the field itself is judged), log crash/replay, the
  * parallels Format Extension and check -r; plus seeded random flips.  Runs under ASan. */
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -436,6 +437,51 @@ static void test_vhdx_batched_bat(void)
     g_unlink(fn);
 }
 
+/* A BAT region with holes between its written sectors (as other writers leave it; our
+ * create and QEMU's write it whole, so the holes are punched here): open reads only the
+ * data around them, the blocks they name read back. */
+static void test_vhdx_bat_holes(void)
+{
+    g_autofree char *fn = path("holes.vhdx");
+    GError *err = NULL;
+    g_assert_true(qs_block_create("vhdx", fn, 40ull << 30, "block_size=1M", true, &err));
+    g_assert_no_error(err);
+    /* blocks 0, 5000 and 40 000: BAT sectors 0, 9 and 78 (with their bitmap entries) */
+    static const uint64_t blocks[] = { 0, 5000, 40000 };
+    QsBlock *bs = qs_block_open(fn, "vhdx", QS_BLOCK_RDWR, NULL, &err);
+    g_assert_no_error(err);
+    for (unsigned i = 0; i < G_N_ELEMENTS(blocks); i++) {
+        uint8_t d[4096];
+        memset(d, 0x31 + (int)i, sizeof(d));
+        g_assert_cmpint(qs_block_pwrite(bs, blocks[i] * MiB + 8192, sizeof(d), d, 0), ==, 0);
+    }
+    qs_block_close(bs);
+    /* the BAT is at 2 MiB in our layout: holes over its sectors 1-8 and 10-77 */
+    int fd = open(fn, O_RDWR);
+    g_assert_cmpint(fd, >=, 0);
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * MiB + 4096, 8 * 4096) ||
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * MiB + 10 * 4096,
+                  68 * 4096)) {
+        close(fd);
+        g_test_skip("the file system cannot punch holes");
+        return;
+    }
+    close(fd);
+    bs = qs_block_open(fn, "vhdx", 0, NULL, &err);
+    g_assert_no_error(err);
+    for (unsigned i = 0; i < G_N_ELEMENTS(blocks); i++) {
+        g_assert_cmpint(read_byte(bs, blocks[i] * MiB + 8192), ==, 0x31 + (int)i);
+        g_assert_cmpint(read_byte(bs, blocks[i] * MiB + 8192 + 4095), ==, 0x31 + (int)i);
+        g_assert_cmpint(read_byte(bs, blocks[i] * MiB + 4096), ==, 0);
+        g_assert_cmpint(read_byte(bs, (blocks[i] + 1) * MiB + 8192), ==, 0);
+    }
+    QsBlockCheckResult res;
+    g_assert_true(qs_block_check(bs, &res, 0, &err));
+    g_assert_cmpint(res.corruptions, ==, 0);
+    qs_block_close(bs);
+    g_unlink(fn);
+}
+
 /* Writers in parallel into new blocks (several into the same block): the data of a new
  * block is written outside the driver lock, commits wait for it. */
 typedef struct { QsBlock *bs; unsigned id; } Writer;
@@ -836,6 +882,7 @@ int main(int argc, char **argv)
     g_test_add_func("/formats/vhdx/log", test_vhdx_log);
     g_test_add_func("/formats/vhdx/log-wrap", test_vhdx_log_wrap);
     g_test_add_func("/formats/vhdx/batched-bat", test_vhdx_batched_bat);
+    g_test_add_func("/formats/vhdx/bat-holes", test_vhdx_bat_holes);
     g_test_add_func("/formats/vhdx/parallel-writers", test_vhdx_parallel_writers);
     g_test_add_func("/formats/vhdx/differencing", test_vhdx_differencing);
     g_test_add_func("/formats/parallels/extension", test_parallels_ext);
