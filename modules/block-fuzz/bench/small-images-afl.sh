@@ -18,6 +18,10 @@ BF_SANDBOX_BASE=$sb AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_QUIET=1
   AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
   /usr/bin/time -f "%U %S" -o $d/time afl-fuzz -V "$secs" -i $d/in -o $d/out -m none -t 2000 \
   -c $bins/afl-cmplog/fuzz-$fmt -x "$dict" -- $bins/afl/fuzz-$fmt > $d/log 2>&1
+# afl-fuzz can leave its CmpLog fork server behind, stopped: end what runs in our sandbox
+for p in $(pgrep -f "/fuzz-$fmt\$" || true); do
+  grep -qxz "BF_SANDBOX_BASE=$sb" /proc/$p/environ 2>/dev/null && kill -9 $p
+done
 cpu=$(awk '{print $1+$2}' $d/time)
 st=$d/out/default/fuzzer_stats
 execs=$(grep '^execs_done ' $st | sed 's/.*: //')

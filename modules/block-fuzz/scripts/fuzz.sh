@@ -105,6 +105,13 @@ case "$engine" in
         -- "$bins/afl/fuzz-$fmt" > "$work/afl.log" 2>&1
     rc=$?
     set -e
+    # afl-fuzz can leave its CmpLog fork server behind, stopped: end what still runs with
+    # this run's own sandbox in its environment
+    if [ -n "${sandbox:-}" ]; then
+      for p in $(pgrep -f "/fuzz-$fmt\$" || true); do
+        grep -qxz "BF_SANDBOX_BASE=$sandbox" "/proc/$p/environ" 2>/dev/null && kill -9 "$p"
+      done
+    fi
     times > "$work/times"
     st="$work/out/default/fuzzer_stats"
     get() { grep "^$1 " "$st" 2>/dev/null | sed 's/.*: //'; }
