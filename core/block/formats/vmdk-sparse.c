@@ -563,7 +563,6 @@ static int alloc_gt(VmdkExtent *e, uint32_t i)
     return 0;
 }
 
-/* Set grain table entry for grain g to v, in memory and on disk. */
 /* Whether [off, off + len) of the file holds the hosted header, the embedded descriptor
  * or a grain directory: a corrupt directory can place a grain table over them, and an
  * entry written there would leave an image that no longer opens. */
@@ -584,6 +583,7 @@ static bool on_extent_metadata(const VmdkExtent *e, uint64_t off, uint64_t len)
     return false;
 }
 
+/* Set grain table entry for grain g to v, in memory and on disk. */
 static int set_gte(VmdkExtent *e, uint64_t g, uint32_t v)
 {
     uint32_t i = (uint32_t)(g / e->gtes), k = (uint32_t)(g % e->gtes);

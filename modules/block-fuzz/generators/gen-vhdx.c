@@ -448,12 +448,13 @@ static bool finish_vhdx(Image *im, GError **errp)
     bool torn = !g_rand_int_range(im->rng, 0, 6);             /* the older one torn */
     if (torn) memset(im->buf + (cur ? HDR1 : HDR2), 0, HDR_SIZE);
     g_string_append_printf(im->log, " sectors %u/%u, %s, BAT pattern %d, %u metadata items, "
-                           "%u payload blocks (%u partial), log/BAT/metadata at %u/%u/%u MiB, header %d "
-                           "current%s%s;",
+                           "%u payload blocks (%u partial), log/BAT/metadata at %u/%u/%u "
+                           "MiB, header %d current%s%s;",
                            logical, physical, diff ? "differencing" : fixed
                                 ? "LeaveBlocksAllocated" : "dynamic",
-                           pattern, (unsigned)img_get(im, pm[2] * MiB, &meta_hdr[2]), nblocks, npartial,
-                           pm[0], pm[1], pm[2], cur + 1, torn ? ", other torn" : "",
+                           pattern, (unsigned)img_get(im, pm[2] * MiB, &meta_hdr[2]),
+                           nblocks, npartial, pm[0], pm[1], pm[2], cur + 1,
+                           torn ? ", other torn" : "",
                            im->replay ? ", a log entry to replay" : "");
     return true;
 }
