@@ -8,7 +8,9 @@
 #
 # Environment: BF_BIN_DIR (targets, default /tmp/qs-fuzz-bin/ENGINE), BF_WORK_DIR,
 # BF_NO_BUILD=1 (use the targets as they are, e.g. a frozen copy for a long campaign),
-# BF_MAX_LEN, BF_IMGGEN (qs-imggen binary: adds generated seeds).
+# BF_MAX_LEN, BF_IMGGEN (qs-imggen binary: adds generated seeds), BF_CPU_SECONDS (also
+# stop once the engine has used this much CPU: SECONDS is then only an upper bound),
+# BF_NICE (default 19).
 # Findings stay in /tmp/qs-fuzz-FORMAT-ENGINE/ (artifacts/ for libFuzzer, out/default/
 # crashes and hangs for AFL++); minimise them and add them to corpus/FORMAT/.
 set -euo pipefail
@@ -59,6 +61,15 @@ if [ -z "${BF_SANDBOX_BASE:-}" ]; then
   export BF_SANDBOX_BASE="$sandbox"
 fi
 start=$(date +%s)
+nice=${BF_NICE:-19}
+# runs the engine in the background so that a CPU budget can stop it
+run_engine() {   # run_engine LOG CMD...
+  local log=$1; shift
+  nice -n "$nice" "$@" > "$log" 2>&1 &
+  local epid=$!
+  [ -n "${BF_CPU_SECONDS:-}" ] && bash "$here/scripts/cpu-budget.sh" "$epid" "$BF_CPU_SECONDS" &
+  wait "$epid"
+}
 # CPU seconds the engine got (children of this shell): on a shared machine wall time
 # says little
 # (`times` in this shell, not in a $(...) subshell, which has no children of its own)
@@ -70,10 +81,9 @@ case "$engine" in
     build libfuzzer
     log="$work/libfuzzer.log"
     set +e
-    nice -n 19 "$bins/libfuzzer/fuzz-$fmt" -max_total_time="$secs" -max_len="$max_len" \
+    run_engine "$log" "$bins/libfuzzer/fuzz-$fmt" -max_total_time="$secs" -max_len="$max_len" \
         -timeout=10 -rss_limit_mb=2048 -close_fd_mask=3 -print_final_stats=1 \
-        ${dict:+-dict="${dict[0]}"} -artifact_prefix="$work/artifacts/" \
-        "$work/corpus" > "$log" 2>&1
+        ${dict:+-dict="${dict[0]}"} -artifact_prefix="$work/artifacts/" "$work/corpus"
     rc=$?
     set -e
     times > "$work/times"
@@ -100,9 +110,9 @@ case "$engine" in
     set +e
     AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
     AFL_NO_AFFINITY=1 AFL_QUIET=1 \
-    nice -n 19 afl-fuzz -V "$secs" "${resume[@]}" -o "$work/out" -m none -t 2000 \
-        -c "$bins/afl-cmplog/fuzz-$fmt" ${dict:+-x "${dict[0]}"} \
-        -- "$bins/afl/fuzz-$fmt" > "$work/afl.log" 2>&1
+    run_engine "$work/afl.log" afl-fuzz -V "$secs" "${resume[@]}" -o "$work/out" -m none \
+        -t 2000 -c "$bins/afl-cmplog/fuzz-$fmt" ${dict:+-x "${dict[0]}"} \
+        -- "$bins/afl/fuzz-$fmt"
     rc=$?
     set -e
     # afl-fuzz can leave its CmpLog fork server behind, stopped: end what still runs with
