@@ -18,12 +18,7 @@ void qs_block_message(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (!handler) {
-        vfprintf(stderr, fmt, ap);
-    } else {
-        char text[1024];
-        vsnprintf(text, sizeof(text), fmt, ap);
-        handler(text, handler_opaque);
-    }
+    if (handler) handler(fmt, ap, handler_opaque);
+    else vfprintf(stderr, fmt, ap);
     va_end(ap);
 }

@@ -4,6 +4,7 @@
 #ifndef QS_BLOCK_H
 #define QS_BLOCK_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -149,10 +150,11 @@ GPtrArray *qs_block_driver_list(void);   /* sorted by name; free with g_ptr_arra
 void qs_block_init(void);
 
 /* Messages of check, repair and corruption reports (qemu-img prints them on stderr, as
- * the default handler does).  The text is formatted first, then handed to fn whole
- * (with its newline, if any; at most 1023 bytes).  Set once at start-up: the handler
- * is global.  fn NULL restores stderr. */
-typedef void (*QsBlockMessageFn)(const char *text, void *opaque);
+ * the default handler does).  fn gets the printf format and its arguments, one message
+ * (with its newline, if any): it formats them (g_strdup_vprintf) or, when it only
+ * counts them, need not (a fuzz target's check of a hostile image formats millions).
+ * Set once at start-up: the handler is global.  fn NULL restores stderr. */
+typedef void (*QsBlockMessageFn)(const char *fmt, va_list ap, void *opaque);
 void qs_block_set_message_handler(QsBlockMessageFn fn, void *opaque);
 /* For drivers: report one message through the handler. */
 void qs_block_message(const char *fmt, ...) G_GNUC_PRINTF(1, 2);

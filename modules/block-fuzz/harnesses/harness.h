@@ -16,6 +16,7 @@
 #define BF_MAX_FILE_GROWTH  (64ull << 20)     /* RLIMIT_FSIZE: writes cannot grow past */
 #define BF_PROBE_BYTES      2048              /* what qs_block_probe gives the probes */
 #define BF_WRITE_EVERY      4                 /* engines: write phase on 1 input in 4 */
+#define BF_FORMAT_MESSAGES  64                /* check messages formatted per input */
 
 /* Called once before the first input (the AFL driver calls it before the fork server
  * starts); idempotent. */
