@@ -98,10 +98,20 @@ static int adjust(Qcow2 *s, uint64_t c, uint64_t diff, bool down)
 
 /* Are the entries of refcount block b from index i on all zero?  (Sub-byte entries:
  * from the byte that holds entry i, which only errs towards "no".) */
-static bool zero_from(Qcow2 *s, const uint8_t *b, uint64_t i)
+/* How many of a refcount block's entries are in use: one past the last non-zero one (or
+ * a little more for sub-byte refcounts).  Word by word from the end: a memcmp per cluster
+ * made the walk past the end of the file quadratic in the block's size. */
+static uint64_t block_used(Qcow2 *s, const uint8_t *b)
 {
-    size_t first = (size_t)((i << s->refcount_order) / 8), n = s->cluster_size - first;
-    return n == 0 || (b[first] == 0 && (n == 1 || !memcmp(b + first, b + first + 1, n - 1)));
+    size_t n = s->cluster_size;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, b + n - 8, 8);
+        if (w) break;
+        n -= 8;
+    }
+    while (n && !b[n - 1]) n--;
+    return ((uint64_t)n * 8 + (1u << s->refcount_order) - 1) >> s->refcount_order;
 }
 
 int qcow2_get_refcount(Qcow2 *s, uint64_t cluster, uint64_t *rc)
@@ -502,18 +512,39 @@ static void inc_refs(Check *ck, uint64_t off, uint64_t len)
     }
 }
 
+/* Reads a table of len bytes (entries of `entry` bytes) at off as far as the file holds
+ * it: the rest reads as zeros, empty entries, so it is neither read nor walked (a
+ * hostile L1 size made check zero-fill and walk megabytes past the end of the file).
+ * Returns the bytes read, whole entries, or -errno; *buf holds them. */
+static int64_t read_table_in_file(Qcow2 *s, uint64_t off, size_t len, size_t entry,
+                                  uint8_t **buf)
+{
+    *buf = NULL;
+    /* a table the block layer cannot address fails as reading all of it would */
+    if (off > (uint64_t)QS_BLOCK_MAX_SIZE || len > (uint64_t)QS_BLOCK_MAX_SIZE - off)
+        return -EIO;
+    uint64_t file_len = s->bs->file->size;
+    size_t n = off >= file_len ? 0 : (size_t)MIN((uint64_t)len, file_len - off);
+    n = MIN(len, (n + entry - 1) / entry * entry);
+    *buf = g_malloc(MAX(n, 1));
+    if (n && qcow2_meta_read(s, off, *buf, n) < 0) return -EIO;
+    return (int64_t)n;
+}
+
 static int check_l2(Check *ck, uint64_t l2_off, bool active)
 {
     Qcow2 *s = ck->s;
-    g_autofree uint8_t *t = g_malloc(s->cluster_size);
-    int r = qcow2_meta_read(s, l2_off, t, s->cluster_size);
-    if (r < 0) {
+    g_autofree uint8_t *t = NULL;
+    int64_t got = read_table_in_file(s, l2_off, s->cluster_size, s->l2e_size, &t);
+    if (got < 0) {
         CK_PRINT(ck, "ERROR: I/O error in check_refcounts_l2\n");
         ck->res->check_errors++;
         return 0;
     }
-    for (uint64_t i = 0; i < s->l2_entries; i++) {
+    uint64_t entries = (uint64_t)got / s->l2e_size;
+    for (uint64_t i = 0; i < entries; i++) {
         uint64_t e = l2_get(s, t, i);
+        if (!e) continue;   /* unallocated: nothing to count (most of a small image) */
         ClusterType ty = qcow2_entry_type(s, e);
         if (ty == C_COMPRESSED) {
             if (e & QCOW_OFLAG_COPIED) {
@@ -558,13 +589,14 @@ static int check_l1(Check *ck, uint64_t l1_off, uint32_t l1_size, bool active)
     Qcow2 *s = ck->s;
     if (!l1_size) return 0;
     inc_refs(ck, l1_off, (uint64_t)l1_size * 8);
-    g_autofree uint8_t *l1 = g_malloc((size_t)l1_size * 8);
-    if (qcow2_meta_read(s, l1_off, l1, (size_t)l1_size * 8) < 0) {
+    g_autofree uint8_t *l1 = NULL;
+    int64_t got = read_table_in_file(s, l1_off, (size_t)l1_size * 8, 8, &l1);
+    if (got < 0) {
         CK_PRINT(ck, "ERROR: I/O error in check_refcounts_l1\n");
         ck->res->check_errors++;
         return 0;
     }
-    for (uint32_t i = 0; i < l1_size; i++) {
+    for (uint32_t i = 0; i < (uint64_t)got / 8; i++) {
         uint64_t e = be64_at(l1 + 8 * i);
         uint64_t l2 = e & L1E_OFFSET_MASK;
         if (!l2) continue;
@@ -679,7 +711,7 @@ static uint64_t compare_refcounts(Check *ck, int fix)
     uint64_t highest = 0;
     /* the refcount block of cluster c is looked up once per block, not per cluster;
      * a repair may move or evict it, so it is looked up again after one */
-    uint64_t blk_idx = UINT64_MAX;
+    uint64_t blk_idx = UINT64_MAX, blk_used = UINT64_MAX;   /* UINT64_MAX: not yet known */
     uint8_t *blk = NULL;
     int blk_err = 0;
     for (uint64_t c = 0; c < limit; c++) {
@@ -698,9 +730,11 @@ static uint64_t compare_refcounts(Check *ck, int fix)
                 ck->res->check_errors++;
             }
             blk_idx = idx;
+            blk_used = UINT64_MAX;
         }
         if (blk_err < 0) continue;
-        if (c >= ck->nb && (!blk || zero_from(s, blk, c & (E - 1)))) {
+        if (c >= ck->nb && blk && blk_used == UINT64_MAX) blk_used = block_used(s, blk);
+        if (c >= ck->nb && (!blk || (c & (E - 1)) >= blk_used)) {
             c = MIN(limit, (idx + 1) * E) - 1;      /* unreferenced, and no refcount left */
             continue;
         }
