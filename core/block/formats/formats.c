@@ -60,12 +60,24 @@ int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len)
 int fmt_file_copy(QsBlock *file, uint64_t from, uint64_t to, uint64_t len)
 {
     size_t chunk = (size_t)MIN(len, (uint64_t)1 << 20);
-    g_autofree uint8_t *buf = g_try_malloc(MAX(chunk, 1u));
-    if (!buf) return -ENOMEM;
+    g_autofree uint8_t *buf = NULL;
     while (len) {
-        size_t n = (size_t)MIN(len, (uint64_t)chunk);
-        int r = qs_block_pread(file, from, n, buf);
-        if (r == 0) r = qs_block_pwrite(file, to, n, buf, 0);
+        /* the source's holes become zeroes at the target, neither read nor written as
+         * data: a 1 MiB block a repair moves in a small sparse image is mostly hole */
+        uint64_t n = 0, map;
+        QsBlock *where;
+        int st = qs_block_status(file, from, len, &n, &map, &where);
+        if (st < 0 || n == 0 || n > len) { st = QS_BS_DATA; n = len; }
+        int r = 0;
+        if (!(st & QS_BS_DATA) && (st & QS_BS_ZERO)) {
+            r = qs_block_pwrite_zeroes(file, to, n, 0);
+        } else {
+            n = MIN(n, (uint64_t)chunk);
+            if (!buf) buf = g_try_malloc(chunk);
+            if (!buf) return -ENOMEM;
+            r = qs_block_pread(file, from, (size_t)n, buf);
+            if (r == 0) r = qs_block_pwrite(file, to, (size_t)n, buf, 0);
+        }
         if (r < 0) return r;
         from += n;
         to += n;

@@ -66,7 +66,8 @@ int fmt_table_zero(QsBlock *bs, uint64_t block_size, FmtBlockLookup lookup,
                    uint64_t off, uint64_t len);
 
 /* Copy len bytes of file from `from` to `to` (ranges must not overlap), 1 MiB at a
- * time: moving data blocks when a table grows or an image is compacted. */
+ * time, the source's holes as zeroes: moving data blocks when a table grows or an image
+ * is compacted. */
 int fmt_file_copy(QsBlock *file, uint64_t from, uint64_t to, uint64_t len);
 
 /* Finish a block status answer of DATA|OFFSET_VALID at host offset map in file, as
