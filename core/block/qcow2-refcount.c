@@ -523,9 +523,8 @@ static int64_t read_table_in_file(Qcow2 *s, uint64_t off, size_t len, size_t ent
     /* a table the block layer cannot address fails as reading all of it would */
     if (off > (uint64_t)QS_BLOCK_MAX_SIZE || len > (uint64_t)QS_BLOCK_MAX_SIZE - off)
         return -EIO;
-    uint64_t file_len = s->bs->file->size;
-    size_t n = off >= file_len ? 0 : (size_t)MIN((uint64_t)len, file_len - off);
-    n = MIN(len, (n + entry - 1) / entry * entry);
+    size_t n = qcow2_in_file(s, off, len);
+    n = MIN(len, (n + entry - 1) / entry * entry);   /* a last entry cut by the end: whole */
     *buf = g_malloc(MAX(n, 1));
     if (n && qcow2_meta_read(s, off, *buf, n) < 0) return -EIO;
     return (int64_t)n;

@@ -17,6 +17,21 @@ int qcow2_meta_read(Qcow2 *s, uint64_t off, void *buf, size_t len)
     return qs_block_pread(s->bs->file, off, len, buf);
 }
 
+size_t qcow2_in_file(Qcow2 *s, uint64_t off, size_t len)
+{
+    uint64_t file_len = s->bs->file->size;
+    return off >= file_len ? 0 : (size_t)MIN((uint64_t)len, file_len - off);
+}
+
+int64_t qcow2_read_zeroed(Qcow2 *s, uint64_t off, void *buf, size_t len)
+{
+    if (off > (uint64_t)QS_BLOCK_MAX_SIZE || len > (uint64_t)QS_BLOCK_MAX_SIZE - off)
+        return -EINVAL;
+    size_t n = qcow2_in_file(s, off, len);
+    int r = n ? qcow2_meta_read(s, off, buf, n) : 0;
+    return r < 0 ? r : (int64_t)n;
+}
+
 void qcow2_signal_corruption(Qcow2 *s, const char *fmt, ...)
 {
     va_list ap;
@@ -330,9 +345,10 @@ static bool qcow2_open(QsBlock *bs, const QsOpts *opts, GError **errp)
         return bad(errp, "Invalid L1 table offset %#" G_GINT64_MODIFIER "x", s->l1_offset);
     s->l1 = g_new0(uint64_t, MAX(s->l1_size, 1u));
     if (s->l1_size) {
-        r = qs_block_pread(bs->file, s->l1_offset, (size_t)s->l1_size * 8, s->l1);
-        if (r < 0) return bad(errp, "Could not read L1 table: %s", g_strerror(-r));
-        for (uint32_t i = 0; i < s->l1_size; i++) s->l1[i] = GUINT64_FROM_BE(s->l1[i]);
+        /* entries past the end of the file stay zeros, untouched (no page faults) */
+        int64_t got = qcow2_read_zeroed(s, s->l1_offset, s->l1, (size_t)s->l1_size * 8);
+        if (got < 0) return bad(errp, "Could not read L1 table: %s", g_strerror((int)-got));
+        for (uint64_t i = 0; i < ((uint64_t)got + 7) / 8; i++) s->l1[i] = GUINT64_FROM_BE(s->l1[i]);
     }
 
     /* refcount table */
@@ -345,9 +361,9 @@ static bool qcow2_open(QsBlock *bs, const QsOpts *opts, GError **errp)
                    "(clusters %u)", s->reftable_offset, s->reftable_clusters);
     s->reftable_entries = (uint64_t)s->reftable_clusters * cs / 8;
     s->reftable = g_new0(uint64_t, s->reftable_entries);
-    r = qs_block_pread(bs->file, s->reftable_offset, s->reftable_entries * 8, s->reftable);
-    if (r < 0) return bad(errp, "Could not read refcount table: %s", g_strerror(-r));
-    for (uint64_t i = 0; i < s->reftable_entries; i++)
+    int64_t got = qcow2_read_zeroed(s, s->reftable_offset, s->reftable, s->reftable_entries * 8);
+    if (got < 0) return bad(errp, "Could not read refcount table: %s", g_strerror((int)-got));
+    for (uint64_t i = 0; i < ((uint64_t)got + 7) / 8; i++)
         s->reftable[i] = GUINT64_FROM_BE(s->reftable[i]);
 
     if (qcow2_read_snapshots(s, errp) < 0) return false;

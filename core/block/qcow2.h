@@ -201,6 +201,13 @@ int qcow2_refuse_overlap(Qcow2 *s, unsigned mask);
 /* Guest data (or a newly allocated range) must touch no metadata: 0 or -EIO. */
 int qcow2_check_data_write(Qcow2 *s, uint64_t off, uint64_t len);
 int qcow2_meta_read(Qcow2 *s, uint64_t off, void *buf, size_t len);
+/* The bytes of [off, off + len) the image file holds (what lies past its end reads as
+ * zeros): hostile table sizes ask for megabytes past the end. */
+size_t qcow2_in_file(Qcow2 *s, uint64_t off, size_t len);
+/* Reads [off, off + len) into buf, which the caller zeroed, only as far as the file
+ * holds it; -EINVAL for a range the block layer cannot address (as its read would).
+ * Returns the bytes read, or -errno. */
+int64_t qcow2_read_zeroed(Qcow2 *s, uint64_t off, void *buf, size_t len);
 int qcow2_grow_l1(Qcow2 *s, uint64_t min_size);
 int qcow2_write_l1_entry(Qcow2 *s, uint64_t idx);
 
