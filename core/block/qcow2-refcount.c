@@ -96,8 +96,6 @@ static int adjust(Qcow2 *s, uint64_t c, uint64_t diff, bool down)
     return 0;
 }
 
-/* Are the entries of refcount block b from index i on all zero?  (Sub-byte entries:
- * from the byte that holds entry i, which only errs towards "no".) */
 /* How many of a refcount block's entries are in use: one past the last non-zero one (or
  * a little more for sub-byte refcounts).  Word by word from the end: a memcmp per cluster
  * made the walk past the end of the file quadratic in the block's size. */
@@ -519,15 +517,12 @@ static void inc_refs(Check *ck, uint64_t off, uint64_t len)
 static int64_t read_table_in_file(Qcow2 *s, uint64_t off, size_t len, size_t entry,
                                   uint8_t **buf)
 {
-    *buf = NULL;
-    /* a table the block layer cannot address fails as reading all of it would */
-    if (off > (uint64_t)QS_BLOCK_MAX_SIZE || len > (uint64_t)QS_BLOCK_MAX_SIZE - off)
-        return -EIO;
     size_t n = qcow2_in_file(s, off, len);
     n = MIN(len, (n + entry - 1) / entry * entry);   /* a last entry cut by the end: whole */
-    *buf = g_malloc(MAX(n, 1));
-    if (n && qcow2_meta_read(s, off, *buf, n) < 0) return -EIO;
-    return (int64_t)n;
+    *buf = g_malloc0(MAX(n, 1));
+    /* a table the block layer cannot address fails as reading all of it would */
+    int64_t got = qcow2_read_zeroed(s, off, *buf, len);
+    return got < 0 ? got : (int64_t)n;
 }
 
 static int check_l2(Check *ck, uint64_t l2_off, bool active)
