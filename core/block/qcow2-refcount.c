@@ -517,9 +517,10 @@ static void inc_refs(Check *ck, uint64_t off, uint64_t len)
 static int64_t read_table_in_file(Qcow2 *s, uint64_t off, size_t len, size_t entry,
                                   uint8_t **buf)
 {
-    size_t n = qcow2_in_file(s, off, len);
-    n = MIN(len, (n + entry - 1) / entry * entry);   /* a last entry cut by the end: whole */
-    *buf = g_malloc0(MAX(n, 1));
+    size_t in = qcow2_in_file(s, off, len);
+    size_t n = MIN(len, (in + entry - 1) / entry * entry);   /* a last entry cut by the end */
+    *buf = g_malloc(MAX(n, 1));
+    memset(*buf + in, 0, n - in);   /* its bytes past the end read as zeros */
     /* a table the block layer cannot address fails as reading all of it would */
     int64_t got = qcow2_read_zeroed(s, off, *buf, len);
     return got < 0 ? got : (int64_t)n;
