@@ -4,6 +4,6 @@
 # infrastructure's $CC/$CFLAGS/$LIB_FUZZING_ENGINE into $OUT, with seed corpora
 # (fuzz-FORMAT_seed_corpus.zip), dictionaries and .options files next to them.
 here=$(cd "$(dirname "$0")/.." && pwd)
-# GLib and json-glib come from the build image's packages; the runner image needs the same
-# shared libraries (OSS-Fuzz projects usually build them statically: see docs/fuzzing.md).
 JOBS=${JOBS:-$(nproc)} bash "$here/scripts/build-fuzzers.sh" ossfuzz "$OUT" "$WORK/qemu-slim-build"
+# GLib, json-glib and the rest come from the build image's packages: shipped in $OUT/lib
+bash "$here/oss-fuzz/bundle-libs.sh" "$OUT"

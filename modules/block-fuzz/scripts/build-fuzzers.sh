@@ -50,7 +50,9 @@ case "$engine" in
   ossfuzz)
     : "${CC:?ossfuzz needs CC}" "${LIB_FUZZING_ENGINE:?ossfuzz needs LIB_FUZZING_ENGINE}"
     cflags="${CFLAGS:-}"
-    link="${CFLAGS:-} $LIB_FUZZING_ENGINE"
+    # the runner image lacks the build image's libraries: oss-fuzz/bundle-libs.sh copies
+    # them next to the targets; an RPATH (not a RUNPATH) also serves their own dependencies
+    link="${CFLAGS:-} $LIB_FUZZING_ENGINE -Wl,--disable-new-dtags,-rpath,\$ORIGIN/lib"
     mlink="${CFLAGS:-}"
     ;;
   *) echo "build-fuzzers.sh: unknown engine '$engine' (libfuzzer, afl, afl-cmplog, ossfuzz)" >&2
