@@ -59,7 +59,7 @@ int fmt_write_zeros(QsBlock *file, uint64_t off, uint64_t len)
 
 int fmt_file_copy(QsBlock *file, uint64_t from, uint64_t to, uint64_t len)
 {
-    size_t chunk = (size_t)MIN(len, (uint64_t)1 << 20);
+    size_t chunk = (size_t)MIN(len, (uint64_t)1 << 20), cap = 0;
     g_autofree uint8_t *buf = NULL;
     while (len) {
         /* the source's holes become zeroes at the target, neither read nor written as
@@ -73,8 +73,14 @@ int fmt_file_copy(QsBlock *file, uint64_t from, uint64_t to, uint64_t len)
             r = qs_block_pwrite_zeroes(file, to, n, 0);
         } else {
             n = MIN(n, (uint64_t)chunk);
-            if (!buf) buf = g_try_malloc(chunk);
-            if (!buf) return -ENOMEM;
+            if (n > cap) {
+                /* only as large as the data: a repair copies many mostly-hole blocks,
+                 * and a 1 MiB buffer each time is an mmap (and page faults) for ASan */
+                g_free(buf);
+                buf = g_try_malloc((size_t)n);
+                if (!buf) return -ENOMEM;
+                cap = (size_t)n;
+            }
             r = qs_block_pread(file, from, (size_t)n, buf);
             if (r == 0) r = qs_block_pwrite(file, to, (size_t)n, buf, 0);
         }
