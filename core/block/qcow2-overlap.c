@@ -4,6 +4,7 @@
  * the header or a table, and a write there would destroy the image.  Such a write is
  * refused and the image marked corrupt. */
 #include <errno.h>
+#include <string.h>
 #include "qcow2.h"
 
 static const char *const overlap_names[] = {
@@ -88,14 +89,28 @@ void qcow2_overlap_free(Qcow2 *s)
     s->meta_index = false;
 }
 
+/* Adds every table named by t[0..n) to the set.  A hostile header's tables run to
+ * millions of entries, nearly all zero: runs of 64 are skipped with one memcmp (an entry
+ * by entry walk under ASan was 8% of the raw fuzz target). */
+static void add_tables(GHashTable *set, const uint64_t *t, uint64_t n, uint64_t mask)
+{
+    static const uint64_t zeros[64];
+    for (uint64_t i = 0; i < n;) {
+        if (n - i >= 64 && !memcmp(t + i, zeros, sizeof(zeros))) {
+            i += 64;
+            continue;
+        }
+        set_add(set, t[i++] & mask);
+    }
+}
+
 static void build_index(Qcow2 *s)
 {
     qcow2_overlap_free(s);
     s->l2_set = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     s->rb_set = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
-    for (uint32_t i = 0; i < s->l1_size; i++) set_add(s->l2_set, s->l1[i] & L1E_OFFSET_MASK);
-    for (uint64_t i = 0; i < s->reftable_entries; i++)
-        set_add(s->rb_set, s->reftable[i] & REFT_OFFSET_MASK);
+    add_tables(s->l2_set, s->l1, s->l1_size, L1E_OFFSET_MASK);
+    add_tables(s->rb_set, s->reftable, s->reftable_entries, REFT_OFFSET_MASK);
     s->meta_index = true;
 }
 
