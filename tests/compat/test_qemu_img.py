@@ -281,6 +281,31 @@ def test_snapshot_unknown_extra_data(tmp_path):
     assert "s2" in run(REAL, "snapshot", "-l", img).stdout
 
 
+def test_snapshot_list_long_tags_and_sizes(tmp_path):
+    """`snapshot -l` and `info` columns agree with QEMU's when tags (16 characters and
+    more) and VM state sizes ("0.999 KiB") overflow their columns."""
+    img = tmp_path / "x.qcow2"
+    run(REAL, "create", "-q", "-f", "qcow2", img, "1M")
+    for n in (5, 15, 16, 17, 18, 40):
+        run(REAL, "snapshot", "-c", "t" * n, img)
+    sizes = [0, 1023, 1 << 20, 3 << 29, 123456789012, 1000 << 10]
+    with open(img, "r+b") as f:     # each entry's VM state size, both fields of it
+        table, off = be_at(f, 64), 0
+        for size in sizes:
+            f.seek(table + off)
+            e = f.read(40)
+            extra = int.from_bytes(e[36:40], "big")
+            f.seek(table + off + 32)
+            f.write((size & 0xffffffff).to_bytes(4, "big"))
+            if extra >= 8:
+                f.seek(table + off + 40)
+                f.write(size.to_bytes(8, "big"))
+            id_len, name_len = int.from_bytes(e[12:14], "big"), int.from_bytes(e[14:16], "big")
+            off += (40 + extra + id_len + name_len + 7) // 8 * 8
+    assert run(OURS, "snapshot", "-l", img).stdout == run(REAL, "snapshot", "-l", img).stdout
+    assert run(OURS, "info", img).stdout == run(REAL, "info", img).stdout
+
+
 def test_check_leaks_and_repair(tmp_path):
     img = tmp_path / "l.qcow2"
     run(REAL, "create", "-q", "-f", "qcow2", img, "16M")
