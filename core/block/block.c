@@ -113,12 +113,12 @@ const char *qs_prealloc_name(QsPrealloc p)
     return (unsigned)p < G_N_ELEMENTS(names) ? names[p] : "?";
 }
 
-void qs_block_snapshot_free(QsBlockSnapshot *sn)
+void qs_block_snapshot_list_free(QsBlockSnapshotList *l)
 {
-    if (!sn) return;
-    g_free(sn->id);
-    g_free(sn->name);
-    g_free(sn);
+    if (!l) return;
+    g_free(l->sn);
+    g_free(l->text);
+    g_free(l);
 }
 
 /* "proto:rest" names a registered protocol driver; anything else is a host file. */

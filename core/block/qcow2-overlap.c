@@ -130,7 +130,8 @@ unsigned qcow2_overlaps(Qcow2 *s, uint64_t off, uint64_t len)
     uint64_t first = off & ~(cs - 1), end = off + len;
     if (set_hits(s->l2_set, first, end, cs)) m |= QCOW2_OL_ACTIVE_L2;
     if (set_hits(s->rb_set, first, end, cs)) m |= QCOW2_OL_REFCOUNT_BLOCK;
-    for (uint32_t i = 0; i < s->nb_snapshots && !(m & QCOW2_OL_INACTIVE_L1); i++)
+    /* (the empty entries past snaps_len have no L1 table) */
+    for (uint32_t i = 0; i < s->snaps_len && !(m & QCOW2_OL_INACTIVE_L1); i++)
         if (hits(off, len, s->snaps[i].l1_offset, (uint64_t)s->snaps[i].l1_size * 8))
             m |= QCOW2_OL_INACTIVE_L1;
     return m;

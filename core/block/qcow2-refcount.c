@@ -773,7 +773,8 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
 
     inc_refs(&ck, 0, s->cluster_size);
     check_l1(&ck, s->l1_offset, s->l1_size, true);
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+    /* (the empty entries past snaps_len have no L1 table to check) */
+    for (uint32_t i = 0; i < s->snaps_len; i++) {
         Qcow2Snapshot *sn = &s->snaps[i];
         if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES || (sn->l1_offset & (s->cluster_size - 1))) {
             CK_PRINT(&ck, "ERROR snapshot %s (%s) l1_offset=%#" G_GINT64_MODIFIER "x "

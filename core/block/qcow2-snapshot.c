@@ -34,12 +34,17 @@ static void free_names(Qcow2 *s, Qcow2Snapshot *sn)
 
 void qcow2_free_snapshots(Qcow2 *s)
 {
-    for (uint32_t i = 0; i < s->nb_snapshots && s->snaps; i++) {
-        free_names(s, &s->snaps[i]);
-        if (!in_shared(s, s->snaps[i].extra_unknown)) g_free(s->snaps[i].extra_unknown);
+    for (uint32_t i = 0; i < s->snaps_len; i++) {
+        Qcow2Snapshot *sn = &s->snaps[i];
+        /* only entries made after open own theirs (and under ASan every free, of NULL
+         * too, records a stack: a table may hold 65536 entries) */
+        if (sn->id && !in_shared(s, sn->id)) g_free(sn->id);
+        if (sn->extra_unknown && !in_shared(s, sn->extra_unknown)) g_free(sn->extra_unknown);
     }
     g_free(s->snaps);
     s->snaps = NULL;
+    s->snaps_len = 0;
+    s->empty_snap = (Qcow2Snapshot){ 0 };
     g_free(s->snap_names);
     s->snap_names = NULL;
     s->snap_names_len = 0;
@@ -53,18 +58,128 @@ typedef struct TableReader {
     uint8_t buf[64 << 10];
 } TableReader;
 
-static int table_read(TableReader *rd, uint64_t off, void *dst, size_t n)
+/* The n bytes at off (n at most the window), in place; NULL on a read error. */
+static const uint8_t *table_at(TableReader *rd, uint64_t off, size_t n)
 {
-    if (n > sizeof(rd->buf)) return qcow2_meta_read(rd->s, off, dst, n);
     if (off < rd->start || off + n > rd->start + rd->len) {
         rd->len = 0;
-        int r = qcow2_meta_read(rd->s, off, rd->buf, sizeof(rd->buf));
-        if (r < 0) return r;
+        if (qcow2_meta_read(rd->s, off, rd->buf, sizeof(rd->buf)) < 0) return NULL;
         rd->start = off;
         rd->len = sizeof(rd->buf);
     }
-    memcpy(dst, rd->buf + (off - rd->start), n);
+    return rd->buf + (off - rd->start);
+}
+
+/* Where an entry's strings are in the shared buffer, until it is whole. */
+typedef struct NamesAt {
+    uint32_t extra, id, name;
+} NamesAt;
+
+/* An all-zero header (a table past the end of the file reads as zeroes): no extra data,
+ * no names — the one common entry of hostile tables, taken without further reads. */
+static bool header_is_zero(const uint8_t *h)
+{
+    /* five loads, not a 40-byte memcpy (a call under ASan) */
+    return !(be64_at(h) | be64_at(h + 8) | be64_at(h + 16) | be64_at(h + 24) |
+             be64_at(h + 32));
+}
+
+/* How many of the n bytes at p are zero before the first that is not. */
+static size_t zero_prefix(const uint8_t *p, size_t n)
+{
+    static const uint8_t zero[4096];
+    for (size_t z = 0; z < n; z += sizeof(zero)) {
+        size_t c = MIN(n - z, sizeof(zero));
+        if (memcmp(p + z, zero, c)) {
+            while (!p[z]) z++;
+            return z;
+        }
+    }
+    return n;
+}
+
+/* The table so far (*total) grows by entry i's size. */
+static int add_size(uint64_t *total, uint64_t esize, uint32_t i, GError **errp)
+{
+    *total += esize;
+    if (*total <= QCOW2_MAX_SNAPSHOTS_BYTES) return 0;
+    g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Snapshot table is too big (more than %u"
+                " bytes at entry %u)", QCOW2_MAX_SNAPSHOTS_BYTES, i);
+    return -EFBIG;
+}
+
+/* Entry i, whose header h (at *off) is not all zero, into *sn but for its strings:
+ * those go to names, at says where; advances *off and *total. */
+static int read_entry(Qcow2 *s, TableReader *rd, uint32_t i, const uint8_t *h, uint64_t *off,
+                      uint64_t *total, Qcow2Snapshot *sn, GByteArray *names, NamesAt *at,
+                      GError **errp)
+{
+    *sn = s->empty_snap;
+    sn->l1_offset = be64_at(h);
+    sn->l1_size = be32_at(h + 8);
+    uint16_t id_len = be16_at(h + 12), name_len = be16_at(h + 14);
+    sn->date_sec = be32_at(h + 16);
+    sn->date_nsec = be32_at(h + 20);
+    sn->vm_clock_nsec = be64_at(h + 24);
+    sn->vm_state_size = be32_at(h + 32);
+    uint32_t extra = be32_at(h + 36);
+    if (extra > QCOW2_MAX_SNAPSHOT_EXTRA) {
+        g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Too much extra metadata in snapshot "
+                    "table entry %u: extra_data_size=%u (at most %u)", i, extra,
+                    QCOW2_MAX_SNAPSHOT_EXTRA);
+        return -EFBIG;
+    }
+    uint64_t esize = align_up(40 + (uint64_t)extra + id_len + name_len, 8);
+    int r = add_size(total, esize, i, errp);
+    if (r < 0) return r;
+    /* the entry's variable part: in the window unless it is larger (up to 129 KiB) */
+    size_t rest_len = (size_t)extra + id_len + name_len;
+    uint8_t *big = NULL;
+    const uint8_t *rest;
+    if (rest_len <= sizeof(rd->buf)) {
+        rest = table_at(rd, *off + 40, rest_len);
+    } else {
+        big = g_malloc(rest_len);
+        rest = qcow2_meta_read(s, *off + 40, big, rest_len) < 0 ? NULL : big;
+    }
+    if (!rest) {
+        g_free(big);
+        goto io;
+    }
+    if (extra >= 8) sn->vm_state_size = be64_at(rest);
+    if (extra >= 16) sn->disk_size = be64_at(rest + 8);
+    if (extra >= 24) {
+        sn->icount = be64_at(rest + 16);
+        sn->has_icount = sn->icount != UINT64_MAX;
+    }
+    at->extra = names->len;                 /* the unknown extra data, then the names */
+    if (extra > 24) {
+        g_byte_array_append(names, rest + 24, extra - 24);
+        sn->extra_unknown_len = extra - 24;
+    }
+    const char *id = (char *)rest + extra, *name = id + id_len;
+    size_t il = strnlen(id, id_len), nl = strnlen(name, name_len);
+    at->id = names->len;
+    at->name = at->id + (uint32_t)il + 1;
+    guint was = names->len;
+    g_byte_array_set_size(names, was + (guint)(il + nl + 2));
+    memcpy(names->data + was, id, il);
+    names->data[was + il] = 0;
+    memcpy(names->data + at->name, name, nl);
+    names->data[at->name + nl] = 0;
+    g_free(big);
+    if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
+        (sn->l1_offset & (s->cluster_size - 1))) {
+        g_set_error(errp, QS_BLOCK_ERROR, EINVAL, "Snapshot L1 table of snapshot '%s' is "
+                    "invalid: l1_table_offset=%#" G_GINT64_MODIFIER "x l1_size=%u",
+                    (char *)names->data + at->name, sn->l1_offset, sn->l1_size);
+        return -EINVAL;
+    }
+    *off += esize;
     return 0;
+io:
+    g_set_error(errp, QS_BLOCK_ERROR, EIO, "Could not read the snapshot table");
+    return -EIO;
 }
 
 int qcow2_read_snapshots(Qcow2 *s, GError **errp)
@@ -83,87 +198,73 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
                     G_GINT64_MODIFIER "x", s->snapshots_offset);
         return -EINVAL;
     }
-    s->snaps = g_new0(Qcow2Snapshot, s->nb_snapshots);
     uint64_t off = s->snapshots_offset, total = 0;
-    /* every "id\0name\0" and unknown extra data go into one buffer; the pointers are
-     * set once it is whole */
+    s->empty_snap = (Qcow2Snapshot){ .disk_size = s->bs->size };
+    /* every "id\0name\0" and unknown extra data go into one buffer, which starts with
+     * the empty pair of the empty entries; the pointers are set once it is whole */
     g_autoptr(GByteArray) names = g_byte_array_new();
-    g_autofree size_t *name_at = g_new(size_t, s->nb_snapshots);
-    g_autofree size_t *extra_at = g_new(size_t, s->nb_snapshots);
+    g_byte_array_append(names, (const guint8 *)"\0", 2);
+    const NamesAt empty_at = { 0, 0, 1 };
+    g_autofree NamesAt *at = NULL;
+    uint32_t room = 0;
     g_autofree TableReader *rd = g_new(TableReader, 1);
     rd->s = s;
     rd->len = 0;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        Qcow2Snapshot *sn = &s->snaps[i];
-        uint8_t h[40];
-        int r = table_read(rd, off, h, sizeof(h));
-        if (r < 0) goto io;
-        sn->l1_offset = be64_at(h);
-        sn->l1_size = be32_at(h + 8);
-        uint16_t id_len = be16_at(h + 12), name_len = be16_at(h + 14);
-        sn->date_sec = be32_at(h + 16);
-        sn->date_nsec = be32_at(h + 20);
-        sn->vm_clock_nsec = be64_at(h + 24);
-        sn->vm_state_size = be32_at(h + 32);
-        uint32_t extra = be32_at(h + 36);
-        if (extra > QCOW2_MAX_SNAPSHOT_EXTRA) {
-            g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Too much extra metadata in snapshot "
-                        "table entry %u: extra_data_size=%u (at most %u)", i, extra,
-                        QCOW2_MAX_SNAPSHOT_EXTRA);
-            return -EFBIG;
+        const uint8_t *h = table_at(rd, off, 40);
+        if (!h) {
+            g_set_error(errp, QS_BLOCK_ERROR, EIO, "Could not read the snapshot table");
+            return -EIO;
         }
-        uint64_t esize = align_up(40 + (uint64_t)extra + id_len + name_len, 8);
-        total += esize;
-        if (total > QCOW2_MAX_SNAPSHOTS_BYTES) {
-            g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Snapshot table is too big (more than %u"
-                        " bytes at entry %u)", QCOW2_MAX_SNAPSHOTS_BYTES, i);
-            return -EFBIG;
+        int r;
+        if (header_is_zero(h)) {
+            /* with the empty entries after it in the window, at once (held only if a
+             * non-empty one follows) */
+            uint64_t k = MAX(zero_prefix(h, rd->start + rd->len - off) / 40, 1);
+            k = MIN(k, s->nb_snapshots - i);
+            uint64_t fit = (QCOW2_MAX_SNAPSHOTS_BYTES - total) / 40;
+            if (k > fit) {           /* the table grows too big at entry i + fit */
+                total += 40 * fit;
+                return add_size(&total, 40, i + (uint32_t)fit, errp);
+            }
+            total += 40 * k;
+            off += 40 * k;
+            i += (uint32_t)k - 1;
+            continue;
         }
-        /* the entry's variable part: on the stack unless extra data makes it large */
-        size_t rest_len = (size_t)extra + id_len + name_len;
-        uint8_t small[512];
-        g_autofree uint8_t *big = rest_len > sizeof(small) ? g_malloc(rest_len) : NULL;
-        uint8_t *rest = big ? big : small;
-        r = table_read(rd, off + 40, rest, rest_len);
-        if (r < 0) goto io;
-        sn->disk_size = s->bs->size;
-        if (extra >= 8) sn->vm_state_size = be64_at(rest);
-        if (extra >= 16) sn->disk_size = be64_at(rest + 8);
-        if (extra >= 24) {
-            sn->icount = be64_at(rest + 16);
-            sn->has_icount = sn->icount != UINT64_MAX;
+        if (i >= room) {
+            room = MIN(s->nb_snapshots, MAX(i + 1, room * 2));
+            s->snaps = g_renew(Qcow2Snapshot, s->snaps, room);
+            at = g_renew(NamesAt, at, room);
         }
-        extra_at[i] = names->len;               /* the unknown extra data, then the names */
-        if (extra > 24) g_byte_array_append(names, rest + 24, extra - 24);
-        const char *id = (char *)rest + extra, *name = id + id_len;
-        name_at[i] = names->len;
-        g_byte_array_append(names, (const guint8 *)id, (guint)strnlen(id, id_len));
-        g_byte_array_append(names, (const guint8 *)"", 1);
-        g_byte_array_append(names, (const guint8 *)name, (guint)strnlen(name, name_len));
-        g_byte_array_append(names, (const guint8 *)"", 1);
-        if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
-            (sn->l1_offset & (s->cluster_size - 1))) {
-            g_set_error(errp, QS_BLOCK_ERROR, EINVAL, "Snapshot L1 table of snapshot '%s' is "
-                        "invalid: l1_table_offset=%#" G_GINT64_MODIFIER "x l1_size=%u",
-                        (char *)names->data + name_at[i], sn->l1_offset, sn->l1_size);
-            return -EINVAL;
+        for (; s->snaps_len < i; s->snaps_len++) {
+            s->snaps[s->snaps_len] = s->empty_snap;
+            at[s->snaps_len] = empty_at;
         }
-        off += esize;
+        r = read_entry(s, rd, i, h, &off, &total, &s->snaps[i], names, &at[i], errp);
+        s->snaps_len = i + 1;      /* (freed by qcow2_free_snapshots if this failed) */
+        if (r < 0) return r;
     }
     s->snapshots_size = total;
     s->snap_names_len = names->len;
     s->snap_names = (char *)g_byte_array_free(g_steal_pointer(&names), FALSE);
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        s->snaps[i].id = s->snap_names + name_at[i];
-        s->snaps[i].name = s->snaps[i].id + strlen(s->snaps[i].id) + 1;
-        s->snaps[i].extra_unknown_len = (uint32_t)(name_at[i] - extra_at[i]);
-        if (s->snaps[i].extra_unknown_len)
-            s->snaps[i].extra_unknown = (uint8_t *)s->snap_names + extra_at[i];
+    s->empty_snap.id = s->snap_names;
+    s->empty_snap.name = s->snap_names + 1;
+    for (uint32_t i = 0; i < s->snaps_len; i++) {
+        Qcow2Snapshot *sn = &s->snaps[i];
+        sn->id = s->snap_names + at[i].id;
+        sn->name = s->snap_names + at[i].name;
+        if (sn->extra_unknown_len) sn->extra_unknown = (uint8_t *)s->snap_names + at[i].extra;
     }
     return 0;
-io:
-    g_set_error(errp, QS_BLOCK_ERROR, EIO, "Could not read the snapshot table");
-    return -EIO;
+}
+
+/* Every entry held in memory, as create and delete need them. */
+static void hold_all(Qcow2 *s)
+{
+    if (s->snaps_len == s->nb_snapshots) return;
+    s->snaps = g_renew(Qcow2Snapshot, s->snaps, s->nb_snapshots);
+    for (; s->snaps_len < s->nb_snapshots; s->snaps_len++) s->snaps[s->snaps_len] = s->empty_snap;
 }
 
 /* Write the table to new clusters, switch the header to it, free the old one. */
@@ -171,7 +272,7 @@ static int write_snapshots(Qcow2 *s)
 {
     GByteArray *b = g_byte_array_new();
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        Qcow2Snapshot *sn = &s->snaps[i];
+        const Qcow2Snapshot *sn = qcow2_snapshot(s, i);
         uint32_t extra = 24 + sn->extra_unknown_len;
         size_t idl = strlen(sn->id), nl = strlen(sn->name);
         uint8_t h[64] = { 0 };
@@ -372,30 +473,50 @@ static int clear_copied(Qcow2 *s)
 static int find_snapshot(Qcow2 *s, const char *key)
 {
     for (uint32_t i = 0; i < s->nb_snapshots; i++)
-        if (!strcmp(s->snaps[i].id, key)) return (int)i;
+        if (!strcmp(qcow2_snapshot(s, i)->id, key)) return (int)i;
     for (uint32_t i = 0; i < s->nb_snapshots; i++)
-        if (!strcmp(s->snaps[i].name, key)) return (int)i;
+        if (!strcmp(qcow2_snapshot(s, i)->name, key)) return (int)i;
     return -1;
 }
 
-GPtrArray *qcow2_snapshot_list(QsBlock *bs)
+/* The names read at open are copied in one piece; those of snapshots made since are
+ * appended. */
+QsBlockSnapshotList *qcow2_snapshot_list(QsBlock *bs)
 {
     Qcow2 *s = bs->opaque;
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)qs_block_snapshot_free);
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        Qcow2Snapshot *sn = &s->snaps[i];
-        QsBlockSnapshot *o = g_new0(QsBlockSnapshot, 1);
-        o->id = g_strdup(sn->id);
-        o->name = g_strdup(sn->name);
+    size_t len = s->snap_names_len;
+    for (uint32_t i = 0; i < s->snaps_len; i++) {
+        const Qcow2Snapshot *sn = &s->snaps[i];
+        if (!in_shared(s, sn->id)) len += strlen(sn->id) + strlen(sn->name) + 2;
+    }
+    QsBlockSnapshotList *l = g_new0(QsBlockSnapshotList, 1);
+    l->len = s->nb_snapshots;
+    l->held = s->snaps_len;      /* the empty entries after them stay l->empty */
+    l->empty.id = l->empty.name = "";
+    l->sn = g_new0(QsBlockSnapshot, MAX(l->held, 1u));
+    l->text = g_malloc(MAX(len, 1u));
+    if (s->snap_names_len) memcpy(l->text, s->snap_names, s->snap_names_len);
+    size_t end = s->snap_names_len;
+    for (uint32_t i = 0; i < s->snaps_len; i++) {
+        const Qcow2Snapshot *sn = &s->snaps[i];
+        QsBlockSnapshot *o = &l->sn[i];
+        if (in_shared(s, sn->id)) {
+            o->id = l->text + (sn->id - s->snap_names);
+            o->name = l->text + (sn->name - s->snap_names);
+        } else {
+            size_t il = strlen(sn->id) + 1, nl = strlen(sn->name) + 1;
+            o->id = memcpy(l->text + end, sn->id, il);
+            o->name = memcpy(l->text + end + il, sn->name, nl);
+            end += il + nl;
+        }
         o->vm_state_size = sn->vm_state_size;
         o->date_sec = sn->date_sec;
         o->date_nsec = sn->date_nsec;
         o->vm_clock_nsec = sn->vm_clock_nsec;
         o->has_icount = sn->has_icount;
         o->icount = sn->icount;
-        g_ptr_array_add(out, o);
     }
-    return out;
+    return l;
 }
 
 static bool fail(GError **errp, int r, const char *what, const char *name)
@@ -412,11 +533,11 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
     g_mutex_lock(&s->lock);
     int r = -EEXIST;
     for (uint32_t i = 0; i < s->nb_snapshots; i++)
-        if (!strcmp(s->snaps[i].name, name)) goto out;
+        if (!strcmp(qcow2_snapshot(s, i)->name, name)) goto out;
     r = -EFBIG;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) goto out;
     uint64_t max_id = 0;
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+    for (uint32_t i = 0; i < s->snaps_len; i++) {      /* (empty ids count as 0) */
         uint64_t v = g_ascii_strtoull(s->snaps[i].id, NULL, 10);
         max_id = MAX(max_id, v);
     }
@@ -446,7 +567,8 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
                                                     s->cluster_size, -1);
         goto out;
     }
-    /* 4. the table entry */
+    /* 4. the table entry, after all the others */
+    hold_all(s);
     s->snaps = g_renew(Qcow2Snapshot, s->snaps, s->nb_snapshots + 1);
     Qcow2Snapshot *sn = &s->snaps[s->nb_snapshots];
     memset(sn, 0, sizeof(*sn));
@@ -461,9 +583,11 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
     sn->disk_size = bs->size;
     sn->has_icount = false;
     s->nb_snapshots++;
+    s->snaps_len++;
     r = write_snapshots(s);
     if (r < 0) {
         s->nb_snapshots--;
+        s->snaps_len--;
         free_names(s, sn);
     }
 out:
@@ -479,7 +603,7 @@ bool qcow2_snapshot_apply(QsBlock *bs, const char *key, GError **errp)
     int idx = find_snapshot(s, key);
     int r = -ENOENT;
     if (idx < 0) goto out;
-    Qcow2Snapshot *sn = &s->snaps[idx];
+    const Qcow2Snapshot *sn = qcow2_snapshot(s, (uint32_t)idx);
     if (sn->l1_size > s->l1_size) {
         r = qcow2_grow_l1(s, sn->l1_size);
         if (r < 0) goto out;
@@ -529,17 +653,20 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
     int idx = find_snapshot(s, key);
     int r = -ENOENT;
     if (idx < 0) goto out;
+    hold_all(s);
     Qcow2Snapshot sn = s->snaps[idx];
     /* 1. drop the entry from the table */
     memmove(&s->snaps[idx], &s->snaps[idx + 1],
             (s->nb_snapshots - (uint32_t)idx - 1) * sizeof(Qcow2Snapshot));
     s->nb_snapshots--;
+    s->snaps_len--;
     r = write_snapshots(s);
     if (r < 0) {
         memmove(&s->snaps[idx + 1], &s->snaps[idx],
                 (s->nb_snapshots - (uint32_t)idx) * sizeof(Qcow2Snapshot));
         s->snaps[idx] = sn;
         s->nb_snapshots++;
+        s->snaps_len++;
         goto out;
     }
     /* 2. release its tree and L1 table; 3. active flags follow */

@@ -124,7 +124,13 @@ typedef struct Qcow2 {
     uint32_t reftable_clusters;
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
+    /* The table's entries up to its last non-empty one (snaps_len of them); the rest are
+     * all empty_snap (an all-zero header: no names, no L1 table), held in no memory —
+     * a hostile header's 65536 entries past the end of the file read as just that.
+     * qcow2_snapshot() reads any entry. */
     Qcow2Snapshot *snaps;
+    uint32_t snaps_len;
+    Qcow2Snapshot empty_snap;
     char *snap_names;            /* ids and names as read at open, one allocation */
     size_t snap_names_len;
     uint64_t snapshots_size;     /* bytes of the on-disk table */
@@ -259,7 +265,11 @@ int qcow2_preallocate(Qcow2 *s, uint64_t from, uint64_t to, QsPrealloc p);
 /* qcow2-snapshot.c */
 int qcow2_read_snapshots(Qcow2 *s, GError **errp);
 void qcow2_free_snapshots(Qcow2 *s);
-GPtrArray *qcow2_snapshot_list(QsBlock *bs);
+static inline Qcow2Snapshot *qcow2_snapshot(Qcow2 *s, uint32_t i)
+{
+    return i < s->snaps_len ? &s->snaps[i] : &s->empty_snap;
+}
+QsBlockSnapshotList *qcow2_snapshot_list(QsBlock *bs);
 bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp);
 bool qcow2_snapshot_apply(QsBlock *bs, const char *name, GError **errp);
 bool qcow2_snapshot_delete(QsBlock *bs, const char *name, GError **errp);

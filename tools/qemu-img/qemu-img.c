@@ -298,7 +298,7 @@ int img_create(int argc, char **argv)
 
 /* ---- info ---- */
 
-static JsonNode *snapshot_json(QsBlockSnapshot *sn)
+static JsonNode *snapshot_json(const QsBlockSnapshot *sn)
 {
     JsonBuilder *b = json_builder_new();
     json_builder_begin_object(b);
@@ -330,11 +330,11 @@ static JsonNode *image_info(QsBlock *bs)
 {
     JsonBuilder *b = json_builder_new();
     json_builder_begin_object(b);
-    g_autoptr(GPtrArray) snaps = bs->drv->snapshot_list ? bs->drv->snapshot_list(bs) : NULL;
+    g_autoptr(QsBlockSnapshotList) snaps = bs->drv->snapshot_list ? bs->drv->snapshot_list(bs) : NULL;
     if (snaps && snaps->len) {
         json_builder_set_member_name(b, "snapshots");
         json_builder_begin_array(b);
-        for (guint i = 0; i < snaps->len; i++) json_builder_add_value(b, snapshot_json(snaps->pdata[i]));
+        for (guint i = 0; i < snaps->len; i++) json_builder_add_value(b, snapshot_json(qs_block_snapshot_at(snaps, i)));
         json_builder_end_array(b);
     }
     if (bs->backing_file && bs->backing_fmt) {
@@ -394,11 +394,11 @@ static JsonNode *image_info(QsBlock *bs)
     return n;
 }
 
-static void print_snapshot_table(GPtrArray *snaps)
+static void print_snapshot_table(const QsBlockSnapshotList *snaps)
 {
     printf("ID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT\n");
     for (guint i = 0; i < snaps->len; i++) {
-        QsBlockSnapshot *sn = snaps->pdata[i];
+        const QsBlockSnapshot *sn = qs_block_snapshot_at(snaps, i);
         time_t t = sn->date_sec;
         struct tm tm;
         localtime_r(&t, &tm);
@@ -488,7 +488,7 @@ static void print_info_human(QsBlock *bs, JsonNode *n)
         if (bs->backing_fmt) printf("backing file format: %s\n", bs->backing_fmt);
     }
     if (bs->drv->is_dirty && bs->drv->is_dirty(bs)) printf("cleanly shut down: no\n");
-    g_autoptr(GPtrArray) snaps = bs->drv->snapshot_list ? bs->drv->snapshot_list(bs) : NULL;
+    g_autoptr(QsBlockSnapshotList) snaps = bs->drv->snapshot_list ? bs->drv->snapshot_list(bs) : NULL;
     if (snaps && snaps->len) {
         printf("Snapshot list:\n");
         print_snapshot_table(snaps);
@@ -1079,7 +1079,7 @@ int img_snapshot(int argc, char **argv)
     }
     switch (action) {
     case 'l': {
-        g_autoptr(GPtrArray) snaps = bs->drv->snapshot_list(bs);
+        g_autoptr(QsBlockSnapshotList) snaps = bs->drv->snapshot_list(bs);
         if (snaps->len) {
             printf("Snapshot list:\n");
             print_snapshot_table(snaps);

@@ -192,7 +192,7 @@ static void test_backing_and_snapshots(void)
     qs_block_close(t);
     assert_clean(top, false);
     t = open_ok(top, NULL, QS_BLOCK_RDWR);
-    g_autoptr(GPtrArray) l = t->drv->snapshot_list(t);
+    g_autoptr(QsBlockSnapshotList) l = t->drv->snapshot_list(t);
     g_assert_cmpuint(l->len, ==, 2);
     g_assert_true(t->drv->snapshot_apply(t, "s1", &err));
     compare_model(t, snap_model);

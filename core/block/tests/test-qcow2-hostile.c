@@ -60,7 +60,7 @@ static char *try_image(const uint8_t *data, gsize len, bool *opened)
     }
     QsBlockCheckResult res;
     (void)qs_block_check(bs, &res, 0, NULL);
-    if (bs->drv->snapshot_list) g_ptr_array_unref(bs->drv->snapshot_list(bs));
+    if (bs->drv->snapshot_list) qs_block_snapshot_list_free(bs->drv->snapshot_list(bs));
     qs_block_close(bs);
     /* and a repair attempt on a writable copy */
     bs = qs_block_open(fn, "qcow2", QS_BLOCK_RDWR | QS_BLOCK_NO_BACKING | QS_BLOCK_CHECK, NULL, NULL);

@@ -62,14 +62,29 @@ typedef struct QsBlockCheckResult {
 enum { QS_CHECK_FIX_LEAKS = 1, QS_CHECK_FIX_ERRORS = 2 };
 
 typedef struct QsBlockSnapshot {
-    char *id, *name;
+    const char *id, *name;
     uint64_t vm_state_size;
     uint32_t date_sec, date_nsec;
     uint64_t vm_clock_nsec;
     bool has_icount;
     uint64_t icount;
 } QsBlockSnapshot;
-void qs_block_snapshot_free(QsBlockSnapshot *sn);
+
+/* A copy of a driver's snapshot table: len entries, read with qs_block_snapshot_at.  The
+ * first `held` are in sn[], their ids and names in text; the rest are all `empty` (no
+ * name, nothing else set): a qcow2 table may declare 65536 entries, nearly all empty. */
+typedef struct QsBlockSnapshotList {
+    guint len, held;
+    QsBlockSnapshot *sn;
+    QsBlockSnapshot empty;
+    char *text;
+} QsBlockSnapshotList;
+static inline const QsBlockSnapshot *qs_block_snapshot_at(const QsBlockSnapshotList *l, guint i)
+{
+    return i < l->held ? &l->sn[i] : &l->empty;
+}
+void qs_block_snapshot_list_free(QsBlockSnapshotList *l);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(QsBlockSnapshotList, qs_block_snapshot_list_free)
 
 /* Everything a driver can do.  Protocol drivers (file, filters) set .protocol; format
  * drivers set .probe and work on bs->file.  Unset operations report "not supported". */
@@ -109,7 +124,7 @@ struct QsBlockDriver {
     /* As a QEMU driver without get_info: `info` shows no dirty-flag (and cluster_size
      * must be unset, so no cluster-size either). */
     bool no_info;
-    GPtrArray *(*snapshot_list)(QsBlock *bs);     /* of QsBlockSnapshot *, may be NULL */
+    QsBlockSnapshotList *(*snapshot_list)(QsBlock *bs);
     bool (*snapshot_create)(QsBlock *bs, const char *name, GError **errp);
     bool (*snapshot_apply)(QsBlock *bs, const char *name_or_id, GError **errp);
     bool (*snapshot_delete)(QsBlock *bs, const char *name_or_id, GError **errp);

@@ -170,17 +170,17 @@ static void info(QsBlock *bs)
 {
     JsonBuilder *b = json_builder_new();
     json_builder_begin_object(b);
-    GPtrArray *snaps = bs->drv->snapshot_list ? bs->drv->snapshot_list(bs) : NULL;
+    QsBlockSnapshotList *snaps = bs->drv->snapshot_list ? bs->drv->snapshot_list(bs) : NULL;
     if (snaps) {
         json_builder_set_member_name(b, "snapshots");
         json_builder_begin_array(b);
         for (guint i = 0; i < snaps->len; i++) {
-            QsBlockSnapshot *sn = snaps->pdata[i];
+            const QsBlockSnapshot *sn = qs_block_snapshot_at(snaps, i);
             json_builder_add_string_value(b, sn->id ? sn->id : "");
             json_builder_add_string_value(b, sn->name ? sn->name : "");
         }
         json_builder_end_array(b);
-        g_ptr_array_unref(snaps);
+        qs_block_snapshot_list_free(snaps);
     }
     json_builder_set_member_name(b, "virtual-size");
     json_builder_add_int_value(b, (gint64)bs->size);
