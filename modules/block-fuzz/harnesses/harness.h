@@ -17,6 +17,7 @@
 #define BF_PROBE_BYTES      2048              /* what qs_block_probe gives the probes */
 #define BF_WRITE_EVERY      4                 /* engines: write phase on 1 input in 4 */
 #define BF_FORMAT_MESSAGES  64                /* check messages formatted per input */
+#define BF_INFO_SNAPSHOTS   64                /* snapshots info puts into its JSON */
 
 /* Called once before the first input (the AFL driver calls it before the fork server
  * starts); idempotent. */
