@@ -471,6 +471,11 @@ typedef struct Check {
     uint64_t nb;            /* clusters the refs array covers */
     uint64_t next_contig;   /* for fragmentation stats */
     uint64_t messages;      /* lines check wanted to print */
+    /* the L2 table check_l2 read last, kept: L1 entries often name the same table
+     * (hostile ones thousands of times), and nothing is written while counting */
+    uint8_t *l2;
+    uint64_t l2_off;
+    int64_t l2_got;         /* its bytes; -1: none kept */
 } Check;
 
 /* A hostile image can make check find millions of bad entries (an L1 table whose
@@ -529,8 +534,14 @@ static int64_t read_table_in_file(Qcow2 *s, uint64_t off, size_t len, size_t ent
 static int check_l2(Check *ck, uint64_t l2_off, bool active)
 {
     Qcow2 *s = ck->s;
-    g_autofree uint8_t *t = NULL;
-    int64_t got = read_table_in_file(s, l2_off, s->cluster_size, s->l2e_size, &t);
+    int64_t got = ck->l2_got;
+    if (got < 0 || ck->l2_off != l2_off) {
+        g_free(ck->l2);
+        got = read_table_in_file(s, l2_off, s->cluster_size, s->l2e_size, &ck->l2);
+        ck->l2_off = l2_off;
+        ck->l2_got = got < 0 ? -1 : got;    /* a failed read is tried again */
+    }
+    const uint8_t *t = ck->l2;
     if (got < 0) {
         CK_PRINT(ck, "ERROR: I/O error in check_refcounts_l2\n");
         ck->res->check_errors++;
@@ -759,7 +770,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
     Qcow2 *s = bs->opaque;
     if (fix && !(bs->flags & QS_BLOCK_RDWR)) fix = 0;
     g_mutex_lock(&s->lock);
-    Check ck = { .s = s, .res = res };
+    Check ck = { .s = s, .res = res, .l2_got = -1 };
     ck.nb = file_clusters(s);
     if (ck.nb > CHECK_MAX_CLUSTERS) {
         g_mutex_unlock(&s->lock);
@@ -820,6 +831,7 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
                 ck.messages - CHECK_MAX_MESSAGES);
     res->image_end_offset = (int64_t)(highest << s->cluster_bits);
     g_free(ck.refs);
+    g_free(ck.l2);
     if (fix && (s->incompat & QCOW2_INCOMPAT_DIRTY) && !res->corruptions && !res->leaks &&
         !s->dirty_set) {
         s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
