@@ -526,6 +526,21 @@ static bool fail(GError **errp, int r, const char *what, const char *name)
     return false;
 }
 
+/* The messages of a failed apply or delete, as qemu-img prints them: which step
+ * failed, then why. */
+static bool fail_step(GError **errp, int r, const char *what, const char *name,
+                      const char *step)
+{
+    if (!step) {
+        g_set_error(errp, QS_BLOCK_ERROR, -r, "Could not %s snapshot '%s': snapshot not "
+                    "found", what, name);
+    } else {
+        g_set_error(errp, QS_BLOCK_ERROR, -r, "Could not %s snapshot '%s': %s: %s", what,
+                    name, step, g_strerror(-r));
+    }
+    return false;
+}
+
 bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
 {
     Qcow2 *s = bs->opaque;
@@ -643,7 +658,7 @@ bool qcow2_snapshot_apply(QsBlock *bs, const char *key, GError **errp)
     }
 out:
     g_mutex_unlock(&s->lock);
-    return r < 0 ? fail(errp, r, "apply", key) : true;
+    return r < 0 ? fail_step(errp, r, "apply", key, "Failed to load snapshot") : true;
 }
 
 bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
@@ -652,6 +667,7 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
     g_mutex_lock(&s->lock);
     int idx = find_snapshot(s, key);
     int r = -ENOENT;
+    const char *step = NULL;      /* NULL: not found */
     if (idx < 0) goto out;
     hold_all(s);
     Qcow2Snapshot sn = s->snaps[idx];
@@ -660,6 +676,7 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
             (s->nb_snapshots - (uint32_t)idx - 1) * sizeof(Qcow2Snapshot));
     s->nb_snapshots--;
     s->snaps_len--;
+    step = "Failed to remove snapshot from snapshot list";
     r = write_snapshots(s);
     if (r < 0) {
         memmove(&s->snaps[idx + 1], &s->snaps[idx],
@@ -670,13 +687,17 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
         goto out;
     }
     /* 2. release its tree and L1 table; 3. active flags follow */
+    step = "Failed to free the cluster and L1 table";
     r = qcow2_update_tree_refcount(s, sn.l1_offset, sn.l1_size, -1);
     if (r == 0 && sn.l1_size)
         r = qcow2_update_refcount(s, sn.l1_offset, (uint64_t)sn.l1_size * 8, -1);
-    if (r == 0) r = qcow2_fix_copied(s);
+    if (r == 0) {
+        step = "Failed to update snapshot status in disk";
+        r = qcow2_fix_copied(s);
+    }
     free_names(s, &sn);
     if (!in_shared(s, sn.extra_unknown)) g_free(sn.extra_unknown);
 out:
     g_mutex_unlock(&s->lock);
-    return r < 0 ? fail(errp, r, "delete", key) : true;
+    return r < 0 ? fail_step(errp, r, "delete", key, step) : true;
 }

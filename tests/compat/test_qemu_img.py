@@ -362,6 +362,27 @@ def test_snapshot_table_with_empty_entries(tmp_path):
         assert run(REAL, "check", mine).stdout == run(REAL, "check", theirs).stdout, op
 
 
+def test_snapshot_errors_match(tmp_path):
+    """Failed snapshot operations say what QEMU's say: a name not found, and a table
+    that cannot be rewritten (it would overlap its own tail past the end of the
+    file)."""
+    img = tmp_path / "x.qcow2"
+    run(REAL, "create", "-q", "-f", "qcow2", img, "1M")
+    run(REAL, "snapshot", "-c", "s1", img)
+    for op in (["-d", "nope"], ["-a", "nope"]):
+        ours, real = run(OURS, "snapshot", *op, img, check=False), run(REAL, "snapshot", *op, img, check=False)
+        assert (ours.returncode, ours.stderr) == (real.returncode, real.stderr), op
+    past = tmp_path / "past.qcow2"
+    empty_entries_image(past, 0, 200)
+    for op in (["-d", "s1"], ["-c", "s3"]):
+        mine, theirs = tmp_path / "mine.qcow2", tmp_path / "theirs.qcow2"
+        shutil.copy(past, mine)
+        shutil.copy(past, theirs)
+        ours, real = run(OURS, "snapshot", *op, mine, check=False), run(REAL, "snapshot", *op, theirs, check=False)
+        assert ours.returncode == real.returncode == 1, op
+        assert ours.stderr.replace("mine", "theirs") == real.stderr, op
+
+
 def test_check_leaks_and_repair(tmp_path):
     img = tmp_path / "l.qcow2"
     run(REAL, "create", "-q", "-f", "qcow2", img, "16M")
