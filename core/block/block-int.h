@@ -33,6 +33,10 @@ static inline void put_be64(void *p, uint64_t v) { v = GUINT64_TO_BE(v); memcpy(
 static inline void put_be32(void *p, uint32_t v) { v = GUINT32_TO_BE(v); memcpy(p, &v, 4); }
 static inline void put_be16(void *p, uint16_t v) { v = GUINT16_TO_BE(v); memcpy(p, &v, 2); }
 
+/* How many of the n bytes at p are zero before the first that is not (a memcmp per
+ * 4 KiB: tables of hostile images are long and nearly empty). */
+size_t qs_zero_prefix(const void *p, size_t n);
+
 static inline uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 static inline uint64_t align_down(uint64_t v, uint64_t a) { return v & ~(a - 1); }
 static inline uint64_t div_up(uint64_t v, uint64_t d) { return v / d + (v % d != 0); }

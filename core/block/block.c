@@ -172,6 +172,20 @@ QsBlock *qs_block_open_file(const char *filename, int flags, GError **errp)
     return bs;
 }
 
+size_t qs_zero_prefix(const void *p, size_t n)
+{
+    static const uint8_t zero[4096];
+    const uint8_t *b = p;
+    for (size_t z = 0; z < n; z += sizeof(zero)) {
+        size_t c = MIN(n - z, sizeof(zero));
+        if (memcmp(b + z, zero, c)) {
+            while (!b[z]) z++;
+            return z;
+        }
+    }
+    return n;
+}
+
 const QsBlockDriver *qs_block_probe(const char *filename, GError **errp)
 {
     QsBlock *file = qs_block_open_file(filename, 0, errp);

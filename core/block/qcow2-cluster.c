@@ -178,6 +178,16 @@ static int map_range(Qcow2 *s, uint64_t off, uint64_t len, ClusterType *type,
     while (done < max) {
         uint64_t g = off + done;
         uint64_t i2 = l2_index(s, g);
+        if (ty == C_UNALLOC && !has_host && !(g & (cs - 1))) {
+            /* empty entries continue an unallocated run: skipped at memory speed (a
+             * hostile disk is mostly tables of them) */
+            uint64_t z = qs_zero_prefix(t + i2 * s->l2e_size,
+                                        (s->l2_entries - i2) * s->l2e_size) / s->l2e_size;
+            if (z) {
+                done += MIN(max - done, z * cs);
+                continue;
+            }
+        }
         uint64_t e2 = l2_get(s, t, i2), bm2 = l2_get_bitmap(s, t, i2);
         unsigned sc2 = s->ext_l2 ? (unsigned)((g & (cs - 1)) / unit) : 0;
         ClusterType t2;

@@ -531,6 +531,14 @@ static int64_t read_table_in_file(Qcow2 *s, uint64_t off, size_t len, size_t ent
     return got < 0 ? got : (int64_t)n;
 }
 
+/* How many entries from i (of n) of L2 table t are empty, at least 1 (entry i, whose
+ * offset field is zero, though an extended entry's bitmap may not be). */
+static uint64_t zero_entries(Qcow2 *s, const uint8_t *t, uint64_t i, uint64_t n)
+{
+    uint64_t z = qs_zero_prefix(t + i * s->l2e_size, (n - i) * s->l2e_size) / s->l2e_size;
+    return MAX(z, 1);
+}
+
 static int check_l2(Check *ck, uint64_t l2_off, bool active)
 {
     Qcow2 *s = ck->s;
@@ -550,7 +558,10 @@ static int check_l2(Check *ck, uint64_t l2_off, bool active)
     uint64_t entries = (uint64_t)got / s->l2e_size;
     for (uint64_t i = 0; i < entries; i++) {
         uint64_t e = l2_get(s, t, i);
-        if (!e) continue;   /* unallocated: nothing to count (most of a small image) */
+        if (!e) {   /* unallocated: nothing to count (most of a small image) */
+            i += zero_entries(s, t, i, entries) - 1;
+            continue;
+        }
         ClusterType ty = qcow2_entry_type(s, e);
         if (ty == C_COMPRESSED) {
             if (e & QCOW_OFLAG_COPIED) {
@@ -673,6 +684,10 @@ static void check_copied(Check *ck, int fix)
         bool l2_owned = rc == 1;
         for (uint64_t j = 0; j < s->l2_entries; j++) {
             uint64_t x = l2_get(s, t, j);
+            if (!x) {
+                j += zero_entries(s, t, j, s->l2_entries) - 1;
+                continue;
+            }
             ClusterType ty = qcow2_entry_type(s, x);
             if (ty != C_NORMAL && ty != C_ZERO_ALLOC) continue;
             uint64_t d = x & L2E_OFFSET_MASK;
@@ -699,6 +714,15 @@ static void check_copied(Check *ck, int fix)
     }
 }
 
+/* How many clusters from c (below end) no reference was counted for, at least 1 (c's). */
+static uint64_t unreferenced(const Check *ck, uint64_t c, uint64_t end)
+{
+    if (c >= ck->nb) return end - c;
+    uint64_t upto = MIN(end, ck->nb);
+    uint64_t z = qs_zero_prefix(ck->refs + c, (upto - c) * sizeof(*ck->refs)) / sizeof(*ck->refs);
+    return MAX(z, 1);
+}
+
 /* Compares the refcounts stored with the references counted (ck->refs), reports each
  * difference and, as fix allows, repairs it; returns the end of the highest cluster in
  * use or referenced, in clusters. */
@@ -723,9 +747,10 @@ static uint64_t compare_refcounts(Check *ck, int fix)
     for (uint64_t c = 0; c < limit; c++) {
         uint64_t ref = c < ck->nb ? ck->refs[c] : 0;
         if (ref) highest = c + 1;
-        uint64_t idx = c / E;
+        uint64_t idx = c / E, blk_end = MIN(limit, (idx + 1) * E);
         if (ref == 0 && (idx >= s->reftable_entries || !(s->reftable[idx] & REFT_OFFSET_MASK))) {
-            if (c >= ck->nb) c = MIN(limit, (idx + 1) * E) - 1;   /* nothing in this block */
+            /* nothing in this block: skip it, or up to the next reference in it */
+            c = c >= ck->nb ? blk_end - 1 : c + unreferenced(ck, c, blk_end) - 1;
             continue;
         }
         if (idx != blk_idx) {
@@ -743,6 +768,17 @@ static uint64_t compare_refcounts(Check *ck, int fix)
         if (c >= ck->nb && (!blk || (c & (E - 1)) >= blk_used)) {
             c = MIN(limit, (idx + 1) * E) - 1;      /* unreferenced, and no refcount left */
             continue;
+        }
+        if (ref == 0 && blk && s->refcount_order >= 3) {
+            /* unreferenced and refcount 0 (a sparse image's usual run): to the end of
+             * the run of both, at memory speed */
+            size_t bpe = (1u << s->refcount_order) / 8, j = c & (E - 1);
+            uint64_t z = MIN(unreferenced(ck, c, blk_end),
+                             qs_zero_prefix(blk + j * bpe, (E - j) * bpe) / bpe);
+            if (z) {
+                c += z - 1;
+                continue;
+            }
         }
         uint64_t rc = blk ? rb_get(s, blk, c & (E - 1)) : 0;
         if (rc) highest = MAX(highest, c + 1);

@@ -84,20 +84,6 @@ static bool header_is_zero(const uint8_t *h)
              be64_at(h + 32));
 }
 
-/* How many of the n bytes at p are zero before the first that is not. */
-static size_t zero_prefix(const uint8_t *p, size_t n)
-{
-    static const uint8_t zero[4096];
-    for (size_t z = 0; z < n; z += sizeof(zero)) {
-        size_t c = MIN(n - z, sizeof(zero));
-        if (memcmp(p + z, zero, c)) {
-            while (!p[z]) z++;
-            return z;
-        }
-    }
-    return n;
-}
-
 /* The table so far (*total) grows by entry i's size. */
 static int add_size(uint64_t *total, uint64_t esize, uint32_t i, GError **errp)
 {
@@ -220,7 +206,7 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
         if (header_is_zero(h)) {
             /* with the empty entries after it in the window, at once (held only if a
              * non-empty one follows) */
-            uint64_t k = MAX(zero_prefix(h, rd->start + rd->len - off) / 40, 1);
+            uint64_t k = MAX(qs_zero_prefix(h, rd->start + rd->len - off) / 40, 1);
             k = MIN(k, s->nb_snapshots - i);
             uint64_t fit = (QCOW2_MAX_SNAPSHOTS_BYTES - total) / 40;
             if (k > fit) {           /* the table grows too big at entry i + fit */
