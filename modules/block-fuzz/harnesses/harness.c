@@ -342,7 +342,7 @@ static void phase_probe(const uint8_t *data, size_t size, const char *fmt)
         size_t len = MIN(size, (size_t)BF_PROBE_BYTES);
         static ExactBuf buf = { NULL, BF_PROBE_BYTES };
         uint8_t *copy = exact_buf(&buf, len);
-        memcpy(copy, data, len);
+        if (len) memcpy(copy, data, len);   /* (an empty input may come as NULL) */
         int s = d->probe(copy, len, img_path);
         if (s < 0 || s > 100) BF_BUG("probe of '%s' scored %d (0..100)", d->name, s);
     }
