@@ -818,6 +818,16 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
     res->has_stats = true;
     res->total_clusters = div_up(bs->size, s->cluster_size);
 
+    /* As QEMU, first: a version 3 table entry needs 16 bytes of extra data (VM state
+     * size, disk size); -r all rewrites the table, whose entries then have 24. */
+    uint64_t incomplete = 0;
+    for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
+        if (qcow2_snapshot(s, i)->extra_size >= 16) continue;
+        CK_PRINT(&ck, "%s snapshot table entry %u is incomplete\n",
+                 fix & QS_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i);
+        incomplete++;
+    }
+
     inc_refs(&ck, 0, s->cluster_size);
     check_l1(&ck, s->l1_offset, s->l1_size, true);
     /* (the empty entries past snaps_len have no L1 table to check) */
@@ -862,6 +872,18 @@ bool qcow2_check(QsBlock *bs, QsBlockCheckResult *res, int fix, GError **errp)
         highest = compare_refcounts(&ck, fix);
     }
     check_copied(&ck, fix);
+    if (incomplete && (fix & QS_CHECK_FIX_ERRORS)) {
+        int r = qcow2_write_snapshots(s);
+        if (r < 0) {
+            CK_PRINT(&ck, "ERROR failed to update snapshot table: %s\n", g_strerror(-r));
+            res->check_errors++;
+            res->corruptions += incomplete;
+        } else {
+            res->corruptions_fixed += incomplete;
+        }
+    } else {
+        res->corruptions += incomplete;
+    }
     if (ck.messages > CHECK_MAX_MESSAGES)
         qs_block_message("%" G_GUINT64_FORMAT " more messages like the above were not printed\n",
                 ck.messages - CHECK_MAX_MESSAGES);

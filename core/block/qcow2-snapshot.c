@@ -109,6 +109,7 @@ static int read_entry(Qcow2 *s, TableReader *rd, uint32_t i, const uint8_t *h, u
     sn->vm_clock_nsec = be64_at(h + 24);
     sn->vm_state_size = be32_at(h + 32);
     uint32_t extra = be32_at(h + 36);
+    sn->extra_size = extra;
     if (extra > QCOW2_MAX_SNAPSHOT_EXTRA) {
         g_set_error(errp, QS_BLOCK_ERROR, EFBIG, "Too much extra metadata in snapshot "
                     "table entry %u: extra_data_size=%u (at most %u)", i, extra,
@@ -253,8 +254,9 @@ static void hold_all(Qcow2 *s)
     for (; s->snaps_len < s->nb_snapshots; s->snaps_len++) s->snaps[s->snaps_len] = s->empty_snap;
 }
 
-/* Write the table to new clusters, switch the header to it, free the old one. */
-static int write_snapshots(Qcow2 *s)
+/* Write the table to new clusters, switch the header to it, free the old one.  Every
+ * entry is written with its known extra data (24 bytes) and the unknown after it. */
+int qcow2_write_snapshots(Qcow2 *s)
 {
     GByteArray *b = g_byte_array_new();
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
@@ -297,6 +299,9 @@ static int write_snapshots(Qcow2 *s)
     if (r < 0) goto out;
     s->snapshots_offset = (uint64_t)off;
     s->snapshots_size = b->len;
+    for (uint32_t i = 0; i < s->snaps_len; i++)
+        s->snaps[i].extra_size = 24 + s->snaps[i].extra_unknown_len;
+    s->empty_snap.extra_size = 24;
     if (old_size) r = qcow2_update_refcount(s, old_off, old_size, -1);
 out:
     g_byte_array_unref(b);
@@ -583,9 +588,10 @@ bool qcow2_snapshot_create(QsBlock *bs, const char *name, GError **errp)
     sn->date_nsec = (uint32_t)(now % G_USEC_PER_SEC) * 1000;
     sn->disk_size = bs->size;
     sn->has_icount = false;
+    sn->extra_size = 24;
     s->nb_snapshots++;
     s->snaps_len++;
-    r = write_snapshots(s);
+    r = qcow2_write_snapshots(s);
     if (r < 0) {
         s->nb_snapshots--;
         s->snaps_len--;
@@ -663,7 +669,7 @@ bool qcow2_snapshot_delete(QsBlock *bs, const char *key, GError **errp)
     s->nb_snapshots--;
     s->snaps_len--;
     step = "Failed to remove snapshot from snapshot list";
-    r = write_snapshots(s);
+    r = qcow2_write_snapshots(s);
     if (r < 0) {
         memmove(&s->snaps[idx + 1], &s->snaps[idx],
                 (s->nb_snapshots - (uint32_t)idx) * sizeof(Qcow2Snapshot));

@@ -81,6 +81,7 @@ typedef struct Qcow2Snapshot {
     uint64_t icount;
     uint8_t *extra_unknown;     /* extra data beyond what we know, kept as is */
     uint32_t extra_unknown_len;
+    uint32_t extra_size;        /* extra data bytes of its table entry (check wants 16) */
 } Qcow2Snapshot;
 
 typedef struct Qcow2Ext {
@@ -264,6 +265,7 @@ int qcow2_preallocate(Qcow2 *s, uint64_t from, uint64_t to, QsPrealloc p);
 
 /* qcow2-snapshot.c */
 int qcow2_read_snapshots(Qcow2 *s, GError **errp);
+int qcow2_write_snapshots(Qcow2 *s);
 void qcow2_free_snapshots(Qcow2 *s);
 static inline Qcow2Snapshot *qcow2_snapshot(Qcow2 *s, uint32_t i)
 {

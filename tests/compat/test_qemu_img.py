@@ -338,19 +338,28 @@ def empty_entries_image(path, empty_in_file, empty_past_end):
 
 def test_snapshot_table_with_empty_entries(tmp_path):
     """Tables with empty entries (no names, no L1 table): those a hostile header adds
-    past the end of the file are listed as QEMU lists them, and snapshots created or
-    deleted after ones in the file give QEMU's table."""
+    past the end of the file are listed and checked as QEMU does, and check -r all or
+    snapshots created or deleted after ones in the file give QEMU's table."""
     past = tmp_path / "past.qcow2"
     empty_entries_image(past, 0, 200)
-    # (not check: QEMU's also reports each entry without 16 bytes of extra data as
-    # "incomplete", which ours does not yet)
-    for cmd in (["info", "--output=json"], ["snapshot", "-l"]):
+    # (check also reports each entry without 16 bytes of extra data as incomplete)
+    for cmd in (["info", "--output=json"], ["snapshot", "-l"], ["check"]):
         ours, real = run(OURS, *cmd, past, check=False), run(REAL, *cmd, past, check=False)
-        assert (ours.returncode, ours.stdout) == (real.returncode, real.stdout), cmd
+        assert (ours.returncode, ours.stdout, ours.stderr) == \
+            (real.returncode, real.stdout, real.stderr), cmd
     img = tmp_path / "x.qcow2"
     empty_entries_image(img, 50, 0)
     strip_dates = lambda text: [l[:40] for l in text.splitlines()]
     assert strip_dates(run(OURS, "snapshot", "-l", img).stdout) == strip_dates(run(REAL, "snapshot", "-l", img).stdout)
+    # check -r all rewrites the table with whole entries, as QEMU's does
+    mine, theirs = tmp_path / "mine.qcow2", tmp_path / "theirs.qcow2"
+    shutil.copy(img, mine)
+    shutil.copy(img, theirs)
+    ours = run(OURS, "check", "-r", "all", mine, check=False)
+    real = run(REAL, "check", "-r", "all", theirs, check=False)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (real.returncode, real.stdout, real.stderr)
+    assert run(REAL, "check", mine).stdout == run(REAL, "check", theirs).stdout
+    assert run(REAL, "snapshot", "-l", mine).stdout == run(REAL, "snapshot", "-l", theirs).stdout
     for op in (["-c", "s3"], ["-d", "s1"], ["-d", "s2"]):
         mine, theirs = tmp_path / "mine.qcow2", tmp_path / "theirs.qcow2"
         shutil.copy(img, mine)
