@@ -90,17 +90,13 @@ void qcow2_overlap_free(Qcow2 *s)
 }
 
 /* Adds every table named by t[0..n) to the set.  A hostile header's tables run to
- * millions of entries, nearly all zero: runs of 64 are skipped with one memcmp (an entry
- * by entry walk under ASan was 8% of the raw fuzz target). */
+ * millions of entries, nearly all zero: runs of them are skipped at memory speed (an
+ * entry by entry walk under ASan was 8% of the raw fuzz target). */
 static void add_tables(GHashTable *set, const uint64_t *t, uint64_t n, uint64_t mask)
 {
-    static const uint64_t zeros[64];
-    for (uint64_t i = 0; i < n;) {
-        if (n - i >= 64 && !memcmp(t + i, zeros, sizeof(zeros))) {
-            i += 64;
-            continue;
-        }
-        set_add(set, t[i++] & mask);
+    for (uint64_t i = 0; i < n; i++) {
+        if (!t[i]) i += qs_zero_prefix(t + i, (n - i) * sizeof(*t)) / sizeof(*t) - 1;
+        else set_add(set, t[i] & mask);
     }
 }
 

@@ -766,7 +766,7 @@ static uint64_t compare_refcounts(Check *ck, int fix)
         if (blk_err < 0) continue;
         if (c >= ck->nb && blk && blk_used == UINT64_MAX) blk_used = block_used(s, blk);
         if (c >= ck->nb && (!blk || (c & (E - 1)) >= blk_used)) {
-            c = MIN(limit, (idx + 1) * E) - 1;      /* unreferenced, and no refcount left */
+            c = blk_end - 1;                        /* unreferenced, and no refcount left */
             continue;
         }
         if (ref == 0 && blk && s->refcount_order >= 3) {

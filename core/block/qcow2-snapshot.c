@@ -75,15 +75,6 @@ typedef struct NamesAt {
     uint32_t extra, id, name;
 } NamesAt;
 
-/* An all-zero header (a table past the end of the file reads as zeroes): no extra data,
- * no names — the one common entry of hostile tables, taken without further reads. */
-static bool header_is_zero(const uint8_t *h)
-{
-    /* five loads, not a 40-byte memcpy (a call under ASan) */
-    return !(be64_at(h) | be64_at(h + 8) | be64_at(h + 16) | be64_at(h + 24) |
-             be64_at(h + 32));
-}
-
 /* The table so far (*total) grows by entry i's size. */
 static int add_size(uint64_t *total, uint64_t esize, uint32_t i, GError **errp)
 {
@@ -204,10 +195,10 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
             return -EIO;
         }
         int r;
-        if (header_is_zero(h)) {
-            /* with the empty entries after it in the window, at once (held only if a
-             * non-empty one follows) */
-            uint64_t k = MAX(qs_zero_prefix(h, rd->start + rd->len - off) / 40, 1);
+        /* all-zero headers (a table past the end of the file reads as zeroes) are empty
+         * entries: those in the window at once, held only if a non-empty one follows */
+        uint64_t k = qs_zero_prefix(h, rd->start + rd->len - off) / 40;
+        if (k) {
             k = MIN(k, s->nb_snapshots - i);
             uint64_t fit = (QCOW2_MAX_SNAPSHOTS_BYTES - total) / 40;
             if (k > fit) {           /* the table grows too big at entry i + fit */
