@@ -32,9 +32,8 @@ static pid_t creator;     /* only the process that made the sandbox removes it (
 /* A buffer whose data ends where its allocation ends: a read past the end hits the
  * allocation's redzone, one before the start the poisoned head (ASan's 8-byte granules:
  * from the granule before), nearly as with a fresh g_malloc(n) each time — but without
- * one: ASan's quarantine never hands freed memory
- * straight back, so each fresh buffer was new pages to fault in (a tenth of the raw
- * target with the read buffers). */
+ * one: ASan's quarantine never hands freed memory straight back, so each fresh buffer
+ * was new pages to fault in (a tenth of the raw target with the read buffers). */
 typedef struct ExactBuf {
     uint8_t *mem;
     size_t cap;       /* a multiple of 8, so that the redzone starts right after */
@@ -333,16 +332,16 @@ static void read_disk(QsBlock *bs, const uint64_t *starts, unsigned n)
 
 static void phase_probe(const uint8_t *data, size_t size, const char *fmt)
 {
+    /* exactly what qs_block_probe hands the probes (the first BF_PROBE_BYTES), on the
+     * heap: probes must not read past len (they take it const: one copy serves all) */
+    size_t len = MIN(size, (size_t)BF_PROBE_BYTES);
+    static ExactBuf buf = { NULL, BF_PROBE_BYTES };
+    uint8_t *copy = exact_buf(&buf, len);
+    if (len) memcpy(copy, data, len);   /* (an empty input may come as NULL) */
     GPtrArray *all = qs_block_driver_list();
     for (guint i = 0; i < all->len; i++) {
         const QsBlockDriver *d = all->pdata[i];
         if (!d->probe) continue;
-        /* exactly what qs_block_probe hands them (the first BF_PROBE_BYTES), on the
-         * heap: probes must not read past len */
-        size_t len = MIN(size, (size_t)BF_PROBE_BYTES);
-        static ExactBuf buf = { NULL, BF_PROBE_BYTES };
-        uint8_t *copy = exact_buf(&buf, len);
-        if (len) memcpy(copy, data, len);   /* (an empty input may come as NULL) */
         int s = d->probe(copy, len, img_path);
         if (s < 0 || s > 100) BF_BUG("probe of '%s' scored %d (0..100)", d->name, s);
     }
