@@ -8,11 +8,11 @@
 # own rate depends on where its mutations wander, a replay's only on the code.
 old=$1 new=$2 fmt=$3 rounds=${4:-3}
 gen=${QS_IMGGEN:-build/modules/block-fuzz/qs-imggen}
-d=$(mktemp -d /tmp/qs-cmp-XXXXXX); mkdir $d/all $d/c
+d=$(mktemp -d /dev/shm/qs-cmp-XXXXXX); mkdir $d/all $d/c
 sb=$(mktemp -d /dev/shm/qs-cmp-XXXXXX)
 lim=65536; [ $fmt = vhdx ] && lim=131072
 $gen $fmt --valid --seed 3 --count 40 --out $d/all > /dev/null 2>&1
-find $d/all -type f -size -$((lim + 1))c | head -10 | xargs -r cp -t $d/c
+find $d/all -type f -size -$((lim + 1))c | sort | head -10 | xargs -r cp -t $d/c
 BF_SANDBOX_BASE=$sb $old/libfuzzer/fuzz-$fmt -runs=60000 -seed=5 -max_len=$lim -close_fd_mask=3 \
     $d/c > $d/log 2>&1
 n=$(ls $d/c | wc -l)
