@@ -61,7 +61,8 @@ typedef struct Qcow2Cache {
     unsigned n;             /* most tables held */
     size_t size;            /* bytes per table */
     unsigned cap;           /* slots allocated (<= n) */
-    uint64_t *offs;         /* per slot: offset of the table held */
+    uint64_t *offs;         /* per slot: offset of the table held (its allocation holds
+                             * every array below too) */
     uint8_t **bufs;         /* per slot: the table, NULL when the slot is free */
     uint32_t *prev, *next;  /* per slot: LRU list of held tables, or free list (next) */
     uint32_t mru, lru, free_slot;
