@@ -52,22 +52,51 @@ void qcow2_free_snapshots(Qcow2 *s)
 
 /* The table is read in order: through a 64 KiB window, not two preads per entry (a
  * hostile header may declare 65536 entries). */
+#define WINDOW (64u << 10)
+
+/* A window of the table, read as it is walked.  Only what the file holds of a window is
+ * read into buf; a window wholly past the end of the file is zero_window (a small
+ * image's table took a 64 KiB buffer, a read and a memset per open). */
 typedef struct TableReader {
     Qcow2 *s;
     uint64_t start, len;         /* the window's place in the file */
-    uint8_t buf[64 << 10];
+    const uint8_t *win;          /* its bytes */
+    uint8_t *buf;                /* what the file holds of it (room bytes) */
+    size_t room;
 } TableReader;
 
-/* The n bytes at off (n at most the window), in place; NULL on a read error. */
+static const uint8_t zero_window[WINDOW];
+
+static void table_reader_clear(TableReader *rd)
+{
+    g_free(rd->buf);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(TableReader, table_reader_clear)
+
+/* The n bytes at off (n at most WINDOW), in place; NULL on a read error or where the
+ * block layer cannot address a whole window (as reading one would fail). */
 static const uint8_t *table_at(TableReader *rd, uint64_t off, size_t n)
 {
     if (off < rd->start || off + n > rd->start + rd->len) {
         rd->len = 0;
-        if (qcow2_meta_read(rd->s, off, rd->buf, sizeof(rd->buf)) < 0) return NULL;
+        if (off > (uint64_t)QS_BLOCK_MAX_SIZE || WINDOW > (uint64_t)QS_BLOCK_MAX_SIZE - off)
+            return NULL;
+        size_t in = qcow2_in_file(rd->s, off, WINDOW), len = in ? MAX(in, n) : WINDOW;
+        if (!in) {
+            rd->win = zero_window;
+        } else {
+            if (len > rd->room) {
+                rd->buf = g_realloc(rd->buf, len);
+                rd->room = len;
+            }
+            if (qcow2_meta_read(rd->s, off, rd->buf, in) < 0) return NULL;
+            memset(rd->buf + in, 0, len - in);
+            rd->win = rd->buf;
+        }
         rd->start = off;
-        rd->len = sizeof(rd->buf);
+        rd->len = len;
     }
-    return rd->buf + (off - rd->start);
+    return rd->win + (off - rd->start);
 }
 
 /* Where an entry's strings are in the shared buffer, until it is whole. */
@@ -114,7 +143,7 @@ static int read_entry(Qcow2 *s, TableReader *rd, uint32_t i, const uint8_t *h, u
     size_t rest_len = (size_t)extra + id_len + name_len;
     uint8_t *big = NULL;
     const uint8_t *rest;
-    if (rest_len <= sizeof(rd->buf)) {
+    if (rest_len <= WINDOW) {
         rest = table_at(rd, *off + 40, rest_len);
     } else {
         big = g_malloc(rest_len);
@@ -185,9 +214,8 @@ int qcow2_read_snapshots(Qcow2 *s, GError **errp)
     const NamesAt empty_at = { 0, 0, 1 };
     g_autofree NamesAt *at = NULL;
     uint32_t room = 0;
-    g_autofree TableReader *rd = g_new(TableReader, 1);
-    rd->s = s;
-    rd->len = 0;
+    g_auto(TableReader) reader = { .s = s };
+    TableReader *rd = &reader;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const uint8_t *h = table_at(rd, off, 40);
         if (!h) {
