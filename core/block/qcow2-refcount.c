@@ -744,10 +744,13 @@ static uint64_t compare_refcounts(Check *ck, int fix)
     uint64_t blk_idx = UINT64_MAX, blk_used = UINT64_MAX;   /* UINT64_MAX: not yet known */
     uint8_t *blk = NULL;
     int blk_err = 0;
+    /* refcounts in blk, and references, known to be zero from the cluster at hand up
+     * to these */
+    uint64_t blk_zero_end = 0, refs_zero_end = 0;
     for (uint64_t c = 0; c < limit; c++) {
         uint64_t ref = c < ck->nb ? ck->refs[c] : 0;
         if (ref) highest = c + 1;
-        uint64_t idx = c / E, blk_end = MIN(limit, (idx + 1) * E);
+        uint64_t idx = c >> s->rb_bits, blk_end = MIN(limit, (idx + 1) * E);
         if (ref == 0 && (idx >= s->reftable_entries || !(s->reftable[idx] & REFT_OFFSET_MASK))) {
             /* nothing in this block: skip it, or up to the next reference in it */
             c = c >= ck->nb ? blk_end - 1 : c + unreferenced(ck, c, blk_end) - 1;
@@ -762,25 +765,41 @@ static uint64_t compare_refcounts(Check *ck, int fix)
             }
             blk_idx = idx;
             blk_used = UINT64_MAX;
+            blk_zero_end = 0;
         }
-        if (blk_err < 0) continue;
+        if (blk_err < 0) {
+            /* no refcounts to compare in this block (reported once): to its end, its
+             * last reference still counts for the highest cluster in use */
+            for (uint64_t k = MIN(blk_end, ck->nb); k > c; k--) {
+                if (ck->refs[k - 1]) {
+                    highest = k;
+                    break;
+                }
+            }
+            c = blk_end - 1;
+            continue;
+        }
         if (c >= ck->nb && blk && blk_used == UINT64_MAX) blk_used = block_used(s, blk);
         if (c >= ck->nb && (!blk || (c & (E - 1)) >= blk_used)) {
             c = blk_end - 1;                        /* unreferenced, and no refcount left */
             continue;
         }
-        if (ref == 0 && blk && s->refcount_order >= 3) {
+        uint64_t j = c & (E - 1), bits = 1u << s->refcount_order;
+        if (ref == 0 && blk && j * bits % 8 == 0) {
             /* unreferenced and refcount 0 (a sparse image's usual run): to the end of
-             * the run of both, at memory speed */
-            size_t bpe = (1u << s->refcount_order) / 8, j = c & (E - 1);
-            uint64_t z = MIN(unreferenced(ck, c, blk_end),
-                             qs_zero_prefix(blk + j * bpe, (E - j) * bpe) / bpe);
-            if (z) {
-                c += z - 1;
+             * the run of both, at memory speed (refcounts narrower than a byte: from
+             * a byte's first one, whole zero bytes).  Each run's end is found once:
+             * scanning both from every cluster was quadratic where one run is long and
+             * the other broken often. */
+            if (blk_zero_end <= c)
+                blk_zero_end = c + qs_zero_prefix(blk + j * bits / 8, (E - j) * bits / 8) * 8 / bits;
+            if (blk_zero_end > c) {
+                if (refs_zero_end <= c) refs_zero_end = c + unreferenced(ck, c, blk_end);
+                c = MIN(MIN(blk_zero_end, refs_zero_end), blk_end) - 1;
                 continue;
             }
         }
-        uint64_t rc = blk ? rb_get(s, blk, c & (E - 1)) : 0;
+        uint64_t rc = blk ? rb_get(s, blk, j) : 0;
         if (rc) highest = MAX(highest, c + 1);
         if (rc == ref) continue;
         bool leak = rc > ref;
