@@ -309,6 +309,51 @@ static int ensure_block(Qcow2 *s, uint64_t idx)
     return 0;
 }
 
+/* Refcounts of clusters lo_c..hi_c, entries of block b (index idx), moved by addend in
+ * memory; on one that would leave 0..refcount_max nothing is changed and -EIO (below
+ * zero: corruption) or -ERANGE is returned. */
+static int block_add(Qcow2 *s, uint8_t *b, uint64_t idx, uint64_t lo_c, uint64_t hi_c,
+                     int64_t addend)
+{
+    uint64_t E = 1ull << s->rb_bits;
+    /* |addend| as unsigned: -INT64_MIN does not fit in int64_t */
+    uint64_t mag = addend < 0 ? 0 - (uint64_t)addend : (uint64_t)addend;
+    for (uint64_t c = lo_c; c <= hi_c; c++) {
+        uint64_t v = rb_get(s, b, c - idx * E);
+        if ((addend < 0 && v < mag) || (addend > 0 && s->refcount_max - v < mag)) {
+            /* undo what this block got so far, then report */
+            for (uint64_t u = lo_c; u < c; u++)
+                rb_set(s, b, u - idx * E, rb_get(s, b, u - idx * E) - (uint64_t)addend);
+            /* below zero is corruption; above the width's maximum only a limit
+             * (refcount_bits=1 cannot count a snapshot's second reference) */
+            if (addend < 0)
+                qcow2_signal_corruption(s, "Refcount of cluster %#" G_GINT64_MODIFIER
+                                        "x would go from %" G_GUINT64_FORMAT " below 0",
+                                        c << s->cluster_bits, v);
+            return addend < 0 ? -EIO : -ERANGE;
+        }
+        uint64_t nv = v + (uint64_t)addend;
+        rb_set(s, b, c - idx * E, nv);
+        if (nv && c >= s->alloc_end) s->alloc_end = c + 1;
+        if (nv == 0) {
+            if (c < s->free_cluster_index) s->free_cluster_index = c;
+            if (s->free_byte_offset && (s->free_byte_offset >> s->cluster_bits) == c)
+                s->free_byte_offset = 0;
+            qcow2_cache_drop(&s->l2_cache, c << s->cluster_bits);
+        }
+    }
+    return 0;
+}
+
+/* Writes the entries of clusters lo_c..hi_c of block b (index idx, at boff). */
+static int block_write(Qcow2 *s, const uint8_t *b, uint64_t idx, uint64_t boff,
+                       uint64_t lo_c, uint64_t hi_c)
+{
+    uint64_t E = 1ull << s->rb_bits, lo, hi;
+    rb_bytes(s, lo_c - idx * E, hi_c - idx * E, &lo, &hi);
+    return qcow2_meta_write(s, boff + lo, b + lo, hi - lo);
+}
+
 int qcow2_update_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend)
 {
     if (!len || !addend) return 0;
@@ -329,35 +374,8 @@ int qcow2_update_refcount(Qcow2 *s, uint64_t off, uint64_t len, int64_t addend)
                                     "a refcount block", lo_c << s->cluster_bits);
             return -EIO;
         }
-        /* |addend| as unsigned: -INT64_MIN does not fit in int64_t */
-        uint64_t mag = addend < 0 ? 0 - (uint64_t)addend : (uint64_t)addend;
-        for (uint64_t c = lo_c; c <= hi_c; c++) {
-            uint64_t v = rb_get(s, b, c - idx * E);
-            if ((addend < 0 && v < mag) || (addend > 0 && s->refcount_max - v < mag)) {
-                /* undo what this block got so far, then report */
-                for (uint64_t u = lo_c; u < c; u++)
-                    rb_set(s, b, u - idx * E, rb_get(s, b, u - idx * E) - (uint64_t)addend);
-                /* below zero is corruption; above the width's maximum only a limit
-                 * (refcount_bits=1 cannot count a snapshot's second reference) */
-                if (addend < 0)
-                    qcow2_signal_corruption(s, "Refcount of cluster %#" G_GINT64_MODIFIER
-                                            "x would go from %" G_GUINT64_FORMAT " below 0",
-                                            c << s->cluster_bits, v);
-                return addend < 0 ? -EIO : -ERANGE;
-            }
-            uint64_t nv = v + (uint64_t)addend;
-            rb_set(s, b, c - idx * E, nv);
-            if (nv && c >= s->alloc_end) s->alloc_end = c + 1;
-            if (nv == 0) {
-                if (c < s->free_cluster_index) s->free_cluster_index = c;
-                if (s->free_byte_offset && (s->free_byte_offset >> s->cluster_bits) == c)
-                    s->free_byte_offset = 0;
-                qcow2_cache_drop(&s->l2_cache, c << s->cluster_bits);
-            }
-        }
-        uint64_t lo, hi;
-        rb_bytes(s, lo_c - idx * E, hi_c - idx * E, &lo, &hi);
-        r = qcow2_meta_write(s, boff + lo, b + lo, hi - lo);
+        r = block_add(s, b, idx, lo_c, hi_c, addend);
+        if (r == 0) r = block_write(s, b, idx, boff, lo_c, hi_c);
         if (r < 0) return r;
     }
     return 0;
@@ -723,6 +741,53 @@ static uint64_t unreferenced(const Check *ck, uint64_t c, uint64_t end)
     return MAX(z, 1);
 }
 
+/* Leaks repaired in one refcount block, written at once: lowered in memory as they are
+ * found (a write per leaked cluster was most of `check -r all` on an image of
+ * thousands), written when the walk leaves the block or repairs something else.
+ * Lowering a refcount changes no other cluster's, so the clusters after the first
+ * compare as they would after each write.  Where the one write is refused (the block
+ * overlaps other metadata), each entry is written alone, as before: those clear of the
+ * overlap are still repaired. */
+typedef struct LeakRepairs {
+    uint64_t idx;                /* the block */
+    GArray *clusters;            /* lowered in memory, not yet written */
+} LeakRepairs;
+
+/* Cluster c's refcount, in block b (index idx), lowered by diff in memory. */
+static void lower_leak(Check *ck, LeakRepairs *lr, uint8_t *b, uint64_t idx, uint64_t c,
+                       uint64_t diff)
+{
+    if (block_add(ck->s, b, idx, c, c, -(int64_t)diff) < 0) {
+        ck->res->leaks++;
+        return;
+    }
+    if (!lr->clusters) lr->clusters = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    lr->idx = idx;
+    g_array_append_val(lr->clusters, c);
+}
+
+static void write_leak_repairs(Check *ck, LeakRepairs *lr)
+{
+    Qcow2 *s = ck->s;
+    if (!lr->clusters || !lr->clusters->len) return;
+    const uint64_t *c = (const uint64_t *)(void *)lr->clusters->data;
+    guint n = lr->clusters->len;
+    uint8_t *b;
+    uint64_t boff = 0;
+    int r = load_block(s, lr->idx, &b, &boff);   /* held by the cache since lowered */
+    if (r == 0 && b && block_write(s, b, lr->idx, boff, c[0], c[n - 1]) == 0) {
+        ck->res->leaks_fixed += n;
+    } else {
+        for (guint i = 0; i < n; i++) {
+            if (r == 0 && b && block_write(s, b, lr->idx, boff, c[i], c[i]) == 0)
+                ck->res->leaks_fixed++;
+            else
+                ck->res->leaks++;
+        }
+    }
+    g_array_set_size(lr->clusters, 0);
+}
+
 /* Compares the refcounts stored with the references counted (ck->refs), reports each
  * difference and, as fix allows, repairs it; returns the end of the highest cluster in
  * use or referenced, in clusters. */
@@ -747,6 +812,7 @@ static uint64_t compare_refcounts(Check *ck, int fix)
     /* refcounts in blk, and references, known to be zero from the cluster at hand up
      * to these */
     uint64_t blk_zero_end = 0, refs_zero_end = 0;
+    LeakRepairs leaks = { 0, NULL };
     for (uint64_t c = 0; c < limit; c++) {
         uint64_t ref = c < ck->nb ? ck->refs[c] : 0;
         if (ref) highest = c + 1;
@@ -757,6 +823,7 @@ static uint64_t compare_refcounts(Check *ck, int fix)
             continue;
         }
         if (idx != blk_idx) {
+            if (idx != leaks.idx) write_leak_repairs(ck, &leaks);
             blk_err = load_block(s, idx, &blk, NULL);
             if (blk_err < 0) {
                 CK_PRINT(ck, "Can't get refcount for cluster %" G_GUINT64_FORMAT ": %s\n", c,
@@ -807,7 +874,14 @@ static uint64_t compare_refcounts(Check *ck, int fix)
         CK_PRINT(ck, "%s cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
                 " reference=%" G_GUINT64_FORMAT "\n",
                 repair ? "Repairing" : leak ? "Leaked" : "ERROR", c, rc, ref);
-        if (repair) blk_idx = UINT64_MAX;
+        if (repair && leak && rc - ref <= INT64_MAX) {
+            lower_leak(ck, &leaks, blk, idx, c, rc - ref);
+            continue;
+        }
+        if (repair) {
+            write_leak_repairs(ck, &leaks);
+            blk_idx = UINT64_MAX;
+        }
         if (repair && ref <= s->refcount_max && adjust(s, c, leak ? rc - ref : ref - rc, leak) == 0) {
             if (leak) ck->res->leaks_fixed++;
             else ck->res->corruptions_fixed++;
@@ -817,6 +891,8 @@ static uint64_t compare_refcounts(Check *ck, int fix)
             ck->res->corruptions++;
         }
     }
+    write_leak_repairs(ck, &leaks);
+    if (leaks.clusters) g_array_free(leaks.clusters, TRUE);
     return highest;
 }
 

@@ -3,6 +3,7 @@
  * hand: leaks in every refcount width (scattered and in runs, repaired a block at a
  * time), zero runs of sub-byte refcounts, and a refcount block that cannot be read. */
 #include <string.h>
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include "qs/block.h"
 
@@ -134,6 +135,37 @@ static void test_unreadable_block(void)
     g_unlink(fn);
 }
 
+/* A fuzzed image (block-fuzz corpus) whose refcount block overlaps other metadata:
+ * of its 20 leaks, the 11 whose entries lie clear of the overlap are repaired, the
+ * others' writes refused, whether the block's repairs are written at once or not. */
+static void test_leaks_beside_overlap(void)
+{
+    const char *corpus = g_getenv("QS_BLOCK_FUZZ_CORPUS");
+    if (!corpus) {
+        g_test_skip("QS_BLOCK_FUZZ_CORPUS not set");
+        return;
+    }
+    g_autofree char *src = g_build_filename(corpus, "qcow2",
+                                            "s5-bdae5975a468e685fb8f9fb8b710310e9a05d3e5.gz", NULL);
+    g_autofree char *gz = NULL;
+    gsize gz_len, rd = 0, len = 0;
+    g_assert_true(g_file_get_contents(src, &gz, &gz_len, NULL));
+    g_autofree uint8_t *data = g_malloc(65536);   /* it inflates to 4349 bytes */
+    GZlibDecompressor *z = g_zlib_decompressor_new(G_ZLIB_COMPRESSOR_FORMAT_GZIP);
+    g_assert_cmpint(g_converter_convert(G_CONVERTER(z), gz, gz_len, data, 65536,
+                                        G_CONVERTER_INPUT_AT_END, &rd, &len, NULL),
+                    ==, G_CONVERTER_FINISHED);
+    g_object_unref(z);
+    g_autofree char *fn = g_build_filename(dir, "overlap.qcow2", NULL);
+    g_assert_true(g_file_set_contents(fn, (const char *)data, (gssize)len, NULL));
+    QsBlockCheckResult r = check(fn, 0);
+    g_assert_cmpuint(r.leaks, ==, 20);
+    r = check(fn, QS_CHECK_FIX_LEAKS | QS_CHECK_FIX_ERRORS);
+    g_assert_cmpuint(r.leaks_fixed, ==, 11);
+    g_assert_cmpuint(r.leaks, ==, 9);
+    g_unlink(fn);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -142,6 +174,7 @@ int main(int argc, char **argv)
     dir = g_mkdtemp(tmpl);
     g_test_add_func("/qcow2/check/leaks", test_leaks);
     g_test_add_func("/qcow2/check/unreadable-block", test_unreadable_block);
+    g_test_add_func("/qcow2/check/leaks-beside-overlap", test_leaks_beside_overlap);
     int r = g_test_run();
     g_rmdir(dir);
     return r;
