@@ -7,11 +7,11 @@
 #   small-images-afl.sh BINDIR FORMAT SECONDS      (BINDIR holds afl/ and afl-cmplog/)
 bins=$1 fmt=$2 secs=${3:-60}
 gen=${QS_IMGGEN:-build/modules/block-fuzz/qs-imggen}
-d=$(mktemp -d /tmp/qs-small-afl-XXXXXX); mkdir $d/all $d/in
+d=$(mktemp -d /dev/shm/qs-small-afl-XXXXXX); mkdir $d/all $d/in
 sb=$(mktemp -d /dev/shm/qs-small-afl-XXXXXX)
 $gen $fmt --valid --seed 3 --count 40 --out $d/all > /dev/null 2>&1
 lim=65536; [ $fmt = vhdx ] && lim=131072
-find $d/all -type f -size -$((lim + 1))c | head -10 | xargs -r cp -t $d/in
+find $d/all -type f -size -$((lim + 1))c | sort | head -10 | xargs -r cp -t $d/in
 n=$(ls $d/in | wc -l); sz=$(du -b $d/in | cut -f1)
 dict=$(dirname "$0")/../dictionaries/$fmt.dict
 BF_SANDBOX_BASE=$sb AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_QUIET=1 \
