@@ -186,14 +186,13 @@ size_t qs_zero_prefix(const void *p, size_t n)
     return n;
 }
 
-const QsBlockDriver *qs_block_probe(const char *filename, GError **errp)
+/* The format of the image file is open on, by every driver's probe of its first
+ * 2048 bytes (raw when none claims it). */
+static const QsBlockDriver *probe_file(QsBlock *file, const char *filename, GError **errp)
 {
-    QsBlock *file = qs_block_open_file(filename, 0, errp);
-    if (!file) return NULL;
     uint8_t buf[2048] = { 0 };
     size_t n = MIN((uint64_t)sizeof(buf), file->size);
     int ret = n ? qs_block_pread(file, 0, n, buf) : 0;
-    qs_block_close(file);
     if (ret < 0) {
         g_set_error(errp, QS_BLOCK_ERROR, 0, "Could not read image for determining its "
                     "format: %s", g_strerror(-ret));
@@ -210,6 +209,15 @@ const QsBlockDriver *qs_block_probe(const char *filename, GError **errp)
     }
     if (!best) best = &qs_block_drv_raw;
     return best;
+}
+
+const QsBlockDriver *qs_block_probe(const char *filename, GError **errp)
+{
+    QsBlock *file = qs_block_open_file(filename, 0, errp);
+    if (!file) return NULL;
+    const QsBlockDriver *drv = probe_file(file, filename, errp);
+    qs_block_close(file);
+    return drv;
 }
 
 char *qs_block_backing_path(const QsBlock *bs, const char *backing)
@@ -242,6 +250,7 @@ QsBlock *qs_block_open(const char *filename, const char *fmt, int flags,
 {
     qs_block_init();
     const QsBlockDriver *drv;
+    QsBlock *probed = NULL;   /* the file the probe read, kept for the driver */
     if (fmt) {
         drv = qs_block_driver_find(fmt);
         if (!drv) {
@@ -252,21 +261,35 @@ QsBlock *qs_block_open(const char *filename, const char *fmt, int flags,
         const QsBlockDriver *proto = protocol_for(filename);
         if (proto != &qs_block_drv_file && !proto->is_filter) {
             drv = proto;
-        } else {
-            /* a host file, or a filter over one: probe the format through it */
+        } else if (flags & QS_BLOCK_NOCACHE) {
+            /* (O_DIRECT reads need aligned buffers: probe through a cached open) */
             drv = qs_block_probe(filename, errp);
             if (!drv) return NULL;
+        } else {
+            /* a host file, or a filter over one: probe the format through the file
+             * the format driver then gets (one open, as QEMU) */
+            probed = qs_block_open_file(filename, flags, errp);
+            if (!probed) return NULL;
+            drv = probe_file(probed, filename, errp);
+            if (!drv) {
+                qs_block_close(probed);
+                return NULL;
+            }
+            if (drv->is_protocol) g_clear_pointer(&probed, qs_block_close);
         }
     }
     QsOpts *opts = NULL;
     if (driver_opts && *driver_opts) {
         opts = parse_open_opts(drv, driver_opts, errp);
-        if (!opts) return NULL;
+        if (!opts) {
+            qs_block_close(probed);
+            return NULL;
+        }
     }
     QsBlock *bs = block_new(drv, filename, flags);
     bs->driver_opts = g_strdup(driver_opts);
     if (!drv->is_protocol) {
-        bs->file = qs_block_open_file(filename, flags, errp);
+        bs->file = probed ? probed : qs_block_open_file(filename, flags, errp);
         if (!bs->file) goto fail;
     }
     if (!drv->open(bs, opts, errp)) {

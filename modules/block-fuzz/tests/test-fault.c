@@ -78,6 +78,23 @@ static void test_errno_on_open(void)
     g_error_free(err);
 }
 
+/* Without a format the probe reads through the image the format driver gets, as its
+ * first read request: the third is then qcow2's second header read (with a probe of
+ * its own image, qcow2's L1 table read). */
+static void test_probe_is_first_read(void)
+{
+    make_qcow2("second.qcow2");
+    g_autofree char *f = fault("second.qcow2");
+    GError *err = NULL;
+    QsBlock *bs = qs_block_open(f, NULL, 0, NULL, &err);
+    g_assert_null(bs);
+    g_assert_nonnull(err);
+    g_test_message("%s", err->message);
+    g_assert_nonnull(strstr(err->message, "Could not read qcow2 header"));
+    g_assert_nonnull(strstr(err->message, g_strerror(EROFS)));
+    g_error_free(err);
+}
+
 static void test_short_read(void)
 {
     make_qcow2("short.qcow2");
@@ -260,6 +277,7 @@ static void load_module(void)
         g_string_append_printf(rules, "write torn nth=%u keep=512 crash=on image=crash%u.\n",
                                k, k);
     g_string_append(rules, "read error from=9 image=late.\n");
+    g_string_append(rules, "read error nth=3 errno=EROFS image=second\n");
     g_autofree char *file = path("rules");
     g_assert_true(g_file_set_contents(file, rules->str, -1, NULL));
     g_autofree char *spec = g_strdup_printf("block-fuzz,rules=%s", file);
@@ -280,6 +298,7 @@ int main(int argc, char **argv)
     load_module();
     g_test_add_func("/block-fuzz/fault/read-error", test_read_error);
     g_test_add_func("/block-fuzz/fault/errno-on-open", test_errno_on_open);
+    g_test_add_func("/block-fuzz/fault/probe-is-first-read", test_probe_is_first_read);
     g_test_add_func("/block-fuzz/fault/short-read", test_short_read);
     g_test_add_func("/block-fuzz/fault/flip-header", test_flip_header);
     g_test_add_func("/block-fuzz/fault/flip-data", test_flip_data);
