@@ -50,13 +50,12 @@ void qcow2_free_snapshots(Qcow2 *s)
     s->snap_names_len = 0;
 }
 
-/* The table is read in order: through a 64 KiB window, not two preads per entry (a
- * hostile header may declare 65536 entries). */
-#define WINDOW (64u << 10)
-
-/* A window of the table, read as it is walked.  Only what the file holds of a window is
+/* The table is read in order through a 64 KiB window, not two preads per entry (a
+ * hostile header may declare 65536 entries).  Only what the file holds of a window is
  * read into buf; a window wholly past the end of the file is zero_window (a small
  * image's table took a 64 KiB buffer, a read and a memset per open). */
+#define WINDOW (64u << 10)
+
 typedef struct TableReader {
     Qcow2 *s;
     uint64_t start, len;         /* the window's place in the file */
