@@ -3,7 +3,9 @@
 # Executions per CPU-second of a libFuzzer target fuzzing small valid images
 # (docs/fuzzing.md, "Speed").
 # small-images.sh BINDIR FORMAT RUNS: libFuzzer executions per CPU-second starting from
-# small valid images (qs-imggen --valid, files up to 64 KiB; vhdx: packed inputs up to 128 KiB)
+# small valid images (qs-imggen --valid, files up to 64 KiB; vhdx: packed inputs up to 128 KiB;
+# the first ten by name).  BENCH_SEED=N: libFuzzer's -seed (default 1).  Runs drift by
+# tens of percent on a shared machine: compare several seeds, old and new alternating.
 bins=$1 fmt=$2 runs=${3:-20000}
 gen=${QS_IMGGEN:-build/modules/block-fuzz/qs-imggen}
 d=$(mktemp -d /dev/shm/qs-small-XXXXXX); mkdir $d/all $d/c
