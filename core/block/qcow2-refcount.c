@@ -774,12 +774,13 @@ static void write_leak_repairs(Check *ck, LeakRepairs *lr)
     guint n = lr->clusters->len;
     uint8_t *b;
     uint64_t boff = 0;
-    int r = load_block(s, lr->idx, &b, &boff);   /* held by the cache since lowered */
-    if (r == 0 && b && block_write(s, b, lr->idx, boff, c[0], c[n - 1]) == 0) {
+    /* held by the cache since lowered */
+    bool held = load_block(s, lr->idx, &b, &boff) == 0 && b;
+    if (held && block_write(s, b, lr->idx, boff, c[0], c[n - 1]) == 0) {
         ck->res->leaks_fixed += n;
     } else {
         for (guint i = 0; i < n; i++) {
-            if (r == 0 && b && block_write(s, b, lr->idx, boff, c[i], c[i]) == 0)
+            if (held && block_write(s, b, lr->idx, boff, c[i], c[i]) == 0)
                 ck->res->leaks_fixed++;
             else
                 ck->res->leaks++;
@@ -794,7 +795,7 @@ static void write_leak_repairs(Check *ck, LeakRepairs *lr)
 static uint64_t compare_refcounts(Check *ck, int fix)
 {
     Qcow2 *s = ck->s;
-    uint64_t E = 1ull << s->rb_bits;
+    uint64_t E = 1ull << s->rb_bits, bits = 1u << s->refcount_order;
     uint64_t limit = ck->nb;
     for (uint64_t i = 0; i < s->reftable_entries; i++) {
         if ((s->reftable[i] & REFT_OFFSET_MASK) && !(s->reftable[i] & 511))
@@ -851,7 +852,7 @@ static uint64_t compare_refcounts(Check *ck, int fix)
             c = blk_end - 1;                        /* unreferenced, and no refcount left */
             continue;
         }
-        uint64_t j = c & (E - 1), bits = 1u << s->refcount_order;
+        uint64_t j = c & (E - 1);
         if (ref == 0 && blk && j * bits % 8 == 0) {
             /* unreferenced and refcount 0 (a sparse image's usual run): to the end of
              * the run of both, at memory speed (refcounts narrower than a byte: from
